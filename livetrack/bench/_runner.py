@@ -1,0 +1,103 @@
+"""Run benchmark sections, record the machine, write JSON and a markdown report."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from livetrack._runtime import allocator_tuned
+from livetrack.bench._simulation import bench_simulation
+
+Section = Callable[[bool], list[dict[str, Any]]]
+
+SECTIONS: dict[str, Section] = {
+    "simulation": bench_simulation,
+}
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU, cores, GPU (if any) and library versions, recorded with every run."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for pkg in (
+        "numpy",
+        "scipy",
+        "trackpy",
+        "tensorflow",
+        "keras",
+        "pyzmq",
+        "pymmcore-plus",
+        "livetrack",
+    ):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "gpu": None,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "allocator_tuned": allocator_tuned(),
+        "versions": versions,
+        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def run_bench(only: list[str] | None = None, quick: bool = False) -> dict[str, Any]:
+    """Run the named sections (default: all) and return the report as a dict."""
+    names = only or list(SECTIONS)
+    unknown = [n for n in names if n not in SECTIONS]
+    if unknown:
+        raise ValueError(f"unknown benchmark part(s) {unknown}; choose from {sorted(SECTIONS)}")
+    report: dict[str, Any] = {"machine": machine_info(), "quick": quick}
+    for name in names:
+        t0 = time.perf_counter()
+        report[name] = SECTIONS[name](quick)
+        report.setdefault("seconds", {})[name] = round(time.perf_counter() - t0, 2)
+    return report
+
+
+def _markdown_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "(no rows)\n"
+    cols = list(rows[0])
+
+    def fmt(v: Any) -> str:
+        return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+    head = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
+    return head + "".join("| " + " | ".join(fmt(r.get(c)) for c in cols) + " |\n" for r in rows)
+
+
+def write_report(report: dict[str, Any], json_path: Path | None, report_dir: Path | None) -> None:
+    """Write the JSON and, optionally, a markdown report folder."""
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(report, indent=2))
+    if report_dir is not None:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        m = report["machine"]
+        lines = [
+            "# livetrack bench\n",
+            f"Machine: {m['cpu']}, {m['cores']} cores, GPU: {m['gpu']}; Python {m['python']}; "
+            f"{'quick' if report['quick'] else 'full'} run at {m['time_utc']}.\n",
+        ]
+        for name in SECTIONS:
+            if name in report:
+                lines.append(f"\n## {name}\n\n" + _markdown_table(report[name]))
+        (report_dir / "report.md").write_text("".join(lines))

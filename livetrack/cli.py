@@ -1,0 +1,168 @@
+"""The ``livetrack`` command line: a thin layer that wires the parts together.
+
+No ``from __future__ import annotations`` here: typer reads the annotations.
+"""
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from livetrack import __version__
+from livetrack.config import ConfigError
+
+app = typer.Typer(
+    name="livetrack",
+    help="Real-time particle tracking beside the microscope.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True, soft_wrap=True)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    return typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"livetrack {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Real-time particle tracking beside the microscope."""
+
+
+@app.command()
+def simulate(
+    config: Annotated[str, typer.Argument(help="Preset TOML file, or a shipped preset's name.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Movie to write (.ome.tif).")],
+    frames: Annotated[int, typer.Option("--frames", "-n", min=1, help="Number of frames.")] = 100,
+    seed: Annotated[
+        int, typer.Option("--seed", "-s", help="Random seed (same seed, same movie).")
+    ] = 0,
+) -> None:
+    """Simulate a movie from a preset: an OME-TIFF plus its ground truth (.truth.csv)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from livetrack.config import load_simulation_config
+    from livetrack.simulation import write_movie
+
+    try:
+        cfg = load_simulation_config(config)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    if not output.name.lower().endswith((".tif", ".tiff")):
+        raise _fail(f"--output {output}: expected a .ome.tif / .tif file name")
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        "frames",
+        TimeRemainingColumn(),
+        console=console,
+        transient=not sys.stderr.isatty(),
+    ) as bar:
+        task = bar.add_task(f"simulating {cfg.preset.name}", total=frames)
+        try:
+            movie, truth = write_movie(
+                cfg, output, frames, seed, progress=lambda i: bar.update(task, completed=i)
+            )
+        except OSError as exc:
+            raise _fail(f"cannot write {output}: {exc}") from None
+    print(movie)
+    print(truth)
+
+
+@app.command()
+def presets() -> None:
+    """List the shipped configuration presets."""
+    from livetrack.config import load_simulation_config, presets_dir
+
+    table = Table("name", "modality", "description")
+    for path in sorted(presets_dir().glob("*.toml")):
+        try:
+            cfg = load_simulation_config(path)
+        except ConfigError as exc:
+            table.add_row(path.stem, "[red]invalid[/]", str(exc).splitlines()[0])
+            continue
+        table.add_row(path.stem, cfg.preset.modality, cfg.preset.description)
+    Console().print(table)
+
+
+@app.command("check-config")
+def check_config(
+    paths: Annotated[list[str], typer.Argument(help="TOML files (or preset names) to validate.")],
+) -> None:
+    """Validate configuration files; print every problem with its file, key and value."""
+    from livetrack.config import load_simulation_config
+
+    bad = 0
+    for p in paths:
+        try:
+            cfg = load_simulation_config(p)
+        except ConfigError as exc:
+            bad += 1
+            console.print(f"[red]✗[/] {exc}", highlight=False)
+            continue
+        console.print(
+            f"[green]✓[/] {p}: {cfg.preset.name} ({cfg.preset.modality}), "
+            f"{cfg.pixel_size_um * 1000:.1f} nm pixels",
+            highlight=False,
+        )
+    if bad:
+        raise typer.Exit(1)
+
+
+@app.command()
+def bench(
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Small sizes; finishes in minutes.")
+    ] = False,
+    only: Annotated[
+        list[str] | None, typer.Option("--only", help="Run only this part (repeatable).")
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the results as JSON.")
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Write a markdown report into this folder.")
+    ] = None,
+) -> None:
+    """Measure accuracy and speed side by side with the baselines, in one run."""
+    from livetrack.bench import run_bench, write_report
+
+    try:
+        result = run_bench(only, quick)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    write_report(result, json_out, report)
+    for name, rows in result.items():
+        if isinstance(rows, list):
+            table = Table(*[str(k) for k in rows[0]], title=name) if rows else Table(title=name)
+            for r in rows:
+                table.add_row(*[f"{v:.3g}" if isinstance(v, float) else str(v) for v in r.values()])
+            Console().print(table)
+
+
+def main() -> None:
+    """Entry point of the ``livetrack`` script."""
+    from livetrack._runtime import tune_allocator
+
+    tune_allocator()
+    app()
+
+
+if __name__ == "__main__":
+    main()

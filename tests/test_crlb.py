@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import optimize
+
+from livetrack.simulation import GaussianPSF, crlb_mortensen, crlb_pixelated
+
+
+@pytest.mark.parametrize("photons", [100.0, 1000.0, 20000.0])
+def test_mortensen_matches_exact_fisher_information(photons: float) -> None:
+    assert crlb_mortensen(photons, 10.0, 2.0)[0] == pytest.approx(
+        crlb_pixelated(photons, 10.0, 2.0), rel=0.01
+    )
+
+
+def test_limits() -> None:
+    # no background: σ_a/√N with σ_a² = σ² + a²/12
+    assert crlb_mortensen(1000.0, 0.0, 1.5)[0] == pytest.approx(np.sqrt((1.5**2 + 1 / 12) / 1000))
+    # EMCCD excess noise costs √2
+    assert crlb_mortensen(500.0, 10.0, 2.0, excess_noise_factor_sq=2.0)[0] == pytest.approx(
+        np.sqrt(2) * crlb_mortensen(500.0, 10.0, 2.0)[0]
+    )
+    # read noise only makes it worse
+    assert crlb_pixelated(500.0, 10.0, 2.0, read_noise=3.0) > crlb_pixelated(500.0, 10.0, 2.0)
+
+
+def test_the_bound_is_reached_by_mle_on_simulated_spots() -> None:
+    """Our simulator plus a maximum-likelihood fit attain the bound (validates both)."""
+    rng = np.random.default_rng(5)
+    psf = GaussianPSF(1.8)
+    n, b, hw = 800.0, 10.0, 7
+    errs = []
+    yy, xx = np.mgrid[0 : 2 * hw + 1, 0 : 2 * hw + 1]
+    for _ in range(200):
+        x0, y0 = hw + rng.uniform(-0.5, 0.5, 2)
+        mu = (
+            psf.render(
+                np.array([x0]), np.array([y0]), np.zeros(1), np.array([n]), (2 * hw + 1,) * 2
+            ).image
+            + b
+        )
+        img = rng.poisson(mu)
+
+        def nll(p: np.ndarray, img: np.ndarray = img) -> float:
+            m = (
+                psf.render(
+                    np.array([p[0]]), np.array([p[1]]), np.zeros(1), np.array([p[2]]), img.shape
+                ).image
+                + p[3]
+            )
+            return float(np.sum(m - img * np.log(np.maximum(m, 1e-9))))
+
+        c = (img - b).clip(0)
+        start = [(c * xx).sum() / c.sum(), (c * yy).sum() / c.sum(), c.sum(), b]
+        res = optimize.minimize(
+            nll,
+            start,
+            method="Nelder-Mead",
+            options={"xatol": 1e-4, "fatol": 1e-6, "maxiter": 4000},
+        )
+        errs.append(res.x[0] - x0)
+    rmse = float(np.sqrt(np.mean(np.square(errs))))
+    bound = crlb_pixelated(n, b, 1.8)
+    assert rmse == pytest.approx(bound, rel=0.2)
