@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from livetrack.bench._timing import time_call
-from livetrack.config import load_simulation_config
+from livetrack.config import Camera, load_simulation_config
 from livetrack.simulation import Scene, expose
 
 
@@ -30,14 +30,20 @@ def bench_simulation(quick: bool, seed: int = 0) -> list[dict[str, Any]]:
         rng = np.random.default_rng(seed)
         n_rep = repeat if cfg.preset.modality == "fluorescence" else max(3, repeat // 10)
         t_render = time_call(scene.expected, n_rep)
-        t_noise = time_call(lambda image=image: expose(image, cfg.camera, rng), n_rep)
+
+        def noise(
+            image: np.ndarray = image, cam: Camera = cfg.camera, rng: np.random.Generator = rng
+        ) -> None:
+            expose(image, cam, rng)
+
+        t_noise = time_call(noise, n_rep)
 
         def whole(scene: Scene = scene) -> None:
             scene.advance()
             scene.snap()
 
         t_frame = time_call(whole, n_rep)
-        n_rendered = int(len(truth))
+        n_rendered = len(truth)
         rows.append(
             {
                 "preset": name,

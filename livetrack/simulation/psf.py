@@ -67,7 +67,9 @@ def _scatter_patches(
     if not (ok_r.all() and ok_c.all()):
         inside = (ok_r[:, :, None] & ok_c[:, None, :]).ravel()
         flat, weights = flat[inside], weights[inside]
-    img: FloatArray = np.bincount(flat, weights=weights, minlength=h * w)
+    img: FloatArray = np.bincount(flat, weights=weights, minlength=h * w).astype(
+        np.float64, copy=False
+    )
     return img.reshape(shape)
 
 
