@@ -141,19 +141,14 @@ def bench(
     ] = None,
 ) -> None:
     """Measure accuracy and speed side by side with the baselines, in one run."""
-    from livetrack.bench import run_bench, write_report
+    from livetrack.bench import markdown_report, run_bench, write_report
 
     try:
         result = run_bench(only, quick)
     except ValueError as exc:
         raise _fail(str(exc)) from None
     write_report(result, json_out, report)
-    for name, rows in result.items():
-        if isinstance(rows, list):
-            table = Table(*[str(k) for k in rows[0]], title=name) if rows else Table(title=name)
-            for r in rows:
-                table.add_row(*[f"{v:.3g}" if isinstance(v, float) else str(v) for v in r.values()])
-            Console().print(table)
+    print(markdown_report(result))
 
 
 def main() -> None:

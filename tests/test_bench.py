@@ -32,6 +32,33 @@ def test_quick_bench_report_is_complete(tmp_path: Path) -> None:
     assert "| preset |" in (rep / "report.md").read_text()
 
 
+def test_quick_linking_section_is_complete_and_sane(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(app, ["bench", "--quick", "--only", "linking", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())["linking"]
+    keys = {
+        "scenario",
+        "jsc",
+        "alpha",
+        "trackpy_jsc",
+        "trackpy_alpha",
+        "ms_per_frame",
+        "trackpy_ms_per_frame",
+    }
+    assert len(rows) >= 4
+    for r in rows:
+        assert keys <= set(r)
+        for k in ("jsc", "alpha", "trackpy_jsc", "trackpy_alpha"):
+            assert 0.0 <= r[k] <= 1.0
+        assert r["ms_per_frame"] > 0
+        assert r["trackpy_ms_per_frame"] > 0
+    # without a detector in the way, linking 500 particles is nearly perfect for both
+    exact = next(r for r in rows if "no detector" in r["scenario"])
+    assert exact["jsc"] > 0.85
+    assert exact["trackpy_jsc"] > 0.85
+
+
 def test_unknown_part_is_refused() -> None:
     result = CliRunner().invoke(app, ["bench", "--only", "nonsense"])
     assert result.exit_code == 2

@@ -4,6 +4,12 @@ Each part contributes a section; sections are added as the parts land. Timings
 are only compared within one run (the machine is shared and noisy).
 """
 
-from livetrack.bench._runner import SECTIONS, machine_info, run_bench, write_report
+from livetrack.bench._runner import (
+    SECTIONS,
+    machine_info,
+    markdown_report,
+    run_bench,
+    write_report,
+)
 
-__all__ = ["SECTIONS", "machine_info", "run_bench", "write_report"]
+__all__ = ["SECTIONS", "machine_info", "markdown_report", "run_bench", "write_report"]

@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from livetrack._runtime import allocator_tuned
+from livetrack.bench._linking import bench_linking
 from livetrack.bench._simulation import bench_simulation
 
 Section = Callable[[bool], list[dict[str, Any]]]
 
 SECTIONS: dict[str, Section] = {
     "simulation": bench_simulation,
+    "linking": bench_linking,
 }
 
 
@@ -91,13 +93,18 @@ def write_report(report: dict[str, Any], json_path: Path | None, report_dir: Pat
         json_path.write_text(json.dumps(report, indent=2))
     if report_dir is not None:
         report_dir.mkdir(parents=True, exist_ok=True)
-        m = report["machine"]
-        lines = [
-            "# livetrack bench\n",
-            f"Machine: {m['cpu']}, {m['cores']} cores, GPU: {m['gpu']}; Python {m['python']}; "
-            f"{'quick' if report['quick'] else 'full'} run at {m['time_utc']}.\n",
-        ]
-        for name in SECTIONS:
-            if name in report:
-                lines.append(f"\n## {name}\n\n" + _markdown_table(report[name]))
-        (report_dir / "report.md").write_text("".join(lines))
+        (report_dir / "report.md").write_text(markdown_report(report))
+
+
+def markdown_report(report: dict[str, Any]) -> str:
+    """The report as markdown: machine line, then one table per section."""
+    m = report["machine"]
+    lines = [
+        "# livetrack bench\n",
+        f"Machine: {m['cpu']}, {m['cores']} cores, GPU: {m['gpu']}; Python {m['python']}; "
+        f"{'quick' if report['quick'] else 'full'} run at {m['time_utc']}.\n",
+    ]
+    for name in SECTIONS:
+        if name in report:
+            lines.append(f"\n## {name}\n\n" + _markdown_table(report[name]))
+    return "".join(lines)

@@ -1,4 +1,10 @@
 """Online linking of detections into trajectories, and tracking metrics.
 
-Built in issue #5; empty until then.
+Streaming (:class:`OnlineLinker`, one frame at a time) and offline
+(:func:`link_table`, a whole table) share one code path. Imports no TensorFlow.
 """
+
+from livetrack.linking._config import LinkingConfig
+from livetrack.linking._online import LinkerStats, LinkStep, OnlineLinker, link_table
+
+__all__ = ["LinkStep", "LinkerStats", "LinkingConfig", "OnlineLinker", "link_table"]

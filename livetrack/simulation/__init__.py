@@ -3,7 +3,14 @@
 Imports no other part of livetrack.
 """
 
-from livetrack.simulation.camera import adu_to_photons, expose, sample_poisson, snr
+from livetrack.simulation.camera import (
+    adu_to_photons,
+    expose,
+    gaussian_peak_fraction,
+    sample_poisson,
+    signal_for_snr,
+    snr,
+)
 from livetrack.simulation.crlb import crlb_mortensen, crlb_pixelated
 from livetrack.simulation.io import truth_path_for, write_movie
 from livetrack.simulation.lorenzmie import hologram, mie_coefficients, scattered_field
@@ -36,11 +43,13 @@ __all__ = [
     "crlb_pixelated",
     "debye_radial_profile",
     "expose",
+    "gaussian_peak_fraction",
     "hologram",
     "mie_coefficients",
     "psf_from_optics",
     "sample_poisson",
     "scattered_field",
+    "signal_for_snr",
     "simulate_movie",
     "snr",
     "truth_path_for",

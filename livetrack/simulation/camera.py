@@ -146,3 +146,19 @@ def saturation_photons(camera: Camera) -> float:
         if g
         else math.inf
     )
+
+
+def signal_for_snr(target_snr: float, background_photons: float, camera: Camera) -> float:
+    """Peak-pixel signal (photons) that gives ``target_snr`` by the definition of :func:`snr`."""
+    qe = camera.quantum_efficiency
+    f2 = excess_noise_factor(camera)
+    read = camera.read_noise_e / (camera.em_gain if camera.emccd else 1.0)
+    s2 = target_snr**2
+    c = f2 * background_photons * qe + read**2
+    s_e = 0.5 * (s2 * f2 + math.sqrt(s2 * s2 * f2 * f2 + 4.0 * s2 * c))
+    return s_e / qe
+
+
+def gaussian_peak_fraction(sigma_px: float) -> float:
+    """Fraction of a centred Gaussian spot's photons that fall in its central pixel."""
+    return float(special.erf(0.5 / (math.sqrt(2.0) * sigma_px)) ** 2)

@@ -1,0 +1,42 @@
+"""Linking parameters (the ``[linking]`` section of a preset)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class LinkingConfig(BaseModel):
+    """How detections are joined into tracks.
+
+    Attributes
+    ----------
+    search_range_px
+        Largest displacement between consecutive frames (pixels), after prediction.
+    memory
+        How many observed frames a track may go undetected before it ends.
+    predictor
+        ``none`` (Brownian), ``velocity`` (each track's own smoothed velocity) or
+        ``drift`` (the median displacement of all tracks: stage or flow drift).
+    grow_search_with_gap
+        Widen the search by √gap when frames were skipped or a track was missed
+        (diffusive spreading), instead of keeping it fixed as trackpy does.
+    max_subnet
+        Largest ambiguous group of tracks solved exactly; larger groups are
+        linked greedily (shortest links first) and counted as fallbacks.
+    max_candidates
+        Nearest detections considered per track (bounds work per frame).
+    velocity_smoothing
+        Weight of the newest displacement in the velocity estimate (0–1].
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    search_range_px: Annotated[float, Field(gt=0.0)] = 8.0
+    memory: Annotated[int, Field(ge=0, le=1000)] = 2
+    predictor: Literal["none", "velocity", "drift"] = "none"
+    grow_search_with_gap: bool = True
+    max_subnet: Annotated[int, Field(ge=1, le=10000)] = 60
+    max_candidates: Annotated[int, Field(ge=1, le=64)] = 6
+    velocity_smoothing: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5

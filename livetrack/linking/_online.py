@@ -1,0 +1,282 @@
+"""The streaming linker: one frame of detections in, track ids out, immediately."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike, NDArray
+from scipy.spatial import cKDTree
+
+from livetrack.linking._assign import assign
+from livetrack.linking._config import LinkingConfig
+
+IntArray = NDArray[np.int64]
+FloatArray = NDArray[np.float64]
+
+_EMPTY_I = np.zeros(0, np.int64)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkStep:
+    """The linker's answer for one frame.
+
+    Attributes
+    ----------
+    seq
+        The frame's sequence number.
+    particle
+        Track id of each detection, in the order the detections were given.
+    started
+        Ids of tracks that began in this frame.
+    ended
+        Ids of tracks that ended at this frame (missed for more than ``memory``
+        observed frames), with ``ended_last_seq`` the last frame each was seen in.
+    fallbacks
+        Ambiguous groups larger than ``max_subnet`` that were linked greedily.
+    """
+
+    seq: int
+    particle: IntArray
+    started: IntArray
+    ended: IntArray
+    ended_last_seq: IntArray
+    fallbacks: int = 0
+
+
+@dataclass
+class LinkerStats:
+    """Running totals (all counts since the last reset)."""
+
+    frames: int = 0
+    links: int = 0
+    tracks_started: int = 0
+    tracks_ended: int = 0
+    fallbacks: int = 0
+    largest_subnet: int = 0
+
+
+@dataclass
+class _Tracks:
+    """Active tracks as parallel arrays (bounded: ended tracks are dropped)."""
+
+    ids: IntArray = field(default_factory=lambda: _EMPTY_I.copy())
+    x: FloatArray = field(default_factory=lambda: np.zeros(0))
+    y: FloatArray = field(default_factory=lambda: np.zeros(0))
+    vx: FloatArray = field(default_factory=lambda: np.zeros(0))
+    vy: FloatArray = field(default_factory=lambda: np.zeros(0))
+    last_seq: IntArray = field(default_factory=lambda: _EMPTY_I.copy())
+    missed: IntArray = field(default_factory=lambda: _EMPTY_I.copy())
+    length: IntArray = field(default_factory=lambda: _EMPTY_I.copy())
+
+    def take(self, keep: NDArray[np.bool_] | IntArray) -> _Tracks:
+        return _Tracks(*(getattr(self, n)[keep] for n in _FIELDS))
+
+    def extend(self, other: _Tracks) -> _Tracks:
+        return _Tracks(*(np.concatenate([getattr(self, n), getattr(other, n)]) for n in _FIELDS))
+
+
+_FIELDS = ("ids", "x", "y", "vx", "vy", "last_seq", "missed", "length")
+
+
+class OnlineLinker:
+    """Links detections frame by frame; ids are stable and never reused.
+
+    Parameters
+    ----------
+    config
+        Linking parameters.
+    first_id
+        The first track id to hand out (to continue numbering after a restart).
+
+    Examples
+    --------
+    >>> linker = OnlineLinker(LinkingConfig(search_range_px=5))
+    >>> linker.link(0, [10.0, 50.0], [10.0, 50.0]).particle.tolist()
+    [0, 1]
+    >>> linker.link(1, [51.0, 11.0], [49.0, 10.5]).particle.tolist()
+    [1, 0]
+    """
+
+    def __init__(self, config: LinkingConfig | None = None, first_id: int = 0) -> None:
+        self.config = config or LinkingConfig()
+        self._next_id = first_id
+        self._tracks = _Tracks()
+        self._last_seq: int | None = None
+        self._drift = np.zeros(2)
+        self.stats = LinkerStats()
+
+    def reset(self) -> IntArray:
+        """Forget every active track (ids keep counting up). Returns the ids ended."""
+        ended = self._tracks.ids.copy()
+        self._tracks = _Tracks()
+        self._last_seq = None
+        self._drift = np.zeros(2)
+        self.stats = LinkerStats()
+        return ended
+
+    @property
+    def active(self) -> int:
+        """Number of tracks currently alive (including those in memory)."""
+        return len(self._tracks.ids)
+
+    def _predict(self, seq: int) -> tuple[FloatArray, FloatArray, FloatArray]:
+        t = self._tracks
+        cfg = self.config
+        dt = (seq - t.last_seq).astype(np.float64)
+        if cfg.predictor == "velocity":
+            # a track seen once has no velocity yet: use the population's drift
+            fresh = t.length == 1
+            vx = np.where(fresh, self._drift[0], t.vx)
+            vy = np.where(fresh, self._drift[1], t.vy)
+            px, py = t.x + vx * dt, t.y + vy * dt
+        elif cfg.predictor == "drift":
+            px, py = t.x + self._drift[0] * dt, t.y + self._drift[1] * dt
+        else:
+            px, py = t.x, t.y
+        radius = cfg.search_range_px * (
+            np.sqrt(dt) if cfg.grow_search_with_gap else np.ones_like(dt)
+        )
+        return px, py, radius
+
+    def link(
+        self,
+        seq: int,
+        x: ArrayLike,
+        y: ArrayLike,
+    ) -> LinkStep:
+        """Link one frame's detections (pixels) to the active tracks.
+
+        Parameters
+        ----------
+        seq
+            Frame sequence number; must increase. Gaps (skipped frames) are allowed.
+        x, y
+            Detection positions in pixels (trackpy convention).
+
+        Raises
+        ------
+        ValueError
+            If ``seq`` does not increase or x and y differ in length.
+        """
+        xa = np.ascontiguousarray(x, dtype=np.float64).ravel()
+        ya = np.ascontiguousarray(y, dtype=np.float64).ravel()
+        if xa.shape != ya.shape:
+            raise ValueError(f"x and y differ in length ({len(xa)} vs {len(ya)})")
+        if self._last_seq is not None and seq <= self._last_seq:
+            raise ValueError(f"frame seq {seq} does not follow the previous frame {self._last_seq}")
+        cfg = self.config
+        t = self._tracks
+        n_t, n_d = len(t.ids), len(xa)
+        particle = np.full(n_d, -1, np.int64)
+        fallbacks = 0
+        if n_t and n_d:
+            px, py, radius = self._predict(seq)
+            k = min(cfg.max_candidates, n_d)
+            tree = cKDTree(np.column_stack([xa, ya]))
+            dist, idx = tree.query(
+                np.column_stack([px, py]),
+                k=k,
+                distance_upper_bound=float(radius.max()) * (1 + 1e-9),
+            )
+            dist = dist.reshape(n_t, k)
+            idx = idx.reshape(n_t, k)
+            ok = dist <= radius[:, None]
+            ti = np.nonzero(ok)[0].astype(np.int64)
+            dj = idx[ok].astype(np.int64)
+            d2 = dist[ok] ** 2
+            result = assign(ti, dj, d2, radius**2, n_t, n_d, cfg.max_subnet)
+            fallbacks = result.fallbacks
+            self.stats.largest_subnet = max(self.stats.largest_subnet, result.largest_subnet)
+            mt, md = result.track, result.detection
+        else:
+            mt = md = _EMPTY_I
+        # update linked tracks
+        if len(mt):
+            particle[md] = t.ids[mt]
+            dt = (seq - t.last_seq[mt]).astype(np.float64)
+            dx = (xa[md] - t.x[mt]) / dt
+            dy = (ya[md] - t.y[mt]) / dt
+            a = cfg.velocity_smoothing
+            first = t.length[mt] == 1
+            t.vx[mt] = np.where(first, dx, a * dx + (1 - a) * t.vx[mt])
+            t.vy[mt] = np.where(first, dy, a * dy + (1 - a) * t.vy[mt])
+            if cfg.predictor != "none" and len(mt) >= 3:
+                step = np.array([np.median(dx), np.median(dy)])
+                self._drift = a * step + (1 - a) * self._drift
+            t.x[mt] = xa[md]
+            t.y[mt] = ya[md]
+            t.last_seq[mt] = seq
+            t.missed[mt] = 0
+            t.length[mt] += 1
+        # tracks that were not linked
+        linked = np.zeros(n_t, bool)
+        linked[mt] = True
+        t.missed[~linked] += 1
+        gone = t.missed > cfg.memory
+        ended, ended_last = t.ids[gone], t.last_seq[gone]
+        t = t.take(~gone) if gone.any() else t
+        # detections that were not linked start new tracks
+        new = np.flatnonzero(particle < 0)
+        started = np.arange(self._next_id, self._next_id + len(new), dtype=np.int64)
+        self._next_id += len(new)
+        particle[new] = started
+        if len(new):
+            z = np.zeros(len(new))
+            t = t.extend(
+                _Tracks(
+                    started,
+                    xa[new],
+                    ya[new],
+                    z,
+                    z.copy(),
+                    np.full(len(new), seq, np.int64),
+                    np.zeros(len(new), np.int64),
+                    np.ones(len(new), np.int64),
+                )
+            )
+        self._tracks = t
+        self._last_seq = seq
+        s = self.stats
+        s.frames += 1
+        s.links += len(mt)
+        s.tracks_started += len(new)
+        s.tracks_ended += len(ended)
+        s.fallbacks += fallbacks
+        return LinkStep(seq, particle, started, ended, ended_last, fallbacks)
+
+    def flush(self) -> tuple[IntArray, IntArray]:
+        """End every active track (end of stream). Returns (ids, last seq seen)."""
+        ids, last = self._tracks.ids.copy(), self._tracks.last_seq.copy()
+        self.stats.tracks_ended += len(ids)
+        self._tracks = _Tracks()
+        return ids, last
+
+
+def link_table(
+    table: pd.DataFrame,
+    config: LinkingConfig | None = None,
+    frame_column: str = "frame",
+    pos_columns: tuple[str, str] = ("x", "y"),
+) -> pd.DataFrame:
+    """Link a whole detection table offline, frame by frame, with :class:`OnlineLinker`.
+
+    The result is exactly what streaming the same frames gives. Returns a copy with
+    a ``particle`` column, ready for ``trackpy.msd`` / ``emsd`` / ``compute_drift``.
+    """
+    linker = OnlineLinker(config)
+    out = table.sort_values(frame_column, kind="stable").reset_index(drop=True)
+    particle = np.empty(len(out), np.int64)
+    frames = out[frame_column].to_numpy()
+    xs = out[pos_columns[0]].to_numpy(np.float64)
+    ys = out[pos_columns[1]].to_numpy(np.float64)
+    bounds = np.flatnonzero(np.diff(frames)) + 1
+    starts = np.concatenate([[0], bounds])
+    stops = np.concatenate([bounds, [len(out)]])
+    for a, b in zip(starts, stops, strict=True):
+        if b > a:
+            step = linker.link(int(frames[a]), xs[a:b], ys[a:b])
+            particle[a:b] = step.particle
+    out["particle"] = particle
+    return out

@@ -1,0 +1,208 @@
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from livetrack.linking import LinkingConfig, OnlineLinker, link_table
+from livetrack.linking.metrics import tracking_scores
+
+
+def brownian(
+    n: int,
+    frames: int,
+    step: float,
+    seed: int = 0,
+    size: float = 512.0,
+    v: tuple[float, float] = (0, 0),
+) -> pd.DataFrame:
+    """Ground-truth tracks; particles that leave re-enter elsewhere under a new id."""
+    rng = np.random.default_rng(seed)
+    pos = rng.uniform(0, size, (n, 2))
+    vel = np.asarray(v, float)
+    pid = np.arange(n)
+    nxt = n
+    rows = []
+    for f in range(frames):
+        pos += rng.normal(0, step, (n, 2)) + vel
+        bad = ((pos < 0) | (pos >= size)).any(axis=1)
+        pos[bad] = rng.uniform(0, size, (int(bad.sum()), 2))
+        pid = pid.copy()
+        pid[bad] = np.arange(nxt, nxt + bad.sum())
+        nxt += int(bad.sum())
+        rows.append(
+            pd.DataFrame(
+                {"frame": f, "x": pos[:, 0].copy(), "y": pos[:, 1].copy(), "particle": pid}
+            )
+        )
+    return pd.concat(rows, ignore_index=True)
+
+
+def same_partition(
+    a: pd.DataFrame, b: pd.DataFrame, col_a: str = "particle", col_b: str = "particle"
+) -> bool:
+    m = a[["frame", "x", "y", col_a]].merge(b[["frame", "x", "y", col_b]], on=["frame", "x", "y"])
+    assert len(m) == len(a) == len(b)
+    return bool(
+        m.groupby(col_a + "_x" if col_a == col_b else col_a)[
+            col_b + "_y" if col_a == col_b else col_b
+        ]
+        .nunique()
+        .max()
+        == 1
+        and m.groupby(col_b + "_y" if col_a == col_b else col_b)[
+            col_a + "_x" if col_a == col_b else col_a
+        ]
+        .nunique()
+        .max()
+        == 1
+    )
+
+
+@pytest.mark.parametrize(
+    ("n", "step", "search"), [(50, 1.5, 6.0), (300, 2.0, 8.0), (200, 3.0, 10.0)]
+)
+def test_agrees_with_trackpy_link(n: int, step: float, search: float) -> None:
+    tp = pytest.importorskip("trackpy")
+    tp.quiet()
+    dets = brownian(n, 30, step, seed=n).drop(columns="particle")
+    ours = link_table(
+        dets, LinkingConfig(search_range_px=search, memory=0, grow_search_with_gap=False)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = tp.link(dets, search, memory=0)
+    assert same_partition(ours, ref)
+
+
+def test_streaming_equals_offline() -> None:
+    dets = brownian(80, 40, 2.0, seed=3).drop(columns="particle")
+    cfg = LinkingConfig(search_range_px=7.0, memory=2, predictor="velocity")
+    offline = link_table(dets, cfg)
+    linker = OnlineLinker(cfg)
+    streamed = []
+    for f, g in dets.groupby("frame"):
+        step = linker.link(int(f), g["x"].to_numpy(), g["y"].to_numpy())
+        streamed.append(g.assign(particle=step.particle))
+    online = pd.concat(streamed).sort_values("frame", kind="stable").reset_index(drop=True)
+    assert np.array_equal(online["particle"].to_numpy(), offline["particle"].to_numpy())
+
+
+def test_ids_are_never_reused_and_events_balance() -> None:
+    truth = brownian(60, 50, 2.5, seed=5, size=200.0)
+    linker = OnlineLinker(LinkingConfig(search_range_px=8.0, memory=1))
+    seen: set[int] = set()
+    started: list[int] = []
+    ended: list[int] = []
+    prev: set[int] = set()
+    for f, g in truth.groupby("frame"):
+        step = linker.link(int(f), g["x"].to_numpy(), g["y"].to_numpy())
+        ids = set(step.particle.tolist())
+        assert len(ids) == len(g)  # one id per detection
+        assert not (set(step.started.tolist()) & seen)  # new ids are new
+        assert set(step.started.tolist()) == ids - prev - (seen - set(ended))
+        seen |= ids
+        started += step.started.tolist()
+        ended += step.ended.tolist()
+        prev = ids
+    flushed, _ = linker.flush()
+    assert sorted(started) == sorted(ended + flushed.tolist())
+    assert linker.active == 0
+
+
+def test_memory_bridges_missed_detections() -> None:
+    truth = brownian(40, 30, 1.0, seed=2)
+    rng = np.random.default_rng(0)
+    dets = truth[rng.random(len(truth)) > 0.1]  # 10 % missed
+    with_memory = link_table(
+        dets.drop(columns="particle"), LinkingConfig(search_range_px=5.0, memory=3)
+    )
+    without = link_table(
+        dets.drop(columns="particle"), LinkingConfig(search_range_px=5.0, memory=0)
+    )
+    s_mem = tracking_scores(truth, with_memory)
+    s_no = tracking_scores(truth, without)
+    assert s_mem.jsc_theta > s_no.jsc_theta + 0.2
+    assert s_mem.alpha > s_no.alpha
+
+
+def test_skipped_frames_are_handled_by_seq_gaps() -> None:
+    truth = brownian(100, 60, 1.5, seed=4)
+    keep = truth["frame"] % 10 != 3  # 10 % of frames skipped (real-time policy)
+    dets = truth[keep]
+    grown = link_table(dets.drop(columns="particle"), LinkingConfig(search_range_px=6.0, memory=0))
+    fixed = link_table(
+        dets.drop(columns="particle"),
+        LinkingConfig(search_range_px=6.0, memory=0, grow_search_with_gap=False),
+    )
+    s_grown = tracking_scores(truth[keep], grown)
+    assert s_grown.jsc > 0.97
+    assert s_grown.alpha >= tracking_scores(truth[keep], fixed).alpha
+
+
+@pytest.mark.parametrize(
+    ("predictor", "velocity"), [("velocity", (6.0, 0.0)), ("drift", (-5.0, 3.0))]
+)
+def test_prediction_follows_directed_motion(predictor: str, velocity: tuple[float, float]) -> None:
+    """Dense flow (400 particles in 300², 6 px steps, spacing ~15 px): without prediction
+    nearest neighbours are often the wrong particle."""
+    truth = brownian(400, 30, 1.0, seed=6, v=velocity, size=300.0)
+    dets = truth.drop(columns="particle")
+    with_pred = tracking_scores(
+        truth, link_table(dets, LinkingConfig(predictor=predictor, search_range_px=8.0, memory=0))
+    )
+    without = tracking_scores(
+        truth, link_table(dets, LinkingConfig(predictor="none", search_range_px=8.0, memory=0))
+    )
+    assert with_pred.jsc > 0.9
+    assert with_pred.jsc > without.jsc + 0.4
+
+
+def test_dense_cluster_falls_back_deterministically() -> None:
+    rng = np.random.default_rng(1)
+    n = 400
+    x0, y0 = rng.uniform(0, 40, n), rng.uniform(0, 40, n)  # very dense
+    cfg = LinkingConfig(search_range_px=6.0, memory=0, max_subnet=10)
+    results = []
+    for _ in range(2):
+        linker = OnlineLinker(cfg)
+        linker.link(0, x0, y0)
+        step = linker.link(1, x0 + rng.normal(0, 1, n) * 0 + 0.3, y0 - 0.2)
+        results.append(step.particle.copy())
+        assert step.fallbacks >= 1
+        assert linker.stats.fallbacks == step.fallbacks
+    assert np.array_equal(results[0], results[1])
+    assert len(set(results[0].tolist())) == n
+
+
+def test_ended_tracks_are_flushed_memory_stays_bounded() -> None:
+    linker = OnlineLinker(LinkingConfig(search_range_px=3.0, memory=1))
+    rng = np.random.default_rng(0)
+    for f in range(200):  # every frame a fresh, unrelated set of particles
+        linker.link(f, rng.uniform(0, 5000, 50), rng.uniform(0, 5000, 50))
+    assert linker.active <= 2 * 50 + 5
+    assert linker.stats.tracks_started == 200 * 50 - linker.stats.links
+
+
+def test_bad_input_is_refused_clearly() -> None:
+    linker = OnlineLinker()
+    linker.link(5, [1.0], [1.0])
+    with pytest.raises(ValueError, match="does not follow"):
+        linker.link(5, [1.0], [1.0])
+    with pytest.raises(ValueError, match="differ in length"):
+        linker.link(6, [1.0, 2.0], [1.0])
+    step = linker.link(7, [], [])
+    assert len(step.particle) == 0
+
+
+def test_table_is_ready_for_trackpy_msd() -> None:
+    tp = pytest.importorskip("trackpy")
+    truth = brownian(30, 40, 1.0, seed=9)
+    linked = link_table(truth.drop(columns="particle"), LinkingConfig(search_range_px=5.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        em = tp.emsd(linked, mpp=1.0, fps=1.0, max_lagtime=10)
+    # MSD of a 2-D random walk with σ = 1 per axis: 4·(σ²/2)... = 2 σ² t per axis pair
+    assert em.iloc[0] == pytest.approx(2.0, rel=0.15)
