@@ -63,3 +63,25 @@ def test_unknown_part_is_refused() -> None:
     result = CliRunner().invoke(app, ["bench", "--only", "nonsense"])
     assert result.exit_code == 2
     assert "unknown benchmark part" in result.output
+
+
+def test_quick_accuracy_sections_have_the_agreed_keys(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    args = ["bench", "--quick", "--only", "localization", "--only", "detection", "--json", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    for r in data["localization"]:
+        assert {"photons", "rmse_px", "crlb_px", "trackpy_rmse_px"} <= set(r)
+        assert 0.5 < r["rmse_px"] / r["crlb_px"] < 3.0  # sane, not a goal
+    for r in data["detection"]:
+        assert {
+            "scenario",
+            "snr",
+            "particles",
+            "f1",
+            "rmse_px",
+            "trackpy_f1",
+            "trackpy_rmse_px",
+        } <= set(r)
+        assert 0.0 <= r["f1"] <= 1.0

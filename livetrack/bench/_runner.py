@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from livetrack._runtime import allocator_tuned
+from livetrack.bench._accuracy import bench_detection, bench_localization
 from livetrack.bench._linking import bench_linking
 from livetrack.bench._simulation import bench_simulation
 
@@ -19,6 +20,8 @@ Section = Callable[[bool], list[dict[str, Any]]]
 
 SECTIONS: dict[str, Section] = {
     "simulation": bench_simulation,
+    "localization": bench_localization,
+    "detection": bench_detection,
     "linking": bench_linking,
 }
 

@@ -10,8 +10,9 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from livetrack.config import Distribution, SimulationConfig, load_simulation_config
-from livetrack.simulation import Scene, gaussian_peak_fraction, signal_for_snr
+from livetrack.simulation.camera import gaussian_peak_fraction, signal_for_snr
 from livetrack.simulation.psf import GaussianPSF
+from livetrack.simulation.scene import Scene
 
 
 @dataclass(frozen=True)
@@ -26,10 +27,14 @@ class Scenario:
     step_px: float = 2.0  # Brownian displacement per axis per frame
     drift_px: tuple[float, float] = (0.0, 0.0)  # directed motion per frame
     seed: int = 0
+    base: SimulationConfig | None = None
 
     def config(self) -> SimulationConfig:
-        """The beads preset set to this scenario's size, count, SNR and motion."""
-        base = load_simulation_config("fluorescent_beads")
+        """The base preset (default: fluorescent beads) set to this scenario.
+
+        Size, particle count, photons (for the SNR) and motion are replaced.
+        """
+        base = self.base or load_simulation_config("fluorescent_beads")
         px = base.pixel_size_um
         dt = base.frame_interval_s
         sigma = GaussianPSF.from_optics(base.optics).sigma_px

@@ -1,0 +1,159 @@
+"""The model artifact: a directory with the Keras model and ``card.json``.
+
+The card says what the model expects (pixel size, optics, camera, normalisation,
+input size rules), what it outputs, how it was trained and how well it did on
+held-out simulated data. Reading and checking a card needs no TensorFlow, so any
+process can refuse a model that does not fit its data before loading it.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+CARD_NAME = "card.json"
+MODEL_NAME = "model.keras"
+CARD_VERSION = 1
+
+
+class ArtifactError(ValueError):
+    """A model artifact is missing, unreadable, or does not fit the data it is given."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Expects(_Frozen):
+    """What the model expects of its input."""
+
+    modality: Literal["fluorescence", "brightfield", "holography"]
+    pixel_size_um: Annotated[float, Field(gt=0)]
+    pixel_size_tolerance: Annotated[float, Field(gt=0, lt=1)] = 0.15
+    wavelength_um: float
+    numerical_aperture: float
+    psf_sigma_px: Annotated[float, Field(gt=0)]
+    normalisation: str = "asinh((frame - median) / max(1.4826 MAD, std of lower 80%)), sub-sampled"
+    input_multiple: Annotated[int, Field(ge=1)] = 4
+    camera_offset_adu: float = 100.0
+    camera_gain_adu_per_e: Annotated[float, Field(gt=0)] = 1.0
+    camera_quantum_efficiency: Annotated[float, Field(gt=0, le=1)] = 1.0
+    camera_read_noise_e: Annotated[float, Field(ge=0)] = 0.0
+
+
+class Outputs(_Frozen):
+    """What the model produces and how to read it."""
+
+    kind: Literal["detector"] = "detector"
+    stride: Annotated[int, Field(ge=1)] = 4
+    channels: tuple[str, ...] = ("logit", "offset_x", "offset_y")
+    threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    refinement: Literal["none", "gaussian_mle"] = "gaussian_mle"
+    columns: tuple[str, ...] = ("x", "y", "score", "photons", "background", "sigma")
+
+
+class Training(_Frozen):
+    """How the model was trained (enough to reproduce it)."""
+
+    config_file: str
+    config: dict[str, Any]
+    seed: int
+    steps: int
+    epochs: int
+    seconds: float
+    versions: dict[str, str | None]
+    command: str
+
+
+class ModelCard(_Frozen):
+    """The whole card."""
+
+    card_version: int = CARD_VERSION
+    name: str
+    description: str = ""
+    expects: Expects
+    outputs: Outputs
+    training: Training
+    metrics: dict[str, Any] = {}
+    flops_per_512: float | None = None
+    parameters: int | None = None
+
+
+def card_path(artifact: str | Path) -> Path:
+    """The card file of an artifact directory."""
+    return Path(artifact) / CARD_NAME
+
+
+def read_card(artifact: str | Path) -> ModelCard:
+    """Read and validate ``card.json``; raise :class:`ArtifactError` with the reason."""
+    p = card_path(artifact)
+    if not Path(artifact).is_dir():
+        raise ArtifactError(f"{artifact}: not a model artifact directory")
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise ArtifactError(f"{artifact}: no {CARD_NAME} in the artifact") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{p}: unreadable card: {exc}") from None
+    if isinstance(data, dict) and data.get("card_version") != CARD_VERSION:
+        raise ArtifactError(
+            f"{p}: card_version {data.get('card_version')!r}; "
+            f"this livetrack reads version {CARD_VERSION}"
+        )
+    try:
+        return ModelCard.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(x) for x in first["loc"])
+        raise ArtifactError(f"{p}: invalid card: key '{key}': {first['msg']}") from None
+
+
+def write_card(artifact: str | Path, card: ModelCard) -> Path:
+    """Write the card beside the model."""
+    p = card_path(artifact)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(card.model_dump(mode="json"), indent=2))
+    return p
+
+
+def check_fits(
+    card: ModelCard,
+    *,
+    pixel_size_um: float | None = None,
+    modality: str | None = None,
+    override: bool = False,
+) -> list[str]:
+    """Check that the data fit the model; raise :class:`ArtifactError` unless ``override``.
+
+    Returns the list of mismatches (empty when everything fits); with ``override``
+    the mismatches are returned instead of raised, for the caller to log.
+    """
+    problems = []
+    e = card.expects
+    if pixel_size_um is not None:
+        rel = abs(pixel_size_um - e.pixel_size_um) / e.pixel_size_um
+        if rel > e.pixel_size_tolerance:
+            problems.append(
+                f"pixel size {pixel_size_um:.4g} µm differs from the model's "
+                f"{e.pixel_size_um:.4g} µm "
+                f"by {rel:.0%} (tolerance {e.pixel_size_tolerance:.0%})"
+            )
+    if modality is not None and modality != e.modality:
+        problems.append(f"modality {modality!r} but the model was trained on {e.modality!r}")
+    if problems and not override:
+        raise ArtifactError(
+            f"model {card.name!r} does not fit the data: "
+            + "; ".join(problems)
+            + ". Use a model trained for these data (livetrack train), "
+            "or pass --force-model to use it anyway."
+        )
+    return problems
+
+
+def default_model_dir() -> Path:
+    """The default model shipped inside the package."""
+    return Path(str(resources.files("livetrack") / "models" / "default"))

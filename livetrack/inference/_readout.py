@@ -1,0 +1,41 @@
+"""From the network's output grid to sub-pixel detections (numpy only)."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage
+
+# Sum over 3×3 cells of the ideal Gaussian heat target (σ = 0.6 cell): 2πσ².
+HEAT_MASS = 2.0 * np.pi * 0.6**2
+_MIN_PEAK = 0.15
+
+
+def read_peaks(
+    out: NDArray[np.floating], threshold: float, stride: int, shape: tuple[int, int]
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Local maxima (3×3) of the heat map whose score reaches ``threshold``.
+
+    ``out`` is (H/s, W/s, 3): heat logit, offset x, offset y (cell units). The score
+    is the heat summed over the 3×3 cells around the peak, divided by that of an
+    ideal peak: a particle on a cell corner spreads its heat over four cells
+    (each ≈ 0.5) but scores like one at a cell centre. Returns x, y in frame pixels
+    (trackpy convention) and the score (0–1), for peaks inside ``shape``.
+    """
+    logit = out[..., 0]
+    cand = logit > float(np.log(_MIN_PEAK / (1.0 - _MIN_PEAK)))
+    if not cand.any():
+        e = np.zeros(0)
+        return e, e, e
+    peak = cand & (logit >= ndimage.maximum_filter(logit, size=3, mode="constant", cval=-np.inf))
+    cy, cx = np.nonzero(peak)
+    heat = 1.0 / (1.0 + np.exp(-logit.astype(np.float64)))
+    mass = ndimage.uniform_filter(heat, size=3, mode="constant") * 9.0
+    score = np.minimum(mass[cy, cx] / HEAT_MASS, 1.0)
+    ok = score >= threshold
+    cy, cx, score = cy[ok], cx[ok], score[ok]
+    x = (cx + 0.5 + out[cy, cx, 1]) * stride - 0.5
+    y = (cy + 0.5 + out[cy, cx, 2]) * stride - 0.5
+    h, w = shape
+    keep = (x >= -0.5) & (x < w - 0.5) & (y >= -0.5) & (y < h - 0.5)
+    return x[keep].astype(np.float64), y[keep].astype(np.float64), score[keep]

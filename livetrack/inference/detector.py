@@ -1,0 +1,155 @@
+"""The trained detector behind one small interface: frame in, detections out.
+
+Loading imports Keras (TensorFlow backend unless ``KERAS_BACKEND`` says otherwise)
+only when a model is actually loaded. The model file is loaded with
+``safe_mode=True`` (no arbitrary code from the file), the card is checked first.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from livetrack.artifact import MODEL_NAME, ArtifactError, ModelCard, default_model_dir, read_card
+from livetrack.inference._normalise import robust_normalise
+from livetrack.inference._readout import read_peaks
+from livetrack.inference._refine import refine
+
+
+@dataclass(frozen=True, slots=True)
+class Detections:
+    """Per-particle columns for one frame (pixels, trackpy convention)."""
+
+    x: NDArray[np.float64]
+    y: NDArray[np.float64]
+    score: NDArray[np.float64]
+    photons: NDArray[np.float64]
+    background: NDArray[np.float64]
+    sigma: NDArray[np.float64]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def as_dict(self) -> dict[str, NDArray[np.float64]]:
+        """Columns by name."""
+        return {k: getattr(self, k) for k in ("x", "y", "score", "photons", "background", "sigma")}
+
+
+def _quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+class KerasDetector:
+    """A detector artifact ready to run.
+
+    Parameters
+    ----------
+    artifact
+        Artifact directory; ``None`` for the default model shipped with livetrack.
+    refine_positions
+        Fit each detection by Poisson MLE (the card's ``refinement``); turn off for
+        the network's own sub-pixel estimate.
+    """
+
+    def __init__(
+        self, artifact: str | Path | None = None, refine_positions: bool | None = None
+    ) -> None:
+        self.path = Path(artifact) if artifact is not None else default_model_dir()
+        self.card: ModelCard = read_card(self.path)
+        model_file = self.path / MODEL_NAME
+        if not model_file.is_file():
+            raise ArtifactError(f"{self.path}: no {MODEL_NAME} in the artifact")
+        _quiet_tensorflow()
+        import keras
+
+        try:
+            self.model = keras.saving.load_model(model_file, compile=False, safe_mode=True)
+        except Exception as exc:  # keras raises many types for a bad file
+            raise ArtifactError(
+                f"{model_file}: cannot load the model: {type(exc).__name__}: {exc}"
+            ) from None
+        self.refine_positions = (
+            self.card.outputs.refinement == "gaussian_mle"
+            if refine_positions is None
+            else refine_positions
+        )
+        self._call = self._compile()
+
+    def _compile(self) -> Any:
+        import keras
+
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            fn = tf.function(
+                lambda t: self.model(t, training=False),
+                input_signature=[tf.TensorSpec((None, None, None, 1), tf.float32)],
+                reduce_retracing=True,
+            )
+            return lambda a: fn(a).numpy()
+        return lambda a: np.asarray(self.model(a, training=False))
+
+    def _pad(self, image: NDArray[np.float32]) -> NDArray[np.float32]:
+        m = self.card.expects.input_multiple
+        h, w = image.shape
+        ph, pw = (-h) % m, (-w) % m
+        if ph or pw:
+            image = np.pad(image, ((0, ph), (0, pw)), mode="reflect")
+        return image
+
+    def photons(self, frame: NDArray[np.generic]) -> NDArray[np.float64]:
+        """Frame in ADU → detected photons, with the card's camera calibration."""
+        e = self.card.expects
+        out: NDArray[np.float64] = (np.asarray(frame, np.float64) - e.camera_offset_adu) / (
+            e.camera_gain_adu_per_e * e.camera_quantum_efficiency
+        )
+        return out
+
+    def network(self, frames: NDArray[np.generic]) -> NDArray[np.float32]:
+        """Raw network output for a stack (B, H, W) of frames."""
+        imgs = np.stack([self._pad(robust_normalise(f)) for f in frames])[..., None]
+        out: NDArray[np.float32] = self._call(imgs)
+        return out
+
+    def detect(self, frame: NDArray[np.generic], threshold: float | None = None) -> Detections:
+        """Detect, localise and (optionally) refine every particle in one frame."""
+        t0 = time.perf_counter()
+        f = np.asarray(frame)
+        if f.ndim != 2:
+            raise ValueError(f"expected a 2-D frame, got shape {f.shape}")
+        img = self._pad(robust_normalise(f))[None, :, :, None]
+        t1 = time.perf_counter()
+        out = self._call(img)[0]
+        t2 = time.perf_counter()
+        thr = self.card.outputs.threshold if threshold is None else threshold
+        x, y, score = read_peaks(out, thr, self.card.outputs.stride, f.shape)
+        sigma0 = self.card.expects.psf_sigma_px
+        if self.refine_positions and len(x):
+            e = self.card.expects
+            read = e.camera_read_noise_e / e.camera_quantum_efficiency
+            fit = refine(self.photons(f), x, y, sigma0, read_noise=read)
+            ok = fit.converged
+            x = np.where(ok, fit.x, x)
+            y = np.where(ok, fit.y, y)
+            photons, background, sigma = fit.photons, fit.background, fit.sigma
+        else:
+            photons = background = np.full(len(x), np.nan)
+            sigma = np.full(len(x), sigma0)
+        t3 = time.perf_counter()
+        return Detections(
+            x,
+            y,
+            score,
+            photons,
+            background,
+            sigma,
+            {"normalise": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3, "readout": (t3 - t2) * 1e3},
+        )
