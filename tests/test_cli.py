@@ -13,7 +13,14 @@ from typer.testing import CliRunner
 from livetrack.cli import app
 
 runner = CliRunner()
-COMMANDS = ["simulate", "presets", "check-config"]
+COMMANDS = sorted(
+    c.name or (c.callback.__name__.replace("_", "-") if c.callback else "")
+    for c in app.registered_commands
+)
+
+
+def test_the_command_list_is_complete() -> None:
+    assert {"simulate", "presets", "check-config", "train", "evaluate", "bench"} <= set(COMMANDS)
 
 
 def test_top_level_help_lists_commands() -> None:
