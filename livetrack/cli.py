@@ -237,6 +237,69 @@ def bench(
     print(markdown_report(result))
 
 
+@app.command()
+def serve(
+    model: Annotated[
+        Path | None, typer.Option("--model", help="Model artifact (default: the shipped model).")
+    ] = None,
+    classical: Annotated[
+        bool, typer.Option("--classical", help="Use trackpy's locate instead of a trained model.")
+    ] = False,
+    frames: Annotated[str, typer.Option(help="PULL address for frames.")] = "tcp://127.0.0.1:5555",
+    results: Annotated[str, typer.Option(help="PUB address for results.")] = "tcp://127.0.0.1:5556",
+    control: Annotated[str, typer.Option(help="REP address for control.")] = "tcp://127.0.0.1:5557",
+    policy: Annotated[
+        str, typer.Option(help="realtime (newest frame) or lossless (every frame).")
+    ] = "realtime",
+    queue: Annotated[int, typer.Option(help="Frames that may wait in the service (RCVHWM).")] = 64,
+    force_model: Annotated[
+        bool, typer.Option("--force-model", help="Use a model whose card does not fit.")
+    ] = False,
+    insecure: Annotated[
+        bool,
+        typer.Option("--insecure", help="Allow binding non-loopback addresses without encryption."),
+    ] = False,
+    seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+) -> None:
+    """Serve detection + linking over ZeroMQ until SIGINT/SIGTERM or a shutdown request."""
+    import logging
+
+    from livetrack.artifact import ArtifactError
+    from livetrack.inference.service import Service, ServiceConfig
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if policy not in ("realtime", "lossless"):
+        raise _fail(f"--policy {policy!r}: expected realtime or lossless")
+    try:
+        if classical:
+            from livetrack.inference.classical import TrackpyDetector
+
+            detector: object = TrackpyDetector()
+        else:
+            from livetrack.inference.detector import KerasDetector
+
+            detector = KerasDetector(model)
+        cfg = ServiceConfig(
+            frames=frames,
+            results=results,
+            control=control,
+            policy=policy,  # type: ignore[arg-type]
+            queue=queue,
+            force_model=force_model,
+            insecure=insecure,
+        )
+        service = Service(detector, cfg)  # type: ignore[arg-type]
+    except (ArtifactError, PermissionError) as exc:
+        raise _fail(str(exc)) from None
+    except Exception as exc:  # zmq bind errors: address in use, bad address
+        raise _fail(f"cannot start the service: {exc}") from None
+    for name, endpoint in service.endpoints.items():
+        console.print(f"{name:8s} {endpoint}", highlight=False)
+    console.print(f"policy   {policy}; Ctrl-C to stop", highlight=False)
+    stats = service.run(seconds)
+    console.print(f"stopped: {stats.snapshot()}", highlight=False)
+
+
 def main() -> None:
     """Entry point of the ``livetrack`` script."""
     from livetrack._runtime import tune_allocator

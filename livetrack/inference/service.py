@@ -1,0 +1,369 @@
+"""The inference service: frames in on PULL, results out on PUB, control on REP.
+
+One thread drives the loop: poll → receive (zero copy) → decode → detect → link →
+pack → publish. Two policies: **realtime** drains the queue and works on the
+newest frame (older ones are *skipped* and counted); **lossless** works on every
+frame in order. The PULL queue is bounded (``RCVHWM``; the sender drops and
+counts when it is full), messages above ``MAXMSGSIZE`` are refused by ZeroMQ,
+every other bad message is rejected with its reason and counted, and the loop
+keeps serving. A model is loaded in a background thread and swapped in between
+frames; a bad one leaves the old one serving.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import signal
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+from urllib.parse import urlparse
+
+import numpy as np
+import zmq
+from numpy.typing import NDArray
+
+from livetrack import protocol as wire
+from livetrack.artifact import ArtifactError, check_fits
+from livetrack.inference._stats import ServiceStats
+from livetrack.inference.detector import Detections
+from livetrack.linking import LinkingConfig, OnlineLinker
+
+log = logging.getLogger("livetrack.service")
+Policy = Literal["realtime", "lossless"]
+
+
+class Detector(Protocol):
+    """What the service needs from a detector."""
+
+    def detect(self, frame: NDArray[np.generic], threshold: float | None = None) -> Detections:
+        """Detections of one frame."""
+        ...
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Addresses, policy and limits of one service."""
+
+    frames: str = "tcp://127.0.0.1:5555"
+    results: str = "tcp://127.0.0.1:5556"
+    control: str = "tcp://127.0.0.1:5557"
+    policy: Policy = "realtime"
+    queue: int = 64  # frames waiting in the PULL socket (RCVHWM)
+    max_frame_bytes: int = wire.MAX_FRAME_BYTES
+    status_interval_s: float = 1.0
+    linking: LinkingConfig = field(default_factory=LinkingConfig)
+    force_model: bool = False
+    insecure: bool = False
+    linger_ms: int = 500
+
+
+def is_local(address: str) -> bool:
+    """Whether a ZeroMQ address stays on this machine (loopback, ipc, inproc)."""
+    url = urlparse(address)
+    if url.scheme in ("ipc", "inproc"):
+        return True
+    host = (url.hostname or "").strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Service:
+    """The service; ``run()`` serves until ``stop()`` (or SIGINT/SIGTERM in the main thread).
+
+    Parameters
+    ----------
+    detector
+        Any :class:`Detector` (the trained model, or a classical one).
+    config
+        Addresses, policy, limits.
+    model_loader
+        Builds a detector from a path for hot swaps (default: :class:`KerasDetector`).
+    """
+
+    def __init__(
+        self,
+        detector: Detector,
+        config: ServiceConfig | None = None,
+        context: zmq.Context[Any] | None = None,
+        model_loader: Any = None,
+    ) -> None:
+        self.config = config or ServiceConfig()
+        cfg = self.config
+        for addr in (cfg.frames, cfg.results, cfg.control):
+            if not is_local(addr) and not cfg.insecure:
+                raise PermissionError(
+                    f"{addr} is not a loopback address: binding it would expose the service to the "
+                    "network. Use CURVE keys, or pass --insecure if this network is trusted."
+                )
+        self.detector = detector
+        self.policy: Policy = cfg.policy
+        self.stats = ServiceStats()
+        self.linker = OnlineLinker(cfg.linking)
+        self._ctx = context or zmq.Context.instance()
+        self._stop = threading.Event()
+        self._loader = model_loader
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
+        self._pending: Future[Detector] | None = None
+        self._started = time.monotonic()
+        self.ready = threading.Event()
+        self.pull = self._ctx.socket(zmq.PULL)
+        self.pub = self._ctx.socket(zmq.PUB)
+        self.rep = self._ctx.socket(zmq.REP)
+        for s in (self.pull, self.pub, self.rep):
+            s.setsockopt(zmq.LINGER, cfg.linger_ms)
+        self.pull.setsockopt(zmq.RCVHWM, cfg.queue)
+        self.pull.setsockopt(zmq.MAXMSGSIZE, cfg.max_frame_bytes + wire.MAX_HEADER_BYTES)
+        self.rep.setsockopt(zmq.MAXMSGSIZE, wire.MAX_CONTROL_BYTES)
+        self.pub.setsockopt(zmq.SNDHWM, 1000)  # PUB drops for slow subscribers, never blocks
+        self.endpoints = {
+            "frames": self._bind(self.pull, cfg.frames),
+            "results": self._bind(self.pub, cfg.results),
+            "control": self._bind(self.rep, cfg.control),
+        }
+
+    @staticmethod
+    def _bind(sock: zmq.Socket[Any], address: str) -> str:
+        if address.endswith(":0") or address.endswith(":*"):
+            base = address.rsplit(":", 1)[0]
+            port = sock.bind_to_random_port(base)
+            return f"{base}:{port}"
+        sock.bind(address)
+        endpoint: str = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        return endpoint
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the loop to finish (thread-safe)."""
+        self._stop.set()
+
+    def run(self, duration_s: float | None = None) -> ServiceStats:
+        """Serve until stopped (or for ``duration_s``); then close the sockets."""
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: self.stop())
+        poller = zmq.Poller()
+        poller.register(self.pull, zmq.POLLIN)
+        poller.register(self.rep, zmq.POLLIN)
+        next_status = time.monotonic()
+        end = time.monotonic() + duration_s if duration_s is not None else None
+        self.ready.set()
+        try:
+            while not self._stop.is_set() and (end is None or time.monotonic() < end):
+                events = dict(poller.poll(50))
+                if self.pull in events:
+                    self._handle_frames()
+                if self.rep in events and self._pending is None:
+                    self._handle_control()
+                self._finish_model_swap()
+                if time.monotonic() >= next_status:
+                    self._publish_status()
+                    next_status = time.monotonic() + self.config.status_interval_s
+        finally:
+            self.close()
+        return self.stats
+
+    def close(self) -> None:
+        """Close the sockets (bounded linger)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for s in (self.pull, self.pub, self.rep):
+            if not s.closed:
+                s.close(linger=self.config.linger_ms)
+
+    def _receive(self) -> list[Any] | None:
+        try:
+            parts: list[Any] = self.pull.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return None
+        return parts
+
+    def _decode(self, parts: list[Any]) -> tuple[wire.FrameHeader, NDArray[Any]] | None:
+        self.stats.received += 1
+        try:
+            return wire.decode_frame(parts)
+        except wire.ProtocolError as exc:
+            self.stats.rejected[exc.reason] += 1
+            log.warning("rejected frame: %s", exc)
+            return None
+
+    def _handle_frames(self) -> None:
+        t_recv = time.perf_counter()
+        parts = self._receive()
+        if parts is None:
+            return
+        item = self._decode(parts)
+        if self.policy == "realtime":
+            # work on the newest frame only; everything older is skipped (and counted)
+            while (more := self._receive()) is not None:
+                newer = self._decode(more)
+                if newer is not None:
+                    if item is not None:
+                        self.stats.skipped += 1
+                    item = newer
+            if item is not None:
+                self._process(*item, t_recv)
+        else:
+            if item is not None:
+                self._process(*item, t_recv)
+            # lossless: keep working through the backlog in order, control in between
+            for _ in range(self.config.queue):
+                parts = self._receive()
+                if parts is None:
+                    break
+                item = self._decode(parts)
+                if item is not None:
+                    self._process(*item, time.perf_counter())
+
+    def _process(self, header: wire.FrameHeader, frame: NDArray[Any], t_recv: float) -> None:
+        st = self.stats
+        t0 = time.perf_counter()
+        try:
+            det = self.detector.detect(frame)
+        except Exception as exc:  # a detector failure must not stop the service
+            st.rejected["detector_error"] += 1
+            log.error("detector failed on frame %d: %s", header.seq, exc)
+            return
+        t1 = time.perf_counter()
+        try:
+            step = self.linker.link(header.seq, det.x, det.y)
+        except ValueError as exc:  # seq going backwards: a restarted sender
+            st.rejected["seq_order"] += 1
+            log.warning("frame %d: %s; resetting tracks", header.seq, exc)
+            self.linker.reset()
+            step = self.linker.link(header.seq, det.x, det.y)
+        t2 = time.perf_counter()
+        timings = {"receive": (t0 - t_recv) * 1e3, **det.timings_ms, "link": (t2 - t1) * 1e3}
+        det_cols = {k: v.astype(np.float32) for k, v in det.as_dict().items()}
+        self._send(wire.TOPIC_DETECTIONS, header, det_cols, timings=timings)
+        self._send(
+            wire.TOPIC_TRACKS,
+            header,
+            {
+                "particle": step.particle,
+                "x": det.x.astype(np.float32),
+                "y": det.y.astype(np.float32),
+            },
+        )
+        if len(step.started) or len(step.ended):
+            self._send(
+                wire.TOPIC_EVENTS,
+                header,
+                {},
+                started=step.started.tolist(),
+                ended=step.ended.tolist(),
+                ended_last_seq=step.ended_last_seq.tolist(),
+            )
+        t3 = time.perf_counter()
+        st.processed += 1
+        for k, v in timings.items():
+            st.add_latency(k, v)
+        st.add_latency("pack_publish", (t3 - t2) * 1e3)
+        st.add_latency("service", (t3 - t_recv) * 1e3)
+        st.add_latency("end_to_end", (wire.now_ns() - header.t_acq_ns) / 1e6)
+
+    def _send(
+        self, topic: bytes, header: wire.FrameHeader, cols: dict[str, Any], **extra: Any
+    ) -> None:
+        body = wire.encode_body(header.seq, header.t_acq_ns, cols, **extra)
+        self.pub.send_multipart([topic, body], copy=False)
+        self.stats.published[topic.decode()] += 1
+
+    def _publish_status(self) -> None:
+        self.pub.send_multipart([wire.TOPIC_STATUS, wire.packb(self.status())])
+        self.stats.published[wire.TOPIC_STATUS.decode()] += 1
+
+    def status(self) -> dict[str, Any]:
+        """The status map published once a second and answered on control."""
+        path = getattr(self.detector, "path", None)
+        return {
+            "version": wire.VERSION,
+            "t_pub_ns": wire.now_ns(),
+            "uptime_s": time.monotonic() - self._started,
+            "policy": self.policy,
+            "detector": str(path) if path is not None else type(self.detector).__name__,
+            "active_tracks": self.linker.active,
+            "linker": vars(self.linker.stats).copy(),
+            **self.stats.snapshot(),
+        }
+
+    # -- control ----------------------------------------------------------------------
+
+    def _reply(self, msg: dict[str, Any]) -> None:
+        self.rep.send(wire.packb(msg))
+
+    def _handle_control(self) -> None:
+        try:
+            raw = self.rep.recv(flags=zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        self.stats.control_requests += 1
+        try:
+            req = wire.unpackb(raw, wire.MAX_CONTROL_BYTES)
+            if not isinstance(req, dict) or not isinstance(req.get("cmd"), str):
+                raise wire.ProtocolError("bad_control", "expected a map with a 'cmd' string")
+        except wire.ProtocolError as exc:
+            self._reply({"ok": False, "error": str(exc)})
+            return
+        cmd = req["cmd"]
+        if cmd in ("status", "stats"):
+            self._reply({"ok": True, "status": self.status()})
+        elif cmd == "set_policy":
+            policy = req.get("policy")
+            if policy not in ("realtime", "lossless"):
+                self._reply(
+                    {"ok": False, "error": f"policy {policy!r}: expected 'realtime' or 'lossless'"}
+                )
+            else:
+                self.policy = policy
+                self._reply({"ok": True, "policy": policy})
+        elif cmd == "reset_tracks":
+            ended = self.linker.reset()
+            self._reply({"ok": True, "ended": ended.tolist()})
+        elif cmd == "shutdown":
+            self._reply({"ok": True})
+            self.stop()
+        elif cmd == "load_model":
+            path = req.get("path")
+            if not isinstance(path, str):
+                self._reply(
+                    {"ok": False, "error": "'path' (a model artifact directory) is required"}
+                )
+            else:
+                self._pending = self._pool.submit(self._load, path)
+        else:
+            self._reply({"ok": False, "error": f"unknown command {cmd!r}"})
+
+    def _load(self, path: str) -> Detector:
+        loader = self._loader
+        if loader is None:
+            from livetrack.inference.detector import KerasDetector
+
+            loader = KerasDetector
+        det: Detector = loader(Path(path))
+        card = getattr(det, "card", None)
+        if card is not None:
+            check_fits(card, modality="fluorescence", override=self.config.force_model)
+        return det
+
+    def _finish_model_swap(self) -> None:
+        fut = self._pending
+        if fut is None or not fut.done():
+            return
+        self._pending = None
+        try:
+            self.detector = fut.result()
+        except (ArtifactError, OSError, ValueError) as exc:
+            self._reply(
+                {"ok": False, "error": f"model not loaded, the old one keeps serving: {exc}"}
+            )
+            return
+        self._reply({"ok": True, "detector": type(self.detector).__name__})
