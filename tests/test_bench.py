@@ -85,3 +85,17 @@ def test_quick_accuracy_sections_have_the_agreed_keys(tmp_path: Path) -> None:
             "trackpy_rmse_px",
         } <= set(r)
         assert 0.0 <= r["f1"] <= 1.0
+
+
+def test_quick_speed_section_goes_through_the_real_service(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(app, ["bench", "--quick", "--only", "speed", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(out.read_text())["speed"]
+    assert {"frame", "particles", "fps", "latency_ms", "trackpy_fps"} <= set(row)
+    assert row["frame"] == "512x512"
+    assert row["fps"] > 0
+    assert row["trackpy_fps"] > 0
+    assert row["latency_ms"]["p50"] > 0
+    assert row["rejected"] == 0
+    assert {"model", "readout", "link", "pack_publish"} <= set(row["stages_p50_ms"])

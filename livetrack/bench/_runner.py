@@ -15,6 +15,7 @@ from livetrack._runtime import allocator_tuned
 from livetrack.bench._accuracy import bench_detection, bench_localization
 from livetrack.bench._linking import bench_linking
 from livetrack.bench._simulation import bench_simulation
+from livetrack.bench._speed import bench_speed
 
 Section = Callable[[bool], list[dict[str, Any]]]
 
@@ -23,6 +24,7 @@ SECTIONS: dict[str, Section] = {
     "localization": bench_localization,
     "detection": bench_detection,
     "linking": bench_linking,
+    "speed": bench_speed,
 }
 
 

@@ -156,6 +156,8 @@ def refine(
     fit_sigma: bool = True,
     passes: int = 2,
     read_noise: float = 0.0,
+    offset: float = 0.0,
+    scale: float = 1.0,
 ) -> Fit:
     """Fit every spot; pixels of a window that fall outside the frame are ignored.
 
@@ -165,9 +167,10 @@ def refine(
     are fitted jointly (each one's model includes its neighbours'). Gaussian read
     noise (σ in photoelectrons) is handled as in Huang et al. (Nat. Methods 2013):
     σ² is added to data and model, which makes the Poisson likelihood fit the
-    Poisson + Gaussian counts.
+    Poisson + Gaussian counts. ``offset`` and ``scale`` turn the image into photons,
+    ``(image − offset) / scale``, on the fit windows only.
     """
-    img = np.asarray(photons_image, np.float64)
+    img = np.asarray(photons_image)
     n = len(x0)
     hw = half_width if half_width is not None else math.ceil(2.5 * sigma0)
     if n == 0:
@@ -187,7 +190,8 @@ def refine(
     if not (ok_c.all() and ok_r.all()):
         valid = (ok_r[:, :, None] & ok_c[:, None, :]).astype(np.float64)
     var = read_noise * read_noise
-    raw = np.maximum(img[rows[:, :, None], cols[:, None, :]] + var, 0.0)  # (K, W, W)
+    win = (img[rows[:, :, None], cols[:, None, :]].astype(np.float64) - offset) / scale
+    raw = np.maximum(win + var, 0.0)  # (K, W, W)
     kx = (cx[:, None] + offs[None, :]).astype(np.float64)
     ky = (cy[:, None] + offs[None, :]).astype(np.float64)
     x = np.asarray(x0, np.float64).copy()

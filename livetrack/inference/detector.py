@@ -21,6 +21,8 @@ from livetrack.inference._normalise import robust_normalise
 from livetrack.inference._readout import read_peaks
 from livetrack.inference._refine import refine
 
+SIGMA_EVERY = 25  # frames between estimates of the frame-wide PSF width
+
 
 @dataclass(frozen=True, slots=True)
 class Detections:
@@ -82,6 +84,8 @@ class KerasDetector:
             else refine_positions
         )
         self._call = self._compile()
+        self._frames = 0
+        self._sigma: float | None = None
 
     def _compile(self) -> Any:
         import keras
@@ -135,7 +139,20 @@ class KerasDetector:
         if self.refine_positions and len(x):
             e = self.card.expects
             read = e.camera_read_noise_e / e.camera_quantum_efficiency
-            fit = refine(self.photons(f), x, y, sigma0, read_noise=read)
+            # the PSF width changes slowly: estimate it every SIGMA_EVERY frames only
+            fit_sigma = self._frames % SIGMA_EVERY == 0
+            fit = refine(
+                f,
+                x,
+                y,
+                self._sigma if self._sigma is not None else sigma0,
+                read_noise=read,
+                fit_sigma=fit_sigma,
+                offset=e.camera_offset_adu,
+                scale=e.camera_gain_adu_per_e * e.camera_quantum_efficiency,
+            )
+            if fit_sigma and len(fit.sigma):
+                self._sigma = float(np.median(fit.sigma))
             ok = fit.converged
             x = np.where(ok, fit.x, x)
             y = np.where(ok, fit.y, y)
@@ -143,6 +160,7 @@ class KerasDetector:
         else:
             photons = background = np.full(len(x), np.nan)
             sigma = np.full(len(x), sigma0)
+        self._frames += 1
         t3 = time.perf_counter()
         return Detections(
             x,

@@ -1,0 +1,156 @@
+"""Benchmark section ``speed``: frames through the real service path, next to trackpy.
+
+``livetrack serve`` runs in its own process (as in production); this process plays
+the camera: it sends pre-rendered frames with a ``FramePublisher`` at a fixed rate,
+stamping ``t_acq_ns`` at send time, and receives the ``trk`` results with a
+``ResultSubscriber`` in a thread. Latency is receive time − ``t_acq_ns`` (same
+clock); per-stage times come from the service's own accounting. The baseline is
+what a user writes in a pymmcore-plus ``frameReady`` callback: ``trackpy.locate`` +
+trackpy's ``Linker.next_level`` per frame, timed on the same frames in this run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+import zmq
+
+from livetrack import protocol as wire
+from livetrack.client import ControlClient, FramePublisher, ResultSubscriber
+from livetrack.simulation.scenarios import Scenario
+
+
+def _free_ports(n: int) -> list[int]:
+    ctx: zmq.Context[Any] = zmq.Context.instance()
+    ports = []
+    for _ in range(n):
+        s = ctx.socket(zmq.PULL)
+        ports.append(s.bind_to_random_port("tcp://127.0.0.1"))
+        s.close(0)
+    return ports
+
+
+def _trackpy_fps(frames: np.ndarray, diameter: int = 9, minmass: float = 100.0) -> float:
+    import trackpy
+    from trackpy.linking.linking import Linker
+
+    trackpy.quiet()
+    times = []
+    linker = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for t, f in enumerate(frames):
+            t0 = time.perf_counter()
+            feats = trackpy.locate(f, diameter, minmass=minmass)
+            coords = feats[["y", "x"]].to_numpy()
+            if linker is None:
+                linker = Linker(8.0, memory=2)
+                linker.init_level(coords, t)
+            else:
+                linker.next_level(coords, t)
+            times.append(time.perf_counter() - t0)
+    return float(1.0 / np.mean(times[1:]))
+
+
+def run_service_speed(
+    size: int, particles: int, rate_hz: float, seconds: float, policy: str = "realtime"
+) -> dict[str, Any]:
+    """One measurement: frames of ``size``² with ``particles`` at ``rate_hz`` for ``seconds``."""
+    frames, _ = Scenario("speed", particles, 7.0, 20, size=size, seed=size).render()
+    p_frames, p_results, p_control = _free_ports(3)
+    addr = "tcp://127.0.0.1:{}".format
+    cmd = [
+        sys.executable,
+        "-m",
+        "livetrack.cli",
+        "serve",
+        "--policy",
+        policy,
+        "--frames",
+        addr(p_frames),
+        "--results",
+        addr(p_results),
+        "--control",
+        addr(p_control),
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    ctl = ControlClient(addr(p_control), timeout_ms=60000, retries=1)
+    sub = ResultSubscriber(addr(p_results), topics=(wire.TOPIC_TRACKS,))
+    pub = FramePublisher(addr(p_frames), queue=8)
+    latencies: list[float] = []
+    stop = threading.Event()
+
+    def collect() -> None:
+        while not stop.is_set():
+            r = sub.recv(100)
+            if r is not None:
+                latencies.append((time.time_ns() - r.t_acq_ns) / 1e6)
+
+    try:
+        ctl.request("status")  # the service is up (model loaded)
+        time.sleep(0.3)
+        for k in range(10):  # warm-up, not counted
+            pub.publish(frames[k % len(frames)], seq=k)
+            time.sleep(1.0 / rate_hz)
+        time.sleep(0.5)
+        before = ctl.request("stats")["status"]
+        latencies.clear()
+        th = threading.Thread(target=collect, daemon=True)
+        th.start()
+        n = int(seconds * rate_hz)
+        t_start = time.perf_counter()
+        for k in range(n):
+            target = t_start + k / rate_hz
+            while (dt := target - time.perf_counter()) > 0:
+                time.sleep(min(dt, 0.002))
+            pub.publish(frames[k % len(frames)], seq=10 + k)
+        time.sleep(1.0)
+        stop.set()
+        th.join(2)
+        after = ctl.request("stats")["status"]
+        ctl.request("shutdown")
+        proc.wait(20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for c in (ctl, sub, pub):
+            c.close()
+    processed = after["processed"] - before["processed"]
+    stages = {k: v["p50"] for k, v in after["latency_ms"].items()}
+    overhead = sum(stages.get(k, 0.0) for k in ("receive", "normalise", "link", "pack_publish"))
+    lat = np.array(latencies) if latencies else np.array([np.nan])
+    return {
+        "frame": f"{size}x{size}",
+        "particles": particles,
+        "policy": policy,
+        "rate_hz": rate_hz,
+        "fps": processed / seconds,
+        "latency_ms": {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99))},
+        "stages_p50_ms": stages,
+        "service_overhead_ms": overhead,
+        "sent": pub.stats.sent,
+        "dropped_at_sender": pub.stats.dropped,
+        "skipped": after["skipped"] - before["skipped"],
+        "rejected": after["rejected_total"] - before["rejected_total"],
+        "trackpy_fps": _trackpy_fps(frames),
+    }
+
+
+def bench_speed(quick: bool) -> list[dict[str, Any]]:
+    """512² at 100 frames/s (and 2048² at 20 frames/s in the full run), 100 particles."""
+    rows = [run_service_speed(512, 100, 100.0, 3.0 if quick else 20.0)]
+    if not quick:
+        rows.append(run_service_speed(2048, 100, 20.0, 10.0))
+    return rows
