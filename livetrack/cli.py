@@ -289,7 +289,7 @@ def serve(
             insecure=insecure,
         )
         service = Service(detector, cfg)  # type: ignore[arg-type]
-    except (ArtifactError, PermissionError) as exc:
+    except (ArtifactError, PermissionError, ValueError) as exc:
         raise _fail(str(exc)) from None
     except Exception as exc:  # zmq bind errors: address in use, bad address
         raise _fail(f"cannot start the service: {exc}") from None
@@ -298,6 +298,27 @@ def serve(
     console.print(f"policy   {policy}; Ctrl-C to stop", highlight=False)
     stats = service.run(seconds)
     console.print(f"stopped: {stats.snapshot()}", highlight=False)
+
+
+@app.command()
+def keys(
+    directory: Annotated[Path, typer.Argument(help="Key directory.")],
+    name: Annotated[
+        str, typer.Option(help="Key pair name: 'server', or a client's name.")
+    ] = "server",
+) -> None:
+    """Make a CURVE key pair (NAME.key public, NAME.key_secret with mode 0600).
+
+    Clients' public keys go into DIRECTORY/clients on the service's machine.
+    """
+    from livetrack.security import KeyFileError, generate_keys
+
+    try:
+        public, secret = generate_keys(directory, name)
+    except (KeyFileError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    print(public)
+    print(secret)
 
 
 def main() -> None:

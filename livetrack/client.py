@@ -23,6 +23,7 @@ import zmq
 from numpy.typing import NDArray
 
 from livetrack import protocol as wire
+from livetrack.security import ClientKeys
 
 
 class ServiceUnavailableError(RuntimeError):
@@ -51,10 +52,16 @@ class FramePublisher:
     """
 
     def __init__(
-        self, address: str, queue: int = 8, context: zmq.Context[Any] | None = None
+        self,
+        address: str,
+        queue: int = 8,
+        context: zmq.Context[Any] | None = None,
+        keys: ClientKeys | None = None,
     ) -> None:
         self._ctx = context or zmq.Context.instance()
         self.sock = self._ctx.socket(zmq.PUSH)
+        if keys is not None:
+            keys.apply(self.sock)
         self.sock.setsockopt(zmq.SNDHWM, queue)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.IMMEDIATE, 1)  # no queueing for a service that is not there
@@ -127,9 +134,12 @@ class ResultSubscriber:
         topics: tuple[bytes, ...] = wire.TOPICS,
         context: zmq.Context[Any] | None = None,
         max_bytes: int = 64 * 1024 * 1024,
+        keys: ClientKeys | None = None,
     ) -> None:
         self._ctx = context or zmq.Context.instance()
         self.sock = self._ctx.socket(zmq.SUB)
+        if keys is not None:
+            keys.apply(self.sock)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.RCVHWM, 10000)
         self.sock.setsockopt(zmq.MAXMSGSIZE, max_bytes)
@@ -192,8 +202,10 @@ class ControlClient:
         timeout_ms: int = 2000,
         retries: int = 3,
         context: zmq.Context[Any] | None = None,
+        keys: ClientKeys | None = None,
     ) -> None:
         self._ctx = context or zmq.Context.instance()
+        self.keys = keys
         self.address = address
         self.timeout_ms = timeout_ms
         self.retries = retries
@@ -202,6 +214,8 @@ class ControlClient:
     def _new_socket(self) -> zmq.Socket[Any]:
         s: zmq.Socket[Any] = self._ctx.socket(zmq.REQ)
         s.setsockopt(zmq.LINGER, 0)
+        if self.keys is not None:
+            self.keys.apply(s)
         s.connect(self.address)
         return s
 

@@ -59,6 +59,7 @@ class ServiceConfig:
     linking: LinkingConfig = field(default_factory=LinkingConfig)
     force_model: bool = False
     insecure: bool = False
+    keys: str | None = None  # key directory: CURVE encryption + client allow-list
     linger_ms: int = 500
 
 
@@ -74,6 +75,17 @@ def is_local(address: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def check_exposure(addresses: tuple[str, ...], *, insecure: bool, keys: str | None) -> None:
+    """Refuse to bind beyond this machine without encryption, unless told it is fine."""
+    for addr in addresses:
+        if not is_local(addr) and keys is None and not insecure:
+            raise PermissionError(
+                f"{addr} is not a loopback address: binding it would expose the service to the "
+                "network. Give CURVE keys (--keys DIR, see livetrack keys), or pass --insecure "
+                "if this network is trusted."
+            )
 
 
 class Service:
@@ -98,12 +110,7 @@ class Service:
     ) -> None:
         self.config = config or ServiceConfig()
         cfg = self.config
-        for addr in (cfg.frames, cfg.results, cfg.control):
-            if not is_local(addr) and not cfg.insecure:
-                raise PermissionError(
-                    f"{addr} is not a loopback address: binding it would expose the service to the "
-                    "network. Use CURVE keys, or pass --insecure if this network is trusted."
-                )
+        check_exposure((cfg.frames, cfg.results, cfg.control), insecure=cfg.insecure, keys=cfg.keys)
         self.detector = detector
         self.policy: Policy = cfg.policy
         self.stats = ServiceStats()
@@ -124,6 +131,13 @@ class Service:
         self.pull.setsockopt(zmq.MAXMSGSIZE, cfg.max_frame_bytes + wire.MAX_HEADER_BYTES)
         self.rep.setsockopt(zmq.MAXMSGSIZE, wire.MAX_CONTROL_BYTES)
         self.pub.setsockopt(zmq.SNDHWM, 1000)  # PUB drops for slow subscribers, never blocks
+        self._auth = None
+        if cfg.keys is not None:
+            from livetrack.security import ServerKeys, secure_server
+
+            self._auth = secure_server(
+                self._ctx, ServerKeys.load(cfg.keys), [self.pull, self.pub, self.rep]
+            )
         self.endpoints = {
             "frames": self._bind(self.pull, cfg.frames),
             "results": self._bind(self.pub, cfg.results),
@@ -178,6 +192,9 @@ class Service:
         for s in (self.pull, self.pub, self.rep):
             if not s.closed:
                 s.close(linger=self.config.linger_ms)
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
 
     def _receive(self) -> list[Any] | None:
         try:
