@@ -53,6 +53,8 @@ class Outputs(_Frozen):
     channels: tuple[str, ...] = ("logit", "offset_x", "offset_y")
     threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
     refinement: Literal["none", "gaussian_mle"] = "gaussian_mle"
+    # after refinement, drop spots whose fitted SNR (ISBI form) is below this: noise blobs
+    min_fit_snr: Annotated[float, Field(ge=0)] = 1.2
     columns: tuple[str, ...] = ("x", "y", "score", "photons", "background", "sigma")
 
 

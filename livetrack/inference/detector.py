@@ -20,6 +20,7 @@ from livetrack.artifact import MODEL_NAME, ArtifactError, ModelCard, default_mod
 from livetrack.inference._normalise import robust_normalise
 from livetrack.inference._readout import read_peaks
 from livetrack.inference._refine import refine
+from livetrack.simulation.camera import gaussian_peak_fraction
 
 SIGMA_EVERY = 25  # frames between estimates of the frame-wide PSF width
 
@@ -156,7 +157,13 @@ class KerasDetector:
             ok = fit.converged
             x = np.where(ok, fit.x, x)
             y = np.where(ok, fit.y, y)
-            photons, background, sigma = fit.photons, fit.background, fit.sigma
+            # significance of each fitted spot, peak signal over its noise (ISBI SNR):
+            # drops noise blobs the network took for faint particles
+            peak = fit.photons * gaussian_peak_fraction(float(np.median(fit.sigma)))
+            fit_snr = peak / np.sqrt(peak + fit.background + read * read)
+            keep = fit_snr >= self.card.outputs.min_fit_snr
+            x, y, score = x[keep], y[keep], score[keep]
+            photons, background, sigma = fit.photons[keep], fit.background[keep], fit.sigma[keep]
         else:
             photons = background = np.full(len(x), np.nan)
             sigma = np.full(len(x), sigma0)
