@@ -99,3 +99,24 @@ def test_quick_speed_section_goes_through_the_real_service(tmp_path: Path) -> No
     assert row["latency_ms"]["p50"] > 0
     assert row["rejected"] == 0
     assert {"model", "readout", "link", "pack_publish"} <= set(row["stages_p50_ms"])
+
+
+def test_report_has_plots(tmp_path: Path) -> None:
+    rep = tmp_path / "report"
+    args = [
+        "bench",
+        "--quick",
+        "--only",
+        "localization",
+        "--only",
+        "detection",
+        "--report",
+        str(rep),
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    for name in ("localization.png", "detection.png"):
+        png = rep / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert png.stat().st_size > 10_000
+        assert f"({name})" in (rep / "report.md").read_text()

@@ -82,7 +82,7 @@ def run_bench(only: list[str] | None = None, quick: bool = False) -> dict[str, A
 def _markdown_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "(no rows)\n"
-    cols = list(rows[0])
+    cols = [c for c in rows[0] if not c.endswith("_samples_ms")]
 
     def fmt(v: Any) -> str:
         return f"{v:.3g}" if isinstance(v, float) else str(v)
@@ -98,7 +98,47 @@ def write_report(report: dict[str, Any], json_path: Path | None, report_dir: Pat
         json_path.write_text(json.dumps(report, indent=2))
     if report_dir is not None:
         report_dir.mkdir(parents=True, exist_ok=True)
-        (report_dir / "report.md").write_text(markdown_report(report))
+        pngs = write_plots(report, report_dir)
+        md = markdown_report(report)
+        if pngs:
+            md += "\n## Plots\n\n" + "".join(f"![{p.stem}]({p.name})\n" for p in pngs)
+        (report_dir / "report.md").write_text(md)
+
+
+def write_plots(report: dict[str, Any], folder: Path) -> list[Path]:
+    """PNGs: error vs photons with the CRLB, F1 vs SNR, latency histogram."""
+    from livetrack.training import evaluate as ev
+
+    out = []
+    if report.get("localization"):
+        ev.plot_localization(report["localization"], folder / "localization.png")
+        out.append(folder / "localization.png")
+    if report.get("detection"):
+        ev.plot_detection(report["detection"], folder / "detection.png")
+        out.append(folder / "detection.png")
+    rows = [r for r in report.get("speed", []) if r.get("latency_samples_ms")]
+    if rows:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 4.2), dpi=120)
+        for r in rows:
+            ax.hist(
+                r["latency_samples_ms"],
+                bins=60,
+                alpha=0.6,
+                label=f"{r['frame']}, {r['fps']:.0f} frames/s, p99 {r['latency_ms']['p99']:.0f} ms",
+            )
+        ax.set_xlabel("latency, acquisition → subscriber (ms)")
+        ax.set_ylabel("frames")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(folder / "latency.png")
+        plt.close(fig)
+        out.append(folder / "latency.png")
+    return out
 
 
 def markdown_report(report: dict[str, Any]) -> str:

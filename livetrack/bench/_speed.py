@@ -145,6 +145,8 @@ def run_service_speed(
         "skipped": after["skipped"] - before["skipped"],
         "rejected": after["rejected_total"] - before["rejected_total"],
         "trackpy_fps": _trackpy_fps(frames),
+        # a bounded sample of the latencies, for the histogram in the report
+        "latency_samples_ms": [round(float(v), 3) for v in lat[:: max(1, len(lat) // 1000)]],
     }
 
 
