@@ -385,3 +385,23 @@ def test_serve_command_shuts_down_cleanly_on_sigterm() -> None:
             proc.kill()
     assert proc.returncode == 0, err
     assert "stopped" in err
+
+
+@pytest.mark.slow
+def test_lossless_backlog_is_batched_and_kept_in_order(movie: tuple[np.ndarray, Any]) -> None:
+    from livetrack.inference.detector import KerasDetector
+
+    frames, _ = movie
+    r = start(KerasDetector(), policy="lossless")
+    try:
+        n = 40
+        for i in range(n):  # far faster than the service: a backlog builds
+            r.pub.publish(frames[i % len(frames)], seq=i)
+        got = r.results(wire.TOPIC_TRACKS, n, timeout_s=30)
+        assert [g.seq for g in got] == list(range(n))
+        st = r.stats()
+        assert st["processed"] == n
+        assert st["skipped"] == 0
+        assert st["latency_ms"]["batch_size"]["p99"] > 1  # frames went through the network together
+    finally:
+        r.stop()

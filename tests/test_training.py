@@ -188,3 +188,17 @@ def test_shipped_default_model_detects_fresh_simulated_particles() -> None:
     s = detection_scores(truth, pd.concat(found), gate=2.0)
     assert s.f1 >= 0.9, s
     assert s.rmse_px < 0.5
+
+
+def test_batched_detection_equals_frame_by_frame() -> None:
+    """The service batches a lossless backlog; results must not depend on it."""
+    from livetrack.inference.detector import KerasDetector
+    from livetrack.simulation.scenarios import Scenario
+
+    movie, _ = Scenario("batch", 30, 5.0, 3, size=128, seed=11).render()
+    one = [KerasDetector().detect(f) for f in movie]  # fresh detector: same σ-estimate schedule
+    many = KerasDetector().detect_many(list(movie))
+    for a, b in zip(one, many, strict=True):
+        assert np.allclose(a.x, b.x, atol=1e-4)
+        assert np.allclose(a.y, b.y, atol=1e-4)
+        assert np.allclose(a.score, b.score, atol=1e-4)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -147,7 +148,7 @@ def _models(
 
 
 def refine(
-    photons_image: NDArray[np.floating],
+    photons_image: NDArray[Any],
     x0: FloatArray,
     y0: FloatArray,
     sigma0: float,

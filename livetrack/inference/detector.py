@@ -124,6 +124,22 @@ class KerasDetector:
         out: NDArray[np.float32] = self._call(imgs)
         return out
 
+    def detect_many(self, frames: list[NDArray[np.generic]]) -> list[Detections]:
+        """Several frames of one shape: the network runs once on the stack (a backlog)."""
+        if not frames:
+            return []
+        shape = np.asarray(frames[0]).shape
+        if any(np.asarray(f).shape != shape for f in frames):
+            return [self.detect(f) for f in frames]
+        t0 = time.perf_counter()
+        imgs = np.stack([self._pad(robust_normalise(np.asarray(f))) for f in frames])[..., None]
+        t1 = time.perf_counter()
+        outs = self._call(imgs)
+        t2 = time.perf_counter()
+        n = len(frames)
+        shared = {"normalise": (t1 - t0) * 1e3 / n, "model": (t2 - t1) * 1e3 / n}
+        return [self._read_out(np.asarray(f), outs[i], None, shared) for i, f in enumerate(frames)]
+
     def detect(self, frame: NDArray[np.generic], threshold: float | None = None) -> Detections:
         """Detect, localise and (optionally) refine every particle in one frame."""
         t0 = time.perf_counter()
@@ -133,6 +149,19 @@ class KerasDetector:
         img = self._pad(robust_normalise(f))[None, :, :, None]
         t1 = time.perf_counter()
         out = self._call(img)[0]
+        t2 = time.perf_counter()
+        return self._read_out(
+            f, out, threshold, {"normalise": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3}
+        )
+
+    def _read_out(
+        self,
+        f: NDArray[np.generic],
+        out: NDArray[np.float32],
+        threshold: float | None,
+        timings: dict[str, float],
+    ) -> Detections:
+        """Peaks, refinement and the significance cut for one frame's network output."""
         t2 = time.perf_counter()
         thr = self.card.outputs.threshold if threshold is None else threshold
         x, y, score = read_peaks(out, thr, self.card.outputs.stride, f.shape)
@@ -170,11 +199,5 @@ class KerasDetector:
         self._frames += 1
         t3 = time.perf_counter()
         return Detections(
-            x,
-            y,
-            score,
-            photons,
-            background,
-            sigma,
-            {"normalise": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3, "readout": (t3 - t2) * 1e3},
+            x, y, score, photons, background, sigma, {**timings, "readout": (t3 - t2) * 1e3}
         )

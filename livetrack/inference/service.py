@@ -3,8 +3,9 @@
 One thread drives the loop: poll → receive (zero copy) → decode → detect → link →
 pack → publish. Two policies: **realtime** drains the queue and works on the
 newest frame (older ones are *skipped* and counted); **lossless** works on every
-frame in order. The PULL queue is bounded (``RCVHWM``; the sender drops and
-counts when it is full), messages above ``MAXMSGSIZE`` are refused by ZeroMQ,
+frame in order (a backlog is batched through the network). The PULL queue is
+bounded (``RCVHWM``; the sender drops and counts when it is full), messages
+above ``MAXMSGSIZE`` are refused by ZeroMQ,
 every other bad message is rejected with its reason and counted, and the loop
 keeps serving. A model is loaded in a background thread and swapped in between
 frames; a bad one leaves the old one serving.
@@ -54,6 +55,7 @@ class ServiceConfig:
     control: str = "tcp://127.0.0.1:5557"
     policy: Policy = "realtime"
     queue: int = 64  # frames waiting in the PULL socket (RCVHWM)
+    batch: int = 8  # lossless: at most this many queued frames go through the network at once
     max_frame_bytes: int = wire.MAX_FRAME_BYTES
     status_interval_s: float = 1.0
     linking: LinkingConfig = field(default_factory=LinkingConfig)
@@ -229,26 +231,50 @@ class Service:
             if item is not None:
                 self._process(*item, t_recv)
         else:
-            if item is not None:
-                self._process(*item, t_recv)
-            # lossless: keep working through the backlog in order, control in between
-            for _ in range(self.config.queue):
-                parts = self._receive()
-                if parts is None:
-                    break
-                item = self._decode(parts)
-                if item is not None:
-                    self._process(*item, time.perf_counter())
+            # lossless: every frame in order; a backlog is taken as one batch (up to
+            # `batch` frames) so the network runs once on the stack
+            batch = [(*item, t_recv)] if item is not None else []
+            while len(batch) < self.config.batch and (more := self._receive()) is not None:
+                nxt = self._decode(more)
+                if nxt is not None:
+                    batch.append((*nxt, time.perf_counter()))
+            self._process_batch(batch)
 
-    def _process(self, header: wire.FrameHeader, frame: NDArray[Any], t_recv: float) -> None:
-        st = self.stats
+    def _process_batch(self, batch: list[tuple[wire.FrameHeader, NDArray[Any], float]]) -> None:
+        many = getattr(self.detector, "detect_many", None)
+        if len(batch) < 2 or many is None:
+            for header, frame, t_recv in batch:
+                self._process(header, frame, t_recv)
+            return
         t0 = time.perf_counter()
         try:
-            det = self.detector.detect(frame)
-        except Exception as exc:  # a detector failure must not stop the service
-            st.rejected["detector_error"] += 1
-            log.error("detector failed on frame %d: %s", header.seq, exc)
+            dets = many([frame for _, frame, _ in batch])
+        except Exception as exc:  # fall back to one by one; a bad frame only costs itself
+            log.error("batched detection failed (%s); frame by frame", exc)
+            for header, frame, t_recv in batch:
+                self._process(header, frame, t_recv)
             return
+        self.stats.add_latency("batch_size", float(len(batch)))
+        for (header, frame, t_recv), det in zip(batch, dets, strict=True):
+            self._process(header, frame, t_recv, det, t0)
+
+    def _process(
+        self,
+        header: wire.FrameHeader,
+        frame: NDArray[Any],
+        t_recv: float,
+        det: Detections | None = None,
+        t_start: float | None = None,
+    ) -> None:
+        st = self.stats
+        t0 = time.perf_counter() if t_start is None else t_start
+        if det is None:
+            try:
+                det = self.detector.detect(frame)
+            except Exception as exc:  # a detector failure must not stop the service
+                st.rejected["detector_error"] += 1
+                log.error("detector failed on frame %d: %s", header.seq, exc)
+                return
         t1 = time.perf_counter()
         try:
             step = self.linker.link(header.seq, det.x, det.y)
