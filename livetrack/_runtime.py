@@ -51,6 +51,19 @@ def tune_allocator(threshold_bytes: int = 64 * 1024 * 1024) -> bool:
     return ok
 
 
+def package_versions(names: tuple[str, ...]) -> dict[str, str | None]:
+    """Installed versions of ``names`` (None where a package is missing)."""
+    from importlib import metadata
+
+    out: dict[str, str | None] = {}
+    for pkg in names:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
 def allocator_tuned() -> bool:
     """Whether :func:`tune_allocator` has been applied in this process."""
     return bool(_applied)

@@ -194,13 +194,13 @@ def evaluate(
     ev.plot_localization(loc, report / "localization.png")
     ev.plot_detection(detn, report / "detection.png")
     result = {"model": str(det.path), "card": det.card.name, "localization": loc, "detection": detn}
-    from livetrack.bench._runner import _markdown_table
+    from livetrack.bench import markdown_table
 
     md = (
         f"# Evaluation of {det.card.name}\n\n## Localisation (isolated spots)\n\n"
-        + _markdown_table(loc)
+        + markdown_table(loc)
         + "\n## Detection (dense frames)\n\n"
-        + _markdown_table(detn)
+        + markdown_table(detn)
     )
     (report / "evaluation.md").write_text(md)
     if json_out is not None:

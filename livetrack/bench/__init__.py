@@ -8,8 +8,16 @@ from livetrack.bench._runner import (
     SECTIONS,
     machine_info,
     markdown_report,
+    markdown_table,
     run_bench,
     write_report,
 )
 
-__all__ = ["SECTIONS", "machine_info", "markdown_report", "run_bench", "write_report"]
+__all__ = [
+    "SECTIONS",
+    "machine_info",
+    "markdown_report",
+    "markdown_table",
+    "run_bench",
+    "write_report",
+]

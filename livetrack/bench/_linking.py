@@ -21,8 +21,12 @@ import pandas as pd
 from livetrack.linking import LinkingConfig, OnlineLinker
 from livetrack.linking.metrics import tracking_scores
 from livetrack.simulation.psf import GaussianPSF
-from livetrack.simulation.scenarios import Scenario, trackpy_diameter
-from livetrack.training.baselines import trackpy_detect_movie, tune_trackpy_minmass
+from livetrack.simulation.scenarios import Scenario
+from livetrack.training.baselines import (
+    trackpy_detect_movie,
+    trackpy_diameter,
+    tune_trackpy_minmass,
+)
 
 MEMORY = 2
 
@@ -54,13 +58,9 @@ def _trackpy(dets: pd.DataFrame, search: float) -> tuple[pd.DataFrame, float]:
 
 def _our_detections(movie: np.ndarray) -> pd.DataFrame:
     from livetrack.inference.detector import KerasDetector
+    from livetrack.training.evaluate import detect_movie
 
-    det = KerasDetector()
-    rows = []
-    for i, f in enumerate(movie):
-        d = det.detect(f)
-        rows.append(pd.DataFrame({"frame": i, "x": d.x, "y": d.y}))
-    return pd.concat(rows, ignore_index=True)
+    return detect_movie(KerasDetector(), movie)
 
 
 def _row(name: str, sc: Scenario, truth: pd.DataFrame, dets: pd.DataFrame) -> dict[str, Any]:

@@ -7,11 +7,10 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from livetrack._runtime import allocator_tuned
+from livetrack._runtime import allocator_tuned, package_versions
 from livetrack.bench._accuracy import bench_detection, bench_localization
 from livetrack.bench._linking import bench_linking
 from livetrack.bench._simulation import bench_simulation
@@ -38,21 +37,9 @@ def machine_info() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    versions: dict[str, str | None] = {}
-    for pkg in (
-        "numpy",
-        "scipy",
-        "trackpy",
-        "tensorflow",
-        "keras",
-        "pyzmq",
-        "pymmcore-plus",
-        "livetrack",
-    ):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
+    versions = package_versions(
+        ("numpy", "scipy", "trackpy", "tensorflow", "keras", "pyzmq", "pymmcore-plus", "livetrack")
+    )
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
@@ -79,7 +66,8 @@ def run_bench(only: list[str] | None = None, quick: bool = False) -> dict[str, A
     return report
 
 
-def _markdown_table(rows: list[dict[str, Any]]) -> str:
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """Rows of a section as a markdown table (sample lists left out)."""
     if not rows:
         return "(no rows)\n"
     cols = [c for c in rows[0] if not c.endswith("_samples_ms")]
@@ -151,5 +139,5 @@ def markdown_report(report: dict[str, Any]) -> str:
     ]
     for name in SECTIONS:
         if name in report:
-            lines.append(f"\n## {name}\n\n" + _markdown_table(report[name]))
+            lines.append(f"\n## {name}\n\n" + markdown_table(report[name]))
     return "".join(lines)

@@ -31,7 +31,7 @@ def _format_loc(loc: tuple[int | str, ...]) -> str:
     return "".join(parts) or "<top level>"
 
 
-def _describe_error(err: Any, data: dict[str, Any]) -> str:
+def _describe_error(err: Any) -> str:
     loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x.startswith("function-")))
     key = _format_loc(loc)
     kind = err["type"]
@@ -58,7 +58,7 @@ def validate_config(data: dict[str, Any], model: type[M], source: str) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        lines = [_describe_error(e, data) for e in exc.errors()]
+        lines = [_describe_error(e) for e in exc.errors()]
         n = len(lines)
         raise ConfigError(
             f"{source}: {n} invalid value{'s' if n > 1 else ''}:\n" + "\n".join(lines)

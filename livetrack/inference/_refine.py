@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from scipy import special
+from scipy.spatial import cKDTree
 
 FloatArray = NDArray[np.float64]
 _SQRT2 = math.sqrt(2.0)
@@ -207,8 +208,6 @@ def refine(
     nph = np.maximum((above * valid if valid is not None else above).sum(axis=(1, 2)), 1.0)
     pairs: NDArray[np.int64] | None = None
     if passes > 1 and n > 1:
-        from scipy.spatial import cKDTree
-
         # a neighbour farther than hw + 2σ puts no appreciable light in the window
         reach = hw + 2.0 * sigma0
         pairs = cKDTree(np.column_stack([x, y])).query_pairs(reach, output_type="ndarray")

@@ -20,7 +20,7 @@ the gate (optimal assignment); precision, recall, F1 and RMSE follow.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -46,10 +46,6 @@ class TrackingScores:
     fn_tracks: int
     fp_tracks: int
 
-    def as_dict(self) -> dict[str, float]:
-        """Plain dict (for JSON)."""
-        return asdict(self)
-
 
 @dataclass(frozen=True, slots=True)
 class DetectionScores:
@@ -62,10 +58,6 @@ class DetectionScores:
     tp: int
     fp: int
     fn: int
-
-    def as_dict(self) -> dict[str, float]:
-        """Plain dict (for JSON)."""
-        return asdict(self)
 
 
 def _frame_pairs(

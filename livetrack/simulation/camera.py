@@ -138,16 +138,6 @@ def adu_to_photons(frame: NDArray[np.generic], camera: Camera) -> NDArray[np.flo
     return out
 
 
-def saturation_photons(camera: Camera) -> float:
-    """Photons per pixel at which the ADU range saturates."""
-    g = camera.gain_adu_per_e * (camera.em_gain if camera.emccd else 1.0)
-    return (
-        (2**camera.bit_depth - 1 - camera.offset_adu) / g / camera.quantum_efficiency
-        if g
-        else math.inf
-    )
-
-
 def signal_for_snr(target_snr: float, background_photons: float, camera: Camera) -> float:
     """Peak-pixel signal (photons) that gives ``target_snr`` by the definition of :func:`snr`."""
     qe = camera.quantum_efficiency

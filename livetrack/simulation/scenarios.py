@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,9 +69,3 @@ class Scenario:
         return np.stack([s.frame for s in shots]), pd.concat(
             [s.truth for s in shots], ignore_index=True
         )
-
-
-def trackpy_diameter(sigma_px: float) -> int:
-    """Trackpy's feature diameter for a Gaussian spot: odd, about 2·(3σ)."""
-    d = math.ceil(3.0 * sigma_px) * 2 + 1
-    return d

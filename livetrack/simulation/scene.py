@@ -79,7 +79,6 @@ class Scene:
         self.system = ParticleSystem(config, self.rng)
         self.frame_index = 0
         self._psf = psf
-        self._flicker = 1.0
 
     @property
     def psf(self) -> PSF:
@@ -110,8 +109,7 @@ class Scene:
         cam = cfg.camera
         s = self.system.state
         x, y, near = self._visible()
-        self._flicker = max(0.0, 1.0 + cfg.illumination.flicker * float(self.rng.normal()))
-        f = self._flicker
+        f = max(0.0, 1.0 + cfg.illumination.flicker * float(self.rng.normal()))
         shape = (cam.height, cam.width)
         idx = np.flatnonzero(near)
         if cfg.preset.modality == "fluorescence":

@@ -9,12 +9,12 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from livetrack._runtime import package_versions
 from livetrack.artifact import MODEL_NAME, Expects, ModelCard, Outputs, Training, write_card
 from livetrack.config import SimulationConfig
 from livetrack.simulation import GaussianPSF
@@ -33,16 +33,6 @@ class TrainResult:
     best_val_loss: float
     history: dict[str, list[float]]
     seconds: float
-
-
-def _versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for pkg in ("livetrack", "tensorflow", "keras", "numpy"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = None
-    return out
 
 
 def _setup_device() -> str:
@@ -131,13 +121,10 @@ def calibrate_threshold(model: Any, sim: SimulationConfig, seed: int) -> dict[st
     return best
 
 
-def calibrate(
-    outputs: np.ndarray,
-    truths: list[dict[str, np.ndarray]],
-    crop: int,
-    threshold: float | None = None,
+def held_out_metrics(
+    outputs: np.ndarray, truths: list[dict[str, np.ndarray]], crop: int, threshold: float
 ) -> dict[str, Any]:
-    """Held-out metrics on crops, at ``threshold`` (or the best-F1 threshold there).
+    """Detection and network-localisation metrics on held-out crops at ``threshold``.
 
     Matching: nearest detection within 2 px, one to one (greedy by distance).
     """
@@ -145,49 +132,43 @@ def calibrate(
 
     from livetrack.inference._readout import read_peaks
 
-    best: dict[str, Any] = {"f1": -1.0}
-    grid = [threshold] if threshold is not None else np.round(np.arange(0.05, 0.86, 0.025), 3)
-    for thr in grid:
-        tp = fp = fn = 0
-        errs: list[np.ndarray] = []
-        snrs: list[np.ndarray] = []
-        for out, tr in zip(outputs, truths, strict=True):
-            x, y, _ = read_peaks(out, float(thr), 4, (crop, crop))
-            n_true = len(tr["x"])
-            if len(x) == 0 or n_true == 0:
-                fp += len(x)
-                fn += n_true
-                continue
-            d, j = cKDTree(np.column_stack([x, y])).query(np.column_stack([tr["x"], tr["y"]]))
-            used: set[int] = set()
-            for k in np.argsort(d):
-                if d[k] < 2.0 and int(j[k]) not in used:
-                    used.add(int(j[k]))
-                    tp += 1
-                    errs.append(np.array([x[j[k]] - tr["x"][k], y[j[k]] - tr["y"][k]]))
-                    snrs.append(np.array([tr["snr"][k]]))
-            fn += n_true - len(used)
-            fp += len(x) - len(used)
-        p = tp / max(tp + fp, 1)
-        r = tp / max(tp + fn, 1)
-        f1 = 2 * p * r / max(p + r, 1e-12)
-        if f1 > best["f1"]:
-            e = np.array(errs) if errs else np.zeros((0, 2))
-            sn = np.concatenate(snrs) if snrs else np.zeros(0)
-            by_snr = {}
-            for lo, hi in ((1, 2), (2, 4), (4, 7), (7, 15), (15, 1e9)):
-                m = (sn >= lo) & (sn < hi)
-                if m.any():
-                    by_snr[f"{lo}-{hi if hi < 1e9 else 'inf'}"] = float(np.sqrt(np.mean(e[m] ** 2)))
-            best = {
-                "threshold": float(thr),
-                "f1": f1,
-                "precision": p,
-                "recall": r,
-                "rmse_px_network": float(np.sqrt(np.mean(e**2))) if len(e) else float("nan"),
-                "rmse_px_network_by_snr": by_snr,
-            }
-    return best
+    tp = fp = fn = 0
+    errs: list[np.ndarray] = []
+    snrs: list[float] = []
+    for out, tr in zip(outputs, truths, strict=True):
+        x, y, _ = read_peaks(out, threshold, 4, (crop, crop))
+        n_true = len(tr["x"])
+        if len(x) == 0 or n_true == 0:
+            fp += len(x)
+            fn += n_true
+            continue
+        d, j = cKDTree(np.column_stack([x, y])).query(np.column_stack([tr["x"], tr["y"]]))
+        used: set[int] = set()
+        for k in np.argsort(d):
+            if d[k] < 2.0 and int(j[k]) not in used:
+                used.add(int(j[k]))
+                tp += 1
+                errs.append(np.array([x[j[k]] - tr["x"][k], y[j[k]] - tr["y"][k]]))
+                snrs.append(float(tr["snr"][k]))
+        fn += n_true - len(used)
+        fp += len(x) - len(used)
+    p = tp / max(tp + fp, 1)
+    r = tp / max(tp + fn, 1)
+    e = np.array(errs) if errs else np.zeros((0, 2))
+    sn = np.array(snrs)
+    by_snr = {}
+    for lo, hi in ((1, 2), (2, 4), (4, 7), (7, 15), (15, 1e9)):
+        m = (sn >= lo) & (sn < hi)
+        if m.any():
+            by_snr[f"{lo}-{hi if hi < 1e9 else 'inf'}"] = float(np.sqrt(np.mean(e[m] ** 2)))
+    return {
+        "threshold": threshold,
+        "f1": 2 * p * r / max(p + r, 1e-12),
+        "precision": p,
+        "recall": r,
+        "rmse_px_network": float(np.sqrt(np.mean(e**2))) if len(e) else float("nan"),
+        "rmse_px_network_by_snr": by_snr,
+    }
 
 
 def train(
@@ -279,7 +260,7 @@ def train(
     )
     history = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
     chosen = calibrate_threshold(model, sim, cfg.seed)
-    held_out = calibrate(
+    held_out = held_out_metrics(
         model.predict(val.images, batch_size=64, verbose=0),
         val_truths,
         cfg.crop,
@@ -315,7 +296,7 @@ def train(
             steps=cfg.steps_per_epoch,
             epochs=len(history.get("loss", [])) + initial_epoch,
             seconds=round(seconds, 1),
-            versions=_versions(),
+            versions=package_versions(("livetrack", "tensorflow", "keras", "numpy")),
             command=f"livetrack train {path} -o {out}",
         ),
         metrics={

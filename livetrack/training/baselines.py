@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -15,6 +16,11 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from livetrack.linking.metrics import detection_scores
+
+
+def trackpy_diameter(sigma_px: float) -> int:
+    """Trackpy's feature diameter for a Gaussian spot: odd, about 2·(3σ)."""
+    return math.ceil(3.0 * sigma_px) * 2 + 1
 
 
 def trackpy_locate(frame: NDArray[np.generic], diameter: int, minmass: float) -> pd.DataFrame:

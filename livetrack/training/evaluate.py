@@ -27,6 +27,7 @@ from livetrack.simulation import GaussianPSF, crlb_pixelated, expose
 from livetrack.training.baselines import (
     radial_symmetry_centre,
     trackpy_detect_movie,
+    trackpy_diameter,
     trackpy_locate,
     tune_trackpy_minmass,
 )
@@ -46,6 +47,15 @@ def _rmse_matched(
         return float("nan"), 0.0
     err2 = (x[j[ok]] - tx[ok]) ** 2 + (y[j[ok]] - ty[ok]) ** 2
     return float(np.sqrt(err2.mean() / 2.0)), float(ok.mean())
+
+
+def detect_movie(detector: Any, frames: np.ndarray) -> pd.DataFrame:
+    """Every frame through ``detector``: one table with ``frame``, ``x``, ``y``."""
+    rows = []
+    for i, f in enumerate(frames):
+        d = detector.detect(f)
+        rows.append(pd.DataFrame({"frame": i, "x": d.x, "y": d.y}))
+    return pd.concat(rows, ignore_index=True)
 
 
 def _spot_grid(
@@ -79,7 +89,7 @@ def localization_sweep(
     )
     psf = GaussianPSF(sigma)
     rng = np.random.default_rng(seed)
-    diameter = int(np.ceil(3 * sigma)) * 2 + 1
+    diameter = trackpy_diameter(sigma)
     rows = []
     hw = int(np.ceil(3 * sigma))
     for n in photons:
@@ -165,13 +175,9 @@ def detection_sweep(
         shots = list(scene.frames(frames))
         movie = np.stack([s.frame for s in shots])
         truth = pd.concat([s.truth for s in shots], ignore_index=True)
-        ours = []
-        for i, f in enumerate(movie):
-            d = detector.detect(f)
-            ours.append(pd.DataFrame({"frame": i, "x": d.x, "y": d.y}))
-        s = detection_scores(truth, pd.concat(ours, ignore_index=True), gate=2.0)
+        s = detection_scores(truth, detect_movie(detector, movie), gate=2.0)
         sigma = GaussianPSF.from_optics(cfg.optics).sigma_px
-        diameter = int(np.ceil(3 * sigma)) * 2 + 1
+        diameter = trackpy_diameter(sigma)
         mm = tune_trackpy_minmass(movie, truth, diameter)
         t = detection_scores(truth, trackpy_detect_movie(movie, diameter, mm), gate=2.0)
         rows.append(
