@@ -321,6 +321,13 @@ def keys(
     print(secret)
 
 
+from livetrack._cli_live import acquire, control, demo  # noqa: E402
+
+app.command()(acquire)
+app.command()(control)
+app.command()(demo)
+
+
 def main() -> None:
     """Entry point of the ``livetrack`` script."""
     from livetrack._runtime import tune_allocator

@@ -26,6 +26,16 @@ from livetrack import protocol as wire
 from livetrack.security import ClientKeys
 
 
+def free_loopback_addresses(n: int) -> list[str]:
+    """``n`` tcp addresses on 127.0.0.1 whose ports were free a moment ago."""
+    ctx: zmq.Context[Any] = zmq.Context.instance()
+    socks = [ctx.socket(zmq.PULL) for _ in range(n)]
+    ports = [s.bind_to_random_port("tcp://127.0.0.1") for s in socks]
+    for s in socks:
+        s.close(0)
+    return [f"tcp://127.0.0.1:{p}" for p in ports]
+
+
 class ServiceUnavailableError(RuntimeError):
     """The service did not answer a control request after all retries."""
 

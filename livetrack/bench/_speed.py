@@ -20,21 +20,15 @@ import warnings
 from typing import Any
 
 import numpy as np
-import zmq
 
 from livetrack import protocol as wire
-from livetrack.client import ControlClient, FramePublisher, ResultSubscriber
+from livetrack.client import (
+    ControlClient,
+    FramePublisher,
+    ResultSubscriber,
+    free_loopback_addresses,
+)
 from livetrack.simulation.scenarios import Scenario
-
-
-def _free_ports(n: int) -> list[int]:
-    ctx: zmq.Context[Any] = zmq.Context.instance()
-    ports = []
-    for _ in range(n):
-        s = ctx.socket(zmq.PULL)
-        ports.append(s.bind_to_random_port("tcp://127.0.0.1"))
-        s.close(0)
-    return ports
 
 
 def _trackpy_fps(frames: np.ndarray, diameter: int = 9, minmass: float = 100.0) -> float:
@@ -64,8 +58,7 @@ def run_service_speed(
 ) -> dict[str, Any]:
     """One measurement: frames of ``size``² with ``particles`` at ``rate_hz`` for ``seconds``."""
     frames, _ = Scenario("speed", particles, 7.0, 20, size=size, seed=size).render()
-    p_frames, p_results, p_control = _free_ports(3)
-    addr = "tcp://127.0.0.1:{}".format
+    a_frames, a_results, a_control = free_loopback_addresses(3)
     cmd = [
         sys.executable,
         "-m",
@@ -74,11 +67,11 @@ def run_service_speed(
         "--policy",
         policy,
         "--frames",
-        addr(p_frames),
+        a_frames,
         "--results",
-        addr(p_results),
+        a_results,
         "--control",
-        addr(p_control),
+        a_control,
     ]
     proc = subprocess.Popen(
         cmd,
@@ -86,9 +79,9 @@ def run_service_speed(
         stderr=subprocess.DEVNULL,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    ctl = ControlClient(addr(p_control), timeout_ms=60000, retries=1)
-    sub = ResultSubscriber(addr(p_results), topics=(wire.TOPIC_TRACKS,))
-    pub = FramePublisher(addr(p_frames), queue=8)
+    ctl = ControlClient(a_control, timeout_ms=60000, retries=1)
+    sub = ResultSubscriber(a_results, topics=(wire.TOPIC_TRACKS,))
+    pub = FramePublisher(a_frames, queue=8)
     latencies: list[float] = []
     stop = threading.Event()
 

@@ -59,6 +59,8 @@ class ServiceConfig:
     max_frame_bytes: int = wire.MAX_FRAME_BYTES
     status_interval_s: float = 1.0
     linking: LinkingConfig = field(default_factory=LinkingConfig)
+    # link in stage-corrected coordinates (stage axes assumed along the camera's x, y)
+    stage_compensation: bool = True
     force_model: bool = False
     insecure: bool = False
     keys: str | None = None  # key directory: CURVE encryption + client allow-list
@@ -177,7 +179,11 @@ class Service:
             while not self._stop.is_set() and (end is None or time.monotonic() < end):
                 events = dict(poller.poll(50))
                 if self.pull in events:
-                    self._handle_frames()
+                    try:
+                        self._handle_frames()
+                    except Exception:  # a bug on one frame must not stop the service
+                        self.stats.rejected["internal_error"] += 1
+                        log.exception("internal error while processing a frame")
                 if self.rep in events and self._pending is None:
                     self._handle_control()
                 self._finish_model_swap()
@@ -276,13 +282,19 @@ class Service:
                 log.error("detector failed on frame %d: %s", header.seq, exc)
                 return
         t1 = time.perf_counter()
+        # Link in sample coordinates when the frame says where the stage was, so a
+        # stage move (a centring controller) does not look like every particle jumping.
+        ox = oy = 0.0
+        if self.config.stage_compensation and header.stage_um and header.pixel_size_um:
+            ox = header.stage_um[0] / header.pixel_size_um
+            oy = header.stage_um[1] / header.pixel_size_um
         try:
-            step = self.linker.link(header.seq, det.x, det.y)
+            step = self.linker.link(header.seq, det.x + ox, det.y + oy)
         except ValueError as exc:  # seq going backwards: a restarted sender
             st.rejected["seq_order"] += 1
             log.warning("frame %d: %s; resetting tracks", header.seq, exc)
             self.linker.reset()
-            step = self.linker.link(header.seq, det.x, det.y)
+            step = self.linker.link(header.seq, det.x + ox, det.y + oy)
         t2 = time.perf_counter()
         timings = {"receive": (t0 - t_recv) * 1e3, **det.timings_ms, "link": (t2 - t1) * 1e3}
         det_cols = {k: v.astype(np.float32) for k, v in det.as_dict().items()}
@@ -316,6 +328,11 @@ class Service:
     def _send(
         self, topic: bytes, header: wire.FrameHeader, cols: dict[str, Any], **extra: Any
     ) -> None:
+        if topic != wire.TOPIC_EVENTS:  # controllers need the frame's stage and scale
+            if header.stage_um is not None:
+                extra["stage_um"] = list(header.stage_um)
+            if header.pixel_size_um is not None:
+                extra["pixel_size_um"] = header.pixel_size_um
         body = wire.encode_body(header.seq, header.t_acq_ns, cols, **extra)
         self.pub.send_multipart([topic, body], copy=False)
         self.stats.published[topic.decode()] += 1

@@ -75,6 +75,8 @@ class ParticleSystem:
         self.trap_center_um = np.array(center, float) * px
         self.time_s = 0.0
         self._next_id = 0
+        #: ids never recycled when they leave the field (a particle followed by an experiment)
+        self.pinned: set[int] = set()
         n = self._initial_count()
         self.state = self._new_particles(n, self._domain_uniform(n))
         if trap.stiffness_pN_per_um > 0 and trap.trapped > 0 and n > 0:
@@ -217,7 +219,8 @@ class ParticleSystem:
         o = self.view_origin_um - 0.5 * self.pixel_um
         lo = o - m
         span = np.array([w + 2 * m, h + 2 * m])
-        out = ~s.trapped & (
+        keep = s.trapped | np.isin(s.particle, list(self.pinned))
+        out = ~keep & (
             (s.x_um < lo[0])
             | (s.x_um >= lo[0] + span[0])
             | (s.y_um < lo[1])

@@ -79,6 +79,8 @@ class Scene:
         self.system = ParticleSystem(config, self.rng)
         self.frame_index = 0
         self._psf = psf
+        #: focal plane position (µm, sample coordinates): particles render at z − focus
+        self.focus_um = 0.0
 
     @property
     def psf(self) -> PSF:
@@ -112,10 +114,11 @@ class Scene:
         f = max(0.0, 1.0 + cfg.illumination.flicker * float(self.rng.normal()))
         shape = (cam.height, cam.width)
         idx = np.flatnonzero(near)
+        z_rel = s.z_um[idx] - self.focus_um
         if cfg.preset.modality == "fluorescence":
             background = _background(cfg, cfg.illumination.background_photons * f)
             photons = s.photons[idx] * s.on[idx] * f
-            rendered = self.psf.render(x[idx], y[idx], s.z_um[idx], photons, shape)
+            rendered = self.psf.render(x[idx], y[idx], z_rel, photons, shape)
             image = background + rendered.image
             signal_peak = rendered.peak_photons
         else:
@@ -125,7 +128,7 @@ class Scene:
                 shape,
                 x[idx],
                 y[idx],
-                s.z_um[idx] / cfg.pixel_size_um,
+                z_rel / cfg.pixel_size_um,
                 s.radius_um[idx],
                 s.refractive_index[idx],
                 pixel_um=cfg.pixel_size_um,

@@ -1,0 +1,222 @@
+"""The live commands of the CLI: ``acquire``, ``control`` and ``demo``.
+
+Registered on the app in :mod:`livetrack.cli`. No ``from __future__ import
+annotations`` here: typer reads the annotations.
+"""
+
+import json
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+console = Console(stderr=True, soft_wrap=True)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    return typer.Exit(code)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def _pair(text: str | None, what: str) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        a, b = (float(v) for v in text.split(","))
+    except ValueError:
+        raise _fail(f"{what} {text!r}: expected two numbers 'x,y'") from None
+    return (a, b)
+
+
+def acquire(
+    simulate: Annotated[
+        str | None,
+        typer.Option(help="Simulated microscope from this preset (file or shipped name)."),
+    ] = "demo",
+    mm_config: Annotated[
+        Path | None,
+        typer.Option("--mm-config", help="A Micro-Manager configuration (real rig)."),
+    ] = None,
+    frames: Annotated[str | None, typer.Option(help="The service's frame address.")] = None,
+    actuation: Annotated[
+        str | None, typer.Option(help="Bind this address for actuation ('' for none).")
+    ] = None,
+    mda: Annotated[
+        Path | None, typer.Option(help="Run this useq MDA sequence (YAML/JSON) instead.")
+    ] = None,
+    seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated sample.")] = 0,
+    pin_centre: Annotated[
+        bool,
+        typer.Option("--pin-centre", help="Log the true path of the particle nearest the centre."),
+    ] = False,
+    stats_json: Annotated[Path | None, typer.Option(help="Write the session's figures.")] = None,
+    last_frame: Annotated[Path | None, typer.Option(help="Save the last frame (.npy).")] = None,
+) -> None:
+    """Acquire frames and stream them to the service (never blocking the camera)."""
+    from livetrack.acquisition import AcquisitionConfig, load_section, run_session
+    from livetrack.config import ConfigError, load_simulation_config
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    sample = None
+    try:
+        if mm_config is not None:
+            from livetrack.acquisition import rig_core
+
+            core = rig_core(mm_config)
+            acq = AcquisitionConfig()
+        else:
+            from livetrack.acquisition import simulated_core
+
+            preset = simulate or "demo"
+            core, sample = simulated_core(load_simulation_config(preset), seed)
+            acq = load_section(preset, "acquisition", AcquisitionConfig)
+            if pin_centre:
+                sample.pin_nearest((core.getImageWidth() - 1) / 2, (core.getImageHeight() - 1) / 2)
+        sequence = None
+        if mda is not None:
+            import useq
+
+            sequence = useq.MDASequence.from_file(mda)
+    except (ConfigError, FileNotFoundError, ValueError, RuntimeError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    update = {k: v for k, v in (("frames", frames), ("actuation", actuation)) if v is not None}
+    acq = acq.model_copy(update=update)
+    console.print(f"camera {core.getCameraDevice()} → {acq.frames}", highlight=False)
+    result = run_session(
+        core,
+        acq,
+        seconds=seconds,
+        stop=_stop_on_signals(),
+        mda_sequence=sequence,
+        sample=sample,
+        last_frame_path=last_frame,
+    )
+    if stats_json is not None:
+        result.to_json(stats_json)
+    console.print(f"frames {result.frames}; actuation {result.actuation}", highlight=False)
+
+
+def control(
+    config: Annotated[
+        str, typer.Argument(help="Preset with a [controller] section (file or shipped name).")
+    ] = "demo",
+    results: Annotated[str, typer.Option(help="The service's results address.")] = (
+        "tcp://127.0.0.1:5556"
+    ),
+    actuation: Annotated[
+        str | None, typer.Option(help="The acquisition's actuation address.")
+    ] = None,
+    mode: Annotated[str | None, typer.Option(help="centre, trap or none.")] = None,
+    particle: Annotated[int | None, typer.Option(help="Follow this track id.")] = None,
+    target: Annotated[str | None, typer.Option(help="Hold the particle at x,y (px).")] = None,
+    kp: Annotated[float | None, typer.Option(help="Proportional gain.")] = None,
+    ki: Annotated[float | None, typer.Option(help="Integral gain.")] = None,
+    enter: Annotated[
+        str | None,
+        typer.Option(help="Trigger when a track enters x0,y0,x1,y1 (px): snap an MDA frame."),
+    ] = None,
+    seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures.")] = None,
+) -> None:
+    """Close the loop: follow a particle and act through the acquisition process."""
+    from livetrack.acquisition import (
+        AcquisitionConfig,
+        ControllerConfig,
+        FeedbackController,
+        RemoteActuator,
+        Trigger,
+        load_section,
+        run_control_loop,
+    )
+    from livetrack.config import ConfigError, load_simulation_config
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        sim = load_simulation_config(config)
+        cfg = load_section(config, "controller", ControllerConfig)
+        acq = load_section(config, "acquisition", AcquisitionConfig)
+        update = {
+            "mode": mode,
+            "particle": particle,
+            "target_px": _pair(target, "--target"),
+            "kp": kp,
+            "ki": ki,
+        }
+        cfg = ControllerConfig.model_validate(
+            {**cfg.model_dump(), **{k: v for k, v in update.items() if v is not None}}
+        )
+    except (ConfigError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    actuator = RemoteActuator(actuation or acq.actuation)
+    triggers: tuple[Trigger, ...] = ()
+    if enter is not None:
+        try:
+            x0, y0, x1, y1 = (float(v) for v in enter.split(","))
+        except ValueError:
+            raise _fail(f"--enter {enter!r}: expected x0,y0,x1,y1") from None
+        triggers = (Trigger("enter", region=(x0, y0, x1, y1)),)
+
+    def snap(ev: object) -> None:
+        actuator.mda_event({"metadata": {"trigger": repr(ev)}}, getattr(ev, "seq", 0), 0)
+
+    ctl = FeedbackController(
+        cfg,
+        actuator,
+        sim.pixel_size_um,
+        (sim.camera.height, sim.camera.width),
+        triggers=triggers,
+        hook=snap if triggers else None,
+    )
+    stop = _stop_on_signals()
+    console.print(f"controller listening on {results}, mode {cfg.mode}", highlight=False)
+    stats = run_control_loop(ctl, results, seconds, should_stop=stop.is_set)
+    actuator.close()
+    summary = {**stats.summary(), "sent": actuator.sent, "dropped": actuator.dropped}
+    if json_out is not None:
+        json_out.write_text(
+            json.dumps({**summary, "t_s": stats.error_t_s, "error_px": stats.error_px})
+        )
+    console.print(f"controller {summary}", highlight=False)
+
+
+def demo(
+    seconds: Annotated[
+        float, typer.Option(help="Seconds per phase (with and without feedback).")
+    ] = 20.0,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the PNG and JSON.")] = (
+        Path("livetrack-demo")
+    ),
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the figures here too.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated sample.")] = 0,
+    live: Annotated[bool, typer.Option(help="Show the live terminal view.")] = True,
+) -> None:
+    """The simulated microscope, the service with the shipped model, linking and centring.
+
+    Each runs in its own process over real sockets; runs once with the feedback
+    loop and once without (same sample, same seed), then writes demo.png and demo.json.
+    """
+    from livetrack.demo import run_demo
+
+    try:
+        figures = run_demo(seconds=seconds, output=output, seed=seed, live=live, console=console)
+    except RuntimeError as exc:
+        raise _fail(str(exc)) from None
+    text = json.dumps(figures, indent=2)
+    (output / "demo.json").write_text(text)
+    if json_out is not None:
+        json_out.write_text(text)
+    print(text)

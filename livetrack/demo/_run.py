@@ -1,0 +1,222 @@
+"""``livetrack demo``: the whole live pipeline on one machine, measured.
+
+Processes (each its own, talking over real loopback sockets):
+
+- ``livetrack serve``: the service with the shipped model, linking;
+- ``livetrack acquire``: the simulated microscope (UniMMCore) streaming frames
+  and taking actuation commands;
+- ``livetrack control``: the centring controller;
+- this process: a subscriber that shows the live view and draws the summary.
+
+The run has two phases on the same sample and seed: with feedback, then with
+the controller off (``--mode none``), so the benefit is measured, not claimed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.live import Live
+
+from livetrack.client import ControlClient, ServiceUnavailableError, free_loopback_addresses
+from livetrack.demo._processes import Child
+from livetrack.demo._report import draw_summary
+from livetrack.demo._watch import Watcher
+
+PRESET = "demo"
+
+
+def _wait_drained(control: ControlClient, sent: int, timeout_s: float = 15.0) -> dict[str, Any]:
+    """Service stats once every frame sent has been received and dealt with."""
+    end = time.monotonic() + timeout_s
+    while True:
+        st: dict[str, Any] = control.request("stats")["status"]
+        done = st["processed"] + st["skipped"] + st["rejected_total"]
+        if (st["received"] >= sent and done >= st["received"]) or time.monotonic() > end:
+            return st
+        time.sleep(0.1)
+
+
+def _phase(
+    name: str,
+    mode: str,
+    seconds: float,
+    seed: int,
+    addr: dict[str, str],
+    control: ControlClient,
+    watcher: Watcher,
+    out: Path,
+    live: Live | None,
+) -> dict[str, Any]:
+    control.request("reset_tracks")
+    before = control.request("stats")["status"]
+    watcher.clear()
+    ctl = Child(
+        f"control-{name}",
+        [
+            "control",
+            PRESET,
+            "--results",
+            addr["results"],
+            "--actuation",
+            addr["actuation"],
+            "--mode",
+            mode,
+            "--json",
+            str(out / f"{name}-controller.json"),
+        ],
+        out / f"{name}-control.log",
+    )
+    if not ctl.wait_for_line("controller listening", 60):
+        ctl.stop()
+        raise RuntimeError(f"the controller did not start:\n{ctl.tail()}")
+    time.sleep(0.5)  # SUB connects before the first frame (slow joiner)
+    acq = Child(
+        f"acquire-{name}",
+        [
+            "acquire",
+            "--simulate",
+            PRESET,
+            "--seed",
+            str(seed),
+            "--frames",
+            addr["frames"],
+            "--actuation",
+            addr["actuation"],
+            "--seconds",
+            str(seconds),
+            "--pin-centre",
+            "--stats-json",
+            str(out / f"{name}-acquire.json"),
+            "--last-frame",
+            str(out / f"{name}-last-frame.npy"),
+        ],
+        out / f"{name}-acquire.log",
+    )
+    t0 = time.monotonic()
+    while acq.running() and time.monotonic() - t0 < seconds + 60:
+        if live is not None:
+            live.update(watcher.table(name, time.monotonic() - t0, seconds))
+        time.sleep(0.25)
+    if acq.stop() != 0:
+        ctl.stop()
+        raise RuntimeError(f"acquisition failed:\n{acq.tail()}")
+    acq_stats = json.loads((out / f"{name}-acquire.json").read_text())
+    after = _wait_drained(control, before["received"] + acq_stats["frames"]["sent"])
+    time.sleep(0.3)  # the last results reach the controller
+    ctl.stop()
+    ctl_stats = json.loads((out / f"{name}-controller.json").read_text())
+    fr = acq_stats["frames"]
+    frames = {
+        "sent": fr["acquired"],  # every frame the camera produced
+        "processed": after["processed"] - before["processed"],
+        "skipped": after["skipped"] - before["skipped"],
+        "dropped": fr["dropped"],
+        "rejected": after["rejected_total"] - before["rejected_total"],
+    }
+    frames_ok = frames["sent"] == sum(v for k, v in frames.items() if k != "sent")
+    lat = np.asarray(watcher.latency_ms)
+    return {
+        "seconds": acq_stats["seconds"],
+        "fps": frames["processed"] / acq_stats["seconds"],
+        "latency_ms": (
+            {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99))}
+            if len(lat)
+            else {}
+        ),
+        "frames": {**frames, "accounted": frames_ok},
+        "loop_latency_ms": acq_stats["actuation"]["latency_ms"],
+        "actuation": acq_stats["actuation"],
+        "truth": acq_stats["truth"],
+        "controller": {k: v for k, v in ctl_stats.items() if k not in ("t_s", "error_px")},
+        "tracks": list(watcher.tracks),
+        "latency_samples": lat,
+    }
+
+
+def run_demo(
+    seconds: float = 20.0,
+    output: Path = Path("livetrack-demo"),
+    seed: int = 0,
+    live: bool = True,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Run both phases and return the figures (also drawn to ``output/demo.png``)."""
+    console = console or Console(stderr=True)
+    output.mkdir(parents=True, exist_ok=True)
+    names = ("frames", "results", "control", "actuation")
+    addr = dict(zip(names, free_loopback_addresses(4), strict=True))
+    serve = Child(
+        "serve",
+        [
+            "serve",
+            "--frames",
+            addr["frames"],
+            "--results",
+            addr["results"],
+            "--control",
+            addr["control"],
+            "--queue",
+            "8",
+        ],
+        output / "serve.log",
+    )
+    control = ControlClient(addr["control"], timeout_ms=2000, retries=1)
+    watcher = Watcher(addr["results"], (512, 512))
+    phases: dict[str, Any] = {}
+    try:
+        console.print("starting the service (loading the model)…")
+        end = time.monotonic() + 120
+        while True:
+            try:
+                control.request("status")
+                break
+            except ServiceUnavailableError:
+                if not serve.running() or time.monotonic() > end:
+                    raise RuntimeError(f"the service did not start:\n{serve.tail()}") from None
+        view = Live(console=console, refresh_per_second=4, transient=True) if live else None
+        if view is not None:
+            view.start()
+        try:
+            for name, mode in (("feedback", "centre"), ("no_feedback", "none")):
+                console.print(f"phase {name}: {seconds:.0f} s")
+                phases[name] = _phase(
+                    name, mode, seconds, seed, addr, control, watcher, output, view
+                )
+        finally:
+            if view is not None:
+                view.stop()
+        with contextlib.suppress(ServiceUnavailableError):
+            control.request("shutdown")
+    finally:
+        watcher.close()
+        control.close()
+        serve.stop()
+    fb, nf = phases["feedback"], phases["no_feedback"]
+    draw_summary(fb, nf, output / "demo.png", output / "feedback-last-frame.npy")
+    with_fb = fb["truth"].get("rms_px_from_centre")
+    without = nf["truth"].get("rms_px_from_centre")
+    for p in phases.values():
+        p.pop("tracks")
+        p.pop("latency_samples")
+        p["truth"] = {k: v for k, v in p["truth"].items() if k not in ("t_s", "distance_px")}
+    return {
+        "fps": fb["fps"],
+        "latency_ms": fb["latency_ms"],
+        "loop_latency_ms": fb["loop_latency_ms"],
+        "frames": fb["frames"],
+        "centring": {
+            "rms_px_with_feedback": with_fb,
+            "rms_px_without_feedback": without,
+            "ratio": with_fb / without if with_fb and without else None,
+            "followed_particle": fb["truth"].get("particle"),
+        },
+        "phases": phases,
+        "png": str(output / "demo.png"),
+    }
