@@ -66,6 +66,7 @@ class ControllerStats:
     results: int = 0
     actions: int = 0
     reselections: int = 0
+    reselected_at: list[int] = field(default_factory=list)
     safe_state_entries: int = 0
     triggers_fired: int = 0
     followed: int | None = None
@@ -81,6 +82,7 @@ class ControllerStats:
             "results": self.results,
             "actions": self.actions,
             "reselections": self.reselections,
+            "reselected_at_seq": self.reselected_at,
             "safe_state_entries": self.safe_state_entries,
             "triggers_fired": self.triggers_fired,
             "followed": self.followed,
@@ -138,6 +140,7 @@ class FeedbackController:
         self._count_above = False
         self._t0_ns: int | None = None
         self._prev: dict[int, tuple[int, np.ndarray]] = {}
+        self._last_px: np.ndarray | None = None
         self.last_result_s = time.monotonic()
         self.safe = False
 
@@ -146,12 +149,16 @@ class FeedbackController:
     def _select(self, ids: np.ndarray, xy: np.ndarray) -> int | None:
         if len(ids) == 0:
             return None
-        d = np.hypot(xy[:, 0] - self.select_near[0], xy[:, 1] - self.select_near[1])
+        # a lost track is most likely the detection nearest where it was last seen
+        near = self._last_px if self._last_px is not None else self.select_near
+        d = np.hypot(xy[:, 0] - near[0], xy[:, 1] - near[1])
         return int(ids[int(np.argmin(d))])
 
-    def _reselect(self, ids: np.ndarray, xy: np.ndarray) -> None:
+    def _reselect(self, ids: np.ndarray, xy: np.ndarray, seq: int = -1) -> None:
         self.followed = self._select(ids, xy)
         self.stats.reselections += 1
+        if len(self.stats.reselected_at) < 1000:
+            self.stats.reselected_at.append(seq)
         self._integral[:] = 0.0
         self._last = None
         self._velocity[:] = 0.0
@@ -186,7 +193,7 @@ class FeedbackController:
             self.followed = self._select(ids, xy)
             self.stats.followed = self.followed
         if self.followed is None:
-            self._reselect(ids, xy)
+            self._reselect(ids, xy, res.seq)
             self.stats.followed = self.followed
             if self.followed is None:
                 return
@@ -195,11 +202,12 @@ class FeedbackController:
             self._missing += 1
             if self._missing > 10:  # the track ended: follow the particle nearest the target
                 self._missing = 0
-                self._reselect(ids, xy)
+                self._reselect(ids, xy, res.seq)
                 self.stats.followed = self.followed
             return
         self._missing = 0
         pos = xy[hit[0]]
+        self._last_px = pos.copy()
         err = pos - self.target
         self.stats.error_px.append(float(np.hypot(*err)))
         self.stats.error_t_s.append((res.t_acq_ns - self._t0_ns) / 1e9)

@@ -60,8 +60,12 @@ class SimulatedSample:
         px = config.pixel_size_um
         self.pixel_um = px
         self.stage_um = (0.0, 0.0)
+        self._focus_um = 0.0
+        self._pending: deque[tuple[float, str, tuple[float, ...]]] = deque(maxlen=10_000)
+        self._pending_lock = threading.Lock()
         trap_um = self.scene.system.trap_center_um
         self.trap_px = (float(trap_um[0] / px), float(trap_um[1] / px))
+        self._trap_applied = self.trap_px
         #: the pinned particle's true position at each exposure: (t_s, x_px, y_px), bounded
         self.truth_log: deque[tuple[float, float, float]] = deque(maxlen=1_000_000)
         self._pinned: int | None = None
@@ -82,37 +86,55 @@ class SimulatedSample:
             self._t = t
 
     # -- devices ---------------------------------------------------------------------
+    # Device calls never wait for a frame being rendered: they are stamped and queued,
+    # and the next exposure applies them in time order (evolving the sample between).
+
+    def _queue(self, kind: str, value: tuple[float, ...]) -> None:
+        with self._pending_lock:
+            self._pending.append((self._clock(), kind, value))
+
+    def _apply_pending(self) -> None:
+        with self._pending_lock:
+            pending = list(self._pending)
+            self._pending.clear()
+        for t, kind, value in pending:
+            self._evolve_to(t)
+            if kind == "stage":
+                self.scene.system.set_view((value[0], value[1]))
+                self._place_trap()
+            elif kind == "focus":
+                self.scene.focus_um = value[0]
+            else:
+                self._trap_applied = (value[0], value[1])
+                self._place_trap()
 
     def set_stage(self, x_um: float, y_um: float) -> None:
         """Move the field of view; the trap (fixed to the optics) moves with it."""
-        with self._lock:
-            self._evolve_to(self._clock())
-            self.stage_um = (float(x_um), float(y_um))
-            self.scene.system.set_view(self.stage_um)
-            self._place_trap()
+        self.stage_um = (float(x_um), float(y_um))
+        self._queue("stage", self.stage_um)
 
     def set_focus(self, z_um: float) -> None:
         """Move the focal plane (particles defocus by their distance from it)."""
-        with self._lock:
-            self._evolve_to(self._clock())
-            self.scene.focus_um = float(z_um)
+        self._focus_um = float(z_um)
+        self._queue("focus", (self._focus_um,))
 
     @property
     def focus_um(self) -> float:
         """Focal plane position (µm)."""
-        return self.scene.focus_um
+        return self._focus_um
 
     def set_trap(self, x_px: float, y_px: float) -> None:
         """Steer the trap to camera pixel (x, y)."""
-        with self._lock:
-            self._evolve_to(self._clock())
-            self.trap_px = (float(x_px), float(y_px))
-            self._place_trap()
+        self.trap_px = (float(x_px), float(y_px))
+        self._queue("trap", self.trap_px)
 
     def _place_trap(self) -> None:
-        sx, sy = self.stage_um
+        sx, sy = self.scene.system.view_origin_um
         self.scene.system.set_trap(
-            (sx + self.trap_px[0] * self.pixel_um, sy + self.trap_px[1] * self.pixel_um)
+            (
+                sx + self._trap_applied[0] * self.pixel_um,
+                sy + self._trap_applied[1] * self.pixel_um,
+            )
         )
 
     # -- imaging ---------------------------------------------------------------------
@@ -121,7 +143,10 @@ class SimulatedSample:
         """Render one frame as the sample is half-way through an exposure starting now."""
         with self._lock:
             t = self._clock() + 0.5 * exposure_s
+            self._apply_pending()
             self._evolve_to(t)
+            view = self.scene.system.view_origin_um
+            stage = (float(view[0]), float(view[1]))
             snap = self.scene.snap()
             if self._pinned is not None:
                 x, y = self.position_px(self._pinned)
@@ -129,9 +154,9 @@ class SimulatedSample:
             return Exposure(
                 snap.frame,
                 snap.truth,
-                self.stage_um,
+                stage,
                 self.scene.focus_um,
-                self.trap_px,
+                self._trap_applied,
                 self.scene.system.time_s,
             )
 
