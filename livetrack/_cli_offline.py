@@ -58,6 +58,10 @@ def process(
     classical: Annotated[
         bool, typer.Option("--classical", help="trackpy's locate instead of a model.")
     ] = False,
+    single: Annotated[
+        int | None,
+        typer.Option(help="One particle per frame (a trap): radial symmetry on a crop this wide."),
+    ] = None,
     diameter: Annotated[int, typer.Option(help="--classical: feature diameter (odd, px).")] = 9,
     minmass: Annotated[float, typer.Option(help="--classical: minimum integrated mass.")] = 100.0,
     fmt: Annotated[
@@ -108,11 +112,12 @@ def process(
     spec = DetectorSpec(
         str(model) if model else None,
         classical=classical,
+        single_crop=single,
         diameter=diameter,
         minmass=minmass,
         threads=threads,
     )
-    card = None if classical else read_card(model or default_model_dir())
+    card = None if (classical or single) else read_card(model or default_model_dir())
     linking = LinkingConfig(search_range_px=search_range, memory=memory)
     infos = []
     for m in movies:  # check every movie before spending time on any
@@ -170,7 +175,13 @@ def process(
                 "livetrack": __version__,
                 "movie": asdict(info),
                 "pixel_size_um": pixel_size_um or info.pixel_size_um,
-                "detector": "trackpy.locate" if classical else str(model or default_model_dir()),
+                "detector": (
+                    "trackpy.locate"
+                    if classical
+                    else f"single-particle radial symmetry, crop {single}"
+                    if single
+                    else str(model or default_model_dir())
+                ),
                 "model": card.name if card is not None else None,
                 "linking": linking.model_dump(),
                 "workers": workers if scheduler is None else scheduler,

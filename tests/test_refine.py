@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from livetrack.inference._refine import refine
+from livetrack.inference.single import radial_symmetry_centre
 from livetrack.simulation import GaussianPSF, crlb_pixelated
-from livetrack.training.baselines import radial_symmetry_centre
 
 
 @pytest.mark.parametrize("photons", [300.0, 3000.0])

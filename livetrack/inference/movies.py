@@ -53,9 +53,9 @@ def _tiff_scales(tif: Any) -> tuple[float | None, float | None]:
     mm = tif.micromanager_metadata
     if mm:
         s = mm.get("Summary", {})
-        px = s.get("PixelSize_um")
+        size = s.get("PixelSize_um")
         dt = s.get("Interval_ms")
-        return (float(px) if px else None, float(dt) / 1e3 if dt else None)
+        return (float(size) if size else None, float(dt) / 1e3 if dt else None)
     ij = tif.imagej_metadata
     if ij:
         dt = ij.get("finterval")

@@ -32,13 +32,14 @@ class DetectorSpec:
 
     model: str | None = None  # artifact directory; None: the shipped default
     classical: bool = False
+    single_crop: int | None = None  # one particle per frame (a trap): radial symmetry
     diameter: int = 9
     minmass: float = 100.0
     threads: int | None = None  # TensorFlow threads per process (workers sharing cores)
 
     def build(self) -> Any:
         """The detector."""
-        if self.threads and not self.classical:
+        if self.threads and not (self.classical or self.single_crop):
             import tensorflow as tf
 
             try:
@@ -46,6 +47,10 @@ class DetectorSpec:
                 tf.config.threading.set_inter_op_parallelism_threads(self.threads)
             except RuntimeError:  # already initialised in this process
                 pass
+        if self.single_crop:
+            from livetrack.inference.single import SingleParticleDetector
+
+            return SingleParticleDetector(self.single_crop)
         if self.classical:
             from livetrack.inference.classical import TrackpyDetector
 

@@ -22,10 +22,10 @@ import pandas as pd
 from scipy.spatial import cKDTree
 
 from livetrack.config import Camera
+from livetrack.inference.single import radial_symmetry_centre
 from livetrack.linking.metrics import detection_scores
 from livetrack.simulation import GaussianPSF, crlb_pixelated, expose
 from livetrack.training.baselines import (
-    radial_symmetry_centre,
     trackpy_detect_movie,
     trackpy_diameter,
     trackpy_locate,
