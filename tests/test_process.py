@@ -288,3 +288,27 @@ def test_real_trapped_particle_same_trap_in_clean_and_noisy_video() -> None:
     theirs = ref["bad"] / ref["good"]
     assert np.all(ours < 1.35)
     assert np.all(ours < theirs)
+
+
+def test_plot_draws_size_and_index_when_the_table_has_them(tmp_path: Path) -> None:
+    from livetrack.plots import plot_table
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for pid in range(6):
+        x, y = rng.uniform(10, 90, 2)
+        for f in range(20):
+            x, y = x + rng.normal(0, 1), y + rng.normal(0, 1)
+            rows.append((f, pid, x, y, 0.5 + 0.1 * pid, 1.45 + 0.02 * pid))
+    t = pd.DataFrame(rows, columns=["frame", "particle", "x", "y", "radius_um", "refractive_index"])
+    write_table(t, tmp_path / "t.csv")
+    written = plot_table(tmp_path / "t.csv", tmp_path / "png", pixel_size_um=0.1, fps=10.0)
+    assert {p.name for p in written} == {
+        "trajectories.png",
+        "msd.png",
+        "size_index.png",
+        "detections.png",
+    }
+    write_table(t.drop(columns="particle"), tmp_path / "bad.csv")
+    with pytest.raises(KeyError, match="particle"):
+        plot_table(tmp_path / "bad.csv", tmp_path / "png")
