@@ -203,6 +203,7 @@ def demo(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the simulated sample.")] = 0,
     live: Annotated[bool, typer.Option(help="Show the live terminal view.")] = True,
+    transport: Annotated[str, typer.Option(help="ipc (Unix sockets) or tcp (loopback).")] = "ipc",
 ) -> None:
     """The simulated microscope, the service with the shipped model, linking and centring.
 
@@ -212,7 +213,16 @@ def demo(
     from livetrack.demo import run_demo
 
     try:
-        figures = run_demo(seconds=seconds, output=output, seed=seed, live=live, console=console)
+        if transport not in ("ipc", "tcp"):
+            raise _fail(f"--transport {transport!r}: expected ipc or tcp")
+        figures = run_demo(
+            seconds=seconds,
+            output=output,
+            seed=seed,
+            live=live,
+            console=console,
+            transport=transport,
+        )
     except RuntimeError as exc:
         raise _fail(str(exc)) from None
     text = json.dumps(figures, indent=2)

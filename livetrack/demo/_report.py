@@ -23,13 +23,14 @@ def draw_summary(
         lo, hi = np.percentile(img, [1, 99.7])
         ax[0].imshow(img, cmap="gray", vmin=lo, vmax=hi)
     paths: dict[int, list[tuple[float, float]]] = {}
+    ox, oy = feedback["last_stage_px"]  # sample frame → the last image's pixels
     for _, ids, x, y in list(feedback["tracks"])[-150:]:
         for i, pid in enumerate(ids):
-            paths.setdefault(int(pid), []).append((float(x[i]), float(y[i])))
+            paths.setdefault(int(pid), []).append((float(x[i] - ox), float(y[i] - oy)))
     for pts in paths.values():
         a = np.asarray(pts)
         ax[0].plot(a[:, 0], a[:, 1], lw=0.8)
-    ax[0].set_title("tracks, last 3 s (feedback on; the stage follows the centre bead)")
+    ax[0].set_title("tracks over the last 3 s, in sample coordinates", fontsize=10)
     ax[0].set_axis_off()
 
     lat = feedback["latency_samples"]

@@ -21,9 +21,11 @@ class Watcher:
         self.sub = ResultSubscriber(results, topics=(wire.TOPIC_TRACKS, wire.TOPIC_STATUS))
         self.centre = np.array([(frame_shape[1] - 1) / 2.0, (frame_shape[0] - 1) / 2.0])
         self.latency_ms: deque[float] = deque(maxlen=100_000)
+        # (seq, ids, x, y) with x, y in the sample's frame (stage-corrected, px)
         self.tracks: deque[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = deque(
             maxlen=keep_frames
         )
+        self.last_stage_px = np.zeros(2)
         self.arrivals: deque[float] = deque(maxlen=500)
         self.status: dict[str, Any] = {}
         self.nearest_px = float("nan")
@@ -43,8 +45,11 @@ class Watcher:
             self.latency_ms.append((wire.now_ns() - r.t_acq_ns) / 1e6)
             self.arrivals.append(now)
             x, y = r.columns["x"], r.columns["y"]
-            self.tracks.append((r.seq, r.columns["particle"], x, y))
-            if len(x):
+            stage, px = r.fields.get("stage_um"), r.fields.get("pixel_size_um")
+            off = np.asarray(stage[:2], float) / px if stage and px else np.zeros(2)
+            self.last_stage_px = off
+            self.tracks.append((r.seq, r.columns["particle"], x + off[0], y + off[1]))
+            if len(x):  # in the image: the controller's view
                 self.nearest_px = float(np.min(np.hypot(x - self.centre[0], y - self.centre[1])))
 
     def clear(self) -> None:

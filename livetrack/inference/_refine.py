@@ -136,6 +136,9 @@ def _newton(
         b[:] = np.maximum(b + step[:, 3], 1e-3)
         if fit_sigma:
             s[:] = np.clip(s + np.clip(step[:, 4], -0.3, 0.3), 0.5 * sigma0, 2.0 * sigma0)
+        # converged: further steps change positions by < 0.001 px (far below the CRLB)
+        if not fit_sigma and float(np.max(np.abs(step[:, :2]), initial=0.0)) < 1e-3:
+            break
     return step_x
 
 
