@@ -72,7 +72,7 @@ def bad_message(draw: st.DrawFn) -> list[bytes]:
         key = draw(st.sampled_from(["version", "seq", "shape", "dtype", "t_acq_ns"]))
         bad_values = {
             "version": st.integers(2, 1000),
-            "seq": st.one_of(st.integers(max_value=-1), st.text(max_size=3), st.none()),
+            "seq": st.one_of(st.integers(-(2**63), -1), st.text(max_size=3), st.none()),
             "shape": st.one_of(
                 st.lists(st.integers(-3, 0), min_size=2, max_size=2),
                 st.lists(st.integers(1, 40000), min_size=3, max_size=3),
