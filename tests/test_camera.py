@@ -57,3 +57,24 @@ def test_snr_is_the_isbi_definition_for_a_noiseless_camera() -> None:
     cam = Camera(quantum_efficiency=1.0, read_noise_e=0.0)
     # (I0 - Ib)/sqrt(I0) with I0 = 30 + 10
     assert snr(np.array([30.0]), 10.0, cam)[0] == pytest.approx(30 / np.sqrt(40))
+
+
+@pytest.mark.parametrize(("floor", "read"), [(10.0, 1.5), (2.0, 0.7), (150.0, 3.0)])
+def test_floor_table_draws_the_same_distribution(floor: float, read: float) -> None:
+    """The real-time path (one table for Poisson ⊕ read noise) matches the exact one."""
+    cam = Camera(read_noise_e=read, gain_adu_per_e=1.0, offset_adu=100.0, quantum_efficiency=1.0)
+    lam = np.full((256, 256), floor)
+    lam[100:104, 100:104] += 500.0  # signal above the floor still gets its own Poisson draw
+    rng = np.random.default_rng(3)
+    a = np.concatenate([expose(lam, cam, rng).ravel() for _ in range(4)])
+    b = np.concatenate([expose(lam, cam, rng, floor_table=True).ravel() for _ in range(4)])
+    edges = np.arange(min(a.min(), b.min()), max(a.max(), b.max()) + 2) - 0.5
+    ha, _ = np.histogram(a, edges)
+    hb, _ = np.histogram(b, edges)
+    keep = (ha + hb) > 20
+    chi2 = stats.chi2_contingency(np.vstack([ha[keep], hb[keep]]))
+    assert chi2.pvalue > 1e-3
+    assert b.mean() == pytest.approx(a.mean(), rel=2e-3)
+    assert b.var() == pytest.approx(a.var(), rel=0.03)
+    spot = np.stack([expose(lam, cam, rng, floor_table=True)[100:104, 100:104] for _ in range(50)])
+    assert spot.mean() == pytest.approx(100 + floor + 500, rel=0.01)

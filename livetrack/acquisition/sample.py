@@ -54,6 +54,7 @@ class SimulatedSample:
     ) -> None:
         self.config = config
         self.scene = Scene(config, seed)
+        self.scene.fast_noise = True  # a camera in real time: the table-driven noise draw
         self._clock = clock
         self._lock = threading.RLock()
         self._t: float | None = None

@@ -29,7 +29,10 @@ def excess_noise_factor(camera: Camera) -> float:
 
 
 def expose(
-    expected_photons: NDArray[np.float64], camera: Camera, rng: np.random.Generator
+    expected_photons: NDArray[np.float64],
+    camera: Camera,
+    rng: np.random.Generator,
+    floor_table: bool = False,
 ) -> NDArray[np.unsignedinteger]:
     """Turn an expected-photon image into a noisy digitised frame.
 
@@ -41,8 +44,16 @@ def expose(
         Camera settings (quantum efficiency, gains, offset, read noise, bit depth).
     rng
         Random generator; the frame is a deterministic function of its state.
+    floor_table
+        Draw the frame's uniform floor *together with* the read noise from one
+        inverse-CDF table of Poisson ⊕ Gaussian (one uniform number per pixel;
+        about 3× faster, for real-time simulation); only the signal above the
+        floor is drawn separately. Same distribution to 2⁻¹⁶ in probability; a
+        different random stream from the default.
     """
     lam = np.clip(expected_photons, 0.0, None) * camera.quantum_efficiency
+    if floor_table and not camera.emccd and camera.read_noise_e > 0 and lam.size:
+        return _expose_with_floor_table(lam, camera, rng)
     electrons = sample_poisson(lam, rng).astype(np.float32)
     if camera.emccd and camera.em_gain > 1.0:
         electrons = rng.gamma(shape=electrons, scale=camera.em_gain).astype(np.float32)
@@ -56,6 +67,46 @@ def expose(
     np.rint(adu, out=adu)
     np.clip(adu, 0.0, float(2**camera.bit_depth - 1), out=adu)
     return adu.astype(output_dtype(camera))
+
+
+def _expose_with_floor_table(
+    lam: NDArray[np.float64], camera: Camera, rng: np.random.Generator
+) -> NDArray[np.unsignedinteger]:
+    floor = float(lam.min())
+    quantiles = _floor_noise_quantiles(round(floor, 3), float(camera.read_noise_e))
+    u = rng.random(lam.shape, dtype=np.float32)
+    idx = (u * np.float32(_GUIDE_BINS)).astype(np.int32)
+    electrons = quantiles[np.minimum(idx, _GUIDE_BINS - 1)]
+    rest = lam - round(floor, 3)
+    nz = rest > 1e-12
+    if nz.any():
+        electrons[nz] += rng.poisson(rest[nz]).astype(np.float32)
+    adu = electrons * np.float32(camera.gain_adu_per_e)
+    adu += np.float32(camera.offset_adu)
+    np.rint(adu, out=adu)
+    np.clip(adu, 0.0, float(2**camera.bit_depth - 1), out=adu)
+    return adu.astype(output_dtype(camera))
+
+
+@functools.lru_cache(maxsize=8)
+def _floor_noise_quantiles(floor: float, read_e: float) -> NDArray[np.float32]:
+    """Quantiles (at bin centres of 2¹⁶ equal-probability bins) of Poisson(floor) + N(0, read²)."""
+    k_max = int(floor + 12.0 * math.sqrt(floor) + 20.0)
+    k = np.arange(k_max + 1, dtype=np.float64)
+    pmf = (
+        np.exp(k * math.log(floor) - floor - special.gammaln(k + 1.0))
+        if floor > 0
+        else ((k == 0).astype(np.float64))
+    )
+    x = np.arange(-8.0 * read_e, k_max + 8.0 * read_e, read_e / 50.0)
+    cdf = np.zeros_like(x)
+    for kk, pk in zip(k, pmf, strict=True):
+        if pk > 1e-18:
+            cdf += pk * 0.5 * (1.0 + special.erf((x - kk) / (read_e * math.sqrt(2.0))))
+    cdf /= cdf[-1]
+    u = (np.arange(_GUIDE_BINS) + 0.5) / _GUIDE_BINS
+    out: NDArray[np.float32] = np.interp(u, cdf, x).astype(np.float32)
+    return out
 
 
 _GUIDE_BINS = 1 << 16

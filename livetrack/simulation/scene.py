@@ -81,6 +81,8 @@ class Scene:
         self._psf = psf
         #: focal plane position (µm, sample coordinates): particles render at z − focus
         self.focus_um = 0.0
+        #: draw floor + read noise from one table (real-time simulation; see ``expose``)
+        self.fast_noise = False
 
     @property
     def psf(self) -> PSF:
@@ -171,7 +173,7 @@ class Scene:
     def snap(self) -> Snapshot:
         """Render the current instant through the camera (one frame), then count it."""
         image, truth = self.expected()
-        frame = expose(image, self.config.camera, self.rng)
+        frame = expose(image, self.config.camera, self.rng, floor_table=self.fast_noise)
         self.frame_index += 1
         return Snapshot(frame, image, truth)
 
