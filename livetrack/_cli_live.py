@@ -204,15 +204,20 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the simulated sample.")] = 0,
     live: Annotated[bool, typer.Option(help="Show the live terminal view.")] = True,
     transport: Annotated[str, typer.Option(help="ipc (Unix sockets) or tcp (loopback).")] = "ipc",
+    config: Annotated[
+        str, typer.Option("--config", help="Preset with [acquisition] and [controller].")
+    ] = "demo",
 ) -> None:
     """The simulated microscope, the service with the shipped model, linking and centring.
 
     Each runs in its own process over real sockets; runs once with the feedback
     loop and once without (same sample, same seed), then writes demo.png and demo.json.
     """
+    from livetrack.config import ConfigError, load_simulation_config
     from livetrack.demo import run_demo
 
     try:
+        load_simulation_config(config)  # a bad preset fails here, not in three processes
         if transport not in ("ipc", "tcp"):
             raise _fail(f"--transport {transport!r}: expected ipc or tcp")
         figures = run_demo(
@@ -222,8 +227,9 @@ def demo(
             live=live,
             console=console,
             transport=transport,
+            preset=config,
         )
-    except RuntimeError as exc:
+    except (RuntimeError, ConfigError) as exc:
         raise _fail(str(exc)) from None
     text = json.dumps(figures, indent=2)
     (output / "demo.json").write_text(text)

@@ -9,10 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import REPO
+
 
 @pytest.mark.slow
 def test_demo_runs_closes_the_loop_and_accounts_for_every_frame(tmp_path: Path) -> None:
     out = tmp_path / "demo"
+    # the demo preset with fewer beads: a 4 s test should not hinge on a chance encounter
+    text = (REPO / "config" / "demo.toml").read_text().replace("number = 30", "number = 12")
+    (tmp_path / "sparse.toml").write_text(text)
     proc = subprocess.run(
         [
             sys.executable,
@@ -22,6 +27,8 @@ def test_demo_runs_closes_the_loop_and_accounts_for_every_frame(tmp_path: Path) 
             "--seconds",
             "4",
             "--no-live",
+            "--config",
+            str(tmp_path / "sparse.toml"),
             "-o",
             str(out),
             "--json",

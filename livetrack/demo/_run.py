@@ -27,11 +27,10 @@ from rich.console import Console
 from rich.live import Live
 
 from livetrack.client import ControlClient, ServiceUnavailableError, free_loopback_addresses
+from livetrack.config import load_simulation_config
 from livetrack.demo._processes import Child
 from livetrack.demo._report import draw_summary
 from livetrack.demo._watch import Watcher
-
-PRESET = "demo"
 
 
 def _wait_drained(control: ControlClient, sent: int, timeout_s: float = 15.0) -> dict[str, Any]:
@@ -55,6 +54,7 @@ def _phase(
     watcher: Watcher,
     out: Path,
     live: Live | None,
+    preset: str,
 ) -> dict[str, Any]:
     control.request("reset_tracks")
     before = control.request("stats")["status"]
@@ -63,7 +63,7 @@ def _phase(
         f"control-{name}",
         [
             "control",
-            PRESET,
+            preset,
             "--results",
             addr["results"],
             "--actuation",
@@ -84,7 +84,7 @@ def _phase(
         [
             "acquire",
             "--simulate",
-            PRESET,
+            preset,
             "--seed",
             str(seed),
             "--frames",
@@ -150,6 +150,7 @@ def run_demo(
     live: bool = True,
     console: Console | None = None,
     transport: str = "ipc",
+    preset: str = "demo",
 ) -> dict[str, Any]:
     """Run both phases and return the figures (also drawn to ``output/demo.png``)."""
     console = console or Console(stderr=True)
@@ -177,7 +178,8 @@ def run_demo(
         output / "serve.log",
     )
     control = ControlClient(addr["control"], timeout_ms=2000, retries=1)
-    watcher = Watcher(addr["results"], (512, 512))
+    cam = load_simulation_config(preset).camera
+    watcher = Watcher(addr["results"], (cam.height, cam.width))
     phases: dict[str, Any] = {}
     try:
         console.print("starting the service (loading the model)…")
@@ -196,7 +198,7 @@ def run_demo(
             for name, mode in (("feedback", "centre"), ("no_feedback", "none")):
                 console.print(f"phase {name}: {seconds:.0f} s")
                 phases[name] = _phase(
-                    name, mode, seconds, seed, addr, control, watcher, output, view
+                    name, mode, seconds, seed, addr, control, watcher, output, view, preset
                 )
         finally:
             if view is not None:
