@@ -120,3 +120,20 @@ def test_report_has_plots(tmp_path: Path) -> None:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert png.stat().st_size > 10_000
         assert f"({name})" in (rep / "report.md").read_text()
+
+
+def test_quick_overload_accounts_for_every_frame_in_both_policies(tmp_path: Path) -> None:
+    """10× the service's capacity: nothing is lost unaccounted, lossless keeps order."""
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(app, ["bench", "--quick", "--only", "overload", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = {r["policy"]: r for r in json.loads(out.read_text())["overload"]}
+    assert set(rows) == {"realtime", "lossless"}
+    for r in rows.values():
+        assert r["accounted"]
+        assert r["offered"] == r["sent"] + r["dropped_at_sender"]
+        assert r["sent"] == r["processed"] + r["skipped"] + r["rejected"]
+        assert r["results_in_order"]
+        assert r["rss_mb"]["peak"] > 0
+    assert rows["lossless"]["skipped"] == 0
+    assert rows["realtime"]["skipped"] > 0  # it was overloaded, and said so

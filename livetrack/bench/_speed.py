@@ -11,12 +11,14 @@ trackpy's ``Linker.next_level`` per frame, timed on the same frames in this run.
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
 import threading
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -53,8 +55,26 @@ def _trackpy_fps(frames: np.ndarray, diameter: int = 9, minmass: float = 100.0) 
     return float(1.0 / np.mean(times[1:]))
 
 
+def _proc_memory_mb(pid: int) -> dict[str, float]:
+    """VmRSS (now) and VmHWM (peak) of a process in MB, from /proc (Linux; empty elsewhere)."""
+    out: dict[str, float] = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = float(value.split()[0]) / 1024.0
+    except OSError:
+        pass
+    return out
+
+
 def run_service_speed(
-    size: int, particles: int, rate_hz: float, seconds: float, policy: str = "realtime"
+    size: int,
+    particles: int,
+    rate_hz: float,
+    seconds: float,
+    policy: str = "realtime",
+    with_trackpy: bool = True,
 ) -> dict[str, Any]:
     """One measurement: frames of ``size``² with ``particles`` at ``rate_hz`` for ``seconds``."""
     frames, _ = Scenario("speed", particles, 7.0, 20, size=size, seed=size).render()
@@ -83,6 +103,8 @@ def run_service_speed(
     sub = ResultSubscriber(a_results, topics=(wire.TOPIC_TRACKS,))
     pub = FramePublisher(a_frames, queue=8)
     latencies: list[float] = []
+    seqs: list[int] = []
+    rss_mb: list[float] = []
     stop = threading.Event()
 
     def collect() -> None:
@@ -90,6 +112,11 @@ def run_service_speed(
             r = sub.recv(100)
             if r is not None:
                 latencies.append((time.time_ns() - r.t_acq_ns) / 1e6)
+                seqs.append(r.seq)
+
+    def sample_memory() -> None:
+        while not stop.wait(0.25):
+            rss_mb.append(_proc_memory_mb(proc.pid).get("VmRSS", float("nan")))
 
     try:
         ctl.request("status")  # the service is up (model loaded)
@@ -99,9 +126,12 @@ def run_service_speed(
             time.sleep(1.0 / rate_hz)
         time.sleep(0.5)
         before = ctl.request("stats")["status"]
+        pub0 = (pub.stats.offered, pub.stats.sent, pub.stats.dropped)
         latencies.clear()
         th = threading.Thread(target=collect, daemon=True)
         th.start()
+        mem = threading.Thread(target=sample_memory, daemon=True)
+        mem.start()
         n = int(seconds * rate_hz)
         t_start = time.perf_counter()
         for k in range(n):
@@ -109,9 +139,20 @@ def run_service_speed(
             while (dt := target - time.perf_counter()) > 0:
                 time.sleep(min(dt, 0.002))
             pub.publish(frames[k % len(frames)], seq=10 + k)
-        time.sleep(1.0)
+        # let the service drain what it accepted (lossless: a full queue takes a while)
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            after = ctl.request("stats")["status"]
+            done = after["processed"] + after["skipped"] + after["rejected_total"]
+            sent = pub.stats.sent - pub0[1]
+            if after["received"] >= before["received"] + sent and done >= after["received"]:
+                break
+            time.sleep(0.2)
+        time.sleep(0.5)  # the last results reach the subscriber
         stop.set()
         th.join(2)
+        mem.join(2)
+        peak = _proc_memory_mb(proc.pid).get("VmHWM", float("nan"))
         after = ctl.request("stats")["status"]
         ctl.request("shutdown")
         proc.wait(20)
@@ -133,11 +174,32 @@ def run_service_speed(
         "latency_ms": {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99))},
         "stages_p50_ms": stages,
         "service_overhead_ms": overhead,
-        "sent": pub.stats.sent,
-        "dropped_at_sender": pub.stats.dropped,
+        "sent": pub.stats.sent - pub0[1],
+        "dropped_at_sender": pub.stats.dropped - pub0[2],
         "skipped": after["skipped"] - before["skipped"],
         "rejected": after["rejected_total"] - before["rejected_total"],
-        "trackpy_fps": _trackpy_fps(frames),
+        "received": after["received"] - before["received"],
+        "processed": processed,
+        # offered = sent + dropped at the sender; sent = received = processed + skipped + rejected
+        "offered": pub.stats.offered - pub0[0],
+        "accounted": (
+            pub.stats.offered - pub0[0] == pub.stats.sent - pub0[1] + pub.stats.dropped - pub0[2]
+            and after["received"] - before["received"] == pub.stats.sent - pub0[1]
+            and processed
+            + after["skipped"]
+            - before["skipped"]
+            + after["rejected_total"]
+            - before["rejected_total"]
+            == pub.stats.sent - pub0[1]
+        ),
+        "results_in_order": all(b > a for a, b in itertools.pairwise(seqs)),
+        "results_received": len(seqs),
+        "rss_mb": {
+            "start": rss_mb[0] if rss_mb else None,
+            "end": rss_mb[-1] if rss_mb else None,
+            "peak": peak,
+        },
+        "trackpy_fps": _trackpy_fps(frames) if with_trackpy else None,
         # a bounded sample of the latencies, for the histogram in the report
         "latency_samples_ms": [round(float(v), 3) for v in lat[:: max(1, len(lat) // 1000)]],
     }
@@ -148,4 +210,19 @@ def bench_speed(quick: bool) -> list[dict[str, Any]]:
     rows = [run_service_speed(512, 100, 100.0, 3.0 if quick else 20.0)]
     if not quick:
         rows.append(run_service_speed(2048, 100, 20.0, 10.0))
+    return rows
+
+
+def bench_overload(quick: bool) -> list[dict[str, Any]]:
+    """10× the service's capacity (512², 100 particles, ~50 frames/s) in both policies.
+
+    Reports exact accounting, order of results (lossless), latency (realtime) and
+    the service's memory (RSS at start and end of the load, peak).
+    """
+    seconds = 4.0 if quick else 60.0
+    rows = []
+    for policy in ("realtime", "lossless"):
+        r = run_service_speed(512, 100, 500.0, seconds, policy=policy, with_trackpy=False)
+        r.pop("latency_samples_ms")
+        rows.append(r)
     return rows
