@@ -57,6 +57,9 @@ def acquire(
     ] = None,
     seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the simulated sample.")] = 0,
+    interval_ms: Annotated[
+        float | None, typer.Option(help="Simulated camera: frame interval (ms).")
+    ] = None,
     pin_centre: Annotated[
         bool,
         typer.Option("--pin-centre", help="Log the true path of the particle nearest the centre."),
@@ -81,6 +84,11 @@ def acquire(
 
             preset = simulate or "demo"
             core, sample = simulated_core(load_simulation_config(preset), seed)
+            if interval_ms is not None:
+                if interval_ms <= 0:
+                    raise ValueError(f"--interval-ms must be positive, got {interval_ms}")
+                core.setProperty("Camera", "Interval-ms", interval_ms)
+                core.setExposure(min(core.getExposure(), interval_ms / 2))
             acq = load_section(preset, "acquisition", AcquisitionConfig)
             if pin_centre:
                 sample.pin_nearest((core.getImageWidth() - 1) / 2, (core.getImageHeight() - 1) / 2)
@@ -236,3 +244,20 @@ def demo(
     if json_out is not None:
         json_out.write_text(text)
     print(text)
+
+
+def soak(
+    seconds: Annotated[float, typer.Option(help="How long (the issue asks for 3600).")] = 3600.0,
+    fps: Annotated[float, typer.Option(help="Frames per second offered by the camera.")] = 100.0,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for JSON and PNG.")] = (
+        Path("livetrack-soak")
+    ),
+) -> None:
+    """Run the live pipeline for a long time; report memory growth and latency creep."""
+    from livetrack.bench._soak import run_soak
+
+    try:
+        figures = run_soak(seconds, fps, output)
+    except RuntimeError as exc:
+        raise _fail(str(exc)) from None
+    print(json.dumps(figures, indent=2))

@@ -321,12 +321,13 @@ def keys(
     print(secret)
 
 
-from livetrack._cli_live import acquire, control, demo  # noqa: E402
+from livetrack._cli_live import acquire, control, demo, soak  # noqa: E402
 from livetrack._cli_offline import plot, process  # noqa: E402
 
 app.command()(acquire)
 app.command()(control)
 app.command()(demo)
+app.command()(soak)
 app.command()(process)
 app.command()(plot)
 
