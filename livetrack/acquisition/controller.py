@@ -29,6 +29,7 @@ from livetrack.acquisition._config import ControllerConfig
 from livetrack.acquisition.actuation import Actuator
 
 log = logging.getLogger(__name__)
+MAX_SERIES = 500_000  # samples kept per series (≈ 2.8 h at 50 results/s): memory stays bounded
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,8 +210,9 @@ class FeedbackController:
         pos = xy[hit[0]]
         self._last_px = pos.copy()
         err = pos - self.target
-        self.stats.error_px.append(float(np.hypot(*err)))
-        self.stats.error_t_s.append((res.t_acq_ns - self._t0_ns) / 1e9)
+        if len(self.stats.error_px) < MAX_SERIES:
+            self.stats.error_px.append(float(np.hypot(*err)))
+            self.stats.error_t_s.append((res.t_acq_ns - self._t0_ns) / 1e9)
         if self.cfg.mode == "none":
             return
         px = float(res.fields.get("pixel_size_um") or self.pixel_um)
@@ -218,7 +220,8 @@ class FeedbackController:
         stage_xy = np.asarray(stage[:2], float) if stage is not None else np.zeros(2)
         self._update_velocity(res.t_acq_ns / 1e9, stage_xy + pos * px)
         age_s = max(0.0, (wire.now_ns() - res.t_acq_ns) / 1e9)
-        self.stats.age_ms.append(age_s * 1e3)
+        if len(self.stats.age_ms) < MAX_SERIES:
+            self.stats.age_ms.append(age_s * 1e3)
         if np.hypot(*err) < self.cfg.deadband_px:
             return
         self._integral += err * px
