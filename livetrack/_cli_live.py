@@ -194,7 +194,7 @@ def control(
     summary = {**stats.summary(), "sent": actuator.sent, "dropped": actuator.dropped}
     if json_out is not None:
         json_out.write_text(
-            json.dumps({**summary, "t_s": stats.error_t_s, "error_px": stats.error_px})
+            json.dumps({**summary, "t_s": list(stats.error_t_s), "error_px": list(stats.error_px)})
         )
     console.print(f"controller {summary}", highlight=False)
 

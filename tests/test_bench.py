@@ -137,3 +137,26 @@ def test_quick_overload_accounts_for_every_frame_in_both_policies(tmp_path: Path
         assert r["rss_mb"]["peak"] > 0
     assert rows["lossless"]["skipped"] == 0
     assert rows["realtime"]["skipped"] > 0  # it was overloaded, and said so
+
+
+def test_quick_storm_rejects_every_bad_message_and_keeps_every_good_frame(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(app, ["bench", "--quick", "--only", "storm", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(out.read_text())["storm"]
+    assert row["rejected_total"] == row["bad_sent"] == 1000
+    assert row["processed"] == row["good_sent"]
+    assert row["received"] == row["bad_sent"] + row["good_sent"]
+    assert row["good_results"] == row["good_sent"]
+    assert set(row["rejected"]) <= {
+        "wrong_parts",
+        "malformed",
+        "oversized",
+        "bad_header",
+        "wrong_version",
+        "bad_dtype",
+        "size_mismatch",
+        "non_finite",
+    }

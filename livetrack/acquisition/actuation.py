@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections import deque
 from typing import Any, Protocol
 
 import numpy as np
@@ -59,14 +60,17 @@ class CoreActuator:
         self.core = core
         self.trap_device = trap_device
         self.mda_queue = mda_queue
-        self.latency_ms: list[float] = []
+        # the most recent loop latencies (bounded: flat memory in long runs), and the count
+        self.latency_ms: deque[float] = deque(maxlen=10_000)
+        self.latency_n = 0
         self.applied: dict[str, int] = {}
         self.failed: dict[str, int] = {}
 
     def _done(self, cmd: str, t_acq_ns: int) -> None:
         self.applied[cmd] = self.applied.get(cmd, 0) + 1
-        if t_acq_ns > 0 and len(self.latency_ms) < 1_000_000:
+        if t_acq_ns > 0:
             self.latency_ms.append((wire.now_ns() - t_acq_ns) / 1e6)
+            self.latency_n += 1
 
     def move_xy(self, x_um: float, y_um: float, seq: int, t_acq_ns: int) -> None:
         """Move the XY stage to an absolute position (µm)."""
@@ -103,7 +107,7 @@ class CoreActuator:
             self.mda_event(dict(a["event"]), command.seq, command.t_acq_ns)
 
     def latency_percentiles(self) -> dict[str, float]:
-        """Loop latency (frame acquired → command applied), ms."""
+        """Loop latency (frame acquired → command applied), ms, over the last 10 000 commands."""
         if not self.latency_ms:
             return {}
         a = np.asarray(self.latency_ms)
@@ -111,7 +115,7 @@ class CoreActuator:
             "p50": float(np.percentile(a, 50)),
             "p99": float(np.percentile(a, 99)),
             "max": float(a.max()),
-            "n": len(a),
+            "n": self.latency_n,
         }
 
 

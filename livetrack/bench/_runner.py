@@ -15,6 +15,7 @@ from livetrack.bench._accuracy import bench_detection, bench_localization
 from livetrack.bench._linking import bench_linking
 from livetrack.bench._simulation import bench_simulation
 from livetrack.bench._speed import bench_overload, bench_speed
+from livetrack.bench._storm import bench_storm
 
 Section = Callable[[bool], list[dict[str, Any]]]
 
@@ -25,9 +26,10 @@ SECTIONS: dict[str, Section] = {
     "linking": bench_linking,
     "speed": bench_speed,
     "overload": bench_overload,
+    "storm": bench_storm,
 }
 # sections that only run when asked for by name (long, and they load the machine fully)
-ON_REQUEST = {"overload"}
+ON_REQUEST = {"overload", "storm"}
 
 
 def machine_info() -> dict[str, Any]:
