@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from livetrack.bench._speed import _proc_memory_mb
-from livetrack.client import ControlClient, ServiceUnavailableError
-from livetrack.demo._processes import Child
+from livetrack.client import ServiceUnavailableError
+from livetrack.demo._processes import Child, start_service
 
 
 def run_soak(seconds: float, fps: float, out: Path, sample_s: float = 10.0) -> dict[str, Any]:
@@ -30,31 +30,10 @@ def run_soak(seconds: float, fps: float, out: Path, sample_s: float = 10.0) -> d
     out.mkdir(parents=True, exist_ok=True)
     sock = Path(tempfile.mkdtemp(prefix="livetrack-soak-"))
     addr = {n: f"ipc://{sock / n}" for n in ("frames", "results", "control", "actuation")}
-    serve = Child(
-        "serve",
-        [
-            "serve",
-            "--frames",
-            addr["frames"],
-            "--results",
-            addr["results"],
-            "--control",
-            addr["control"],
-        ],
-        out / "serve.log",
-    )
-    control = ControlClient(addr["control"], timeout_ms=2000, retries=1)
+    serve, control = start_service(addr, out / "serve.log")
     children = [serve]
     samples: list[dict[str, Any]] = []
     try:
-        end = time.monotonic() + 120
-        while True:
-            try:
-                control.request("status")
-                break
-            except ServiceUnavailableError:
-                if not serve.running() or time.monotonic() > end:
-                    raise RuntimeError(f"the service did not start:\n{serve.tail()}") from None
         ctl = Child(
             "control",
             ["control", "demo", "--results", addr["results"], "--actuation", addr["actuation"]],

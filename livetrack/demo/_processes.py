@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from livetrack.client import ControlClient, ServiceUnavailableError
+
 
 class Child:
     """One ``livetrack`` sub-command in its own process, its output in ``log``."""
@@ -55,3 +57,32 @@ class Child:
         """The last lines of its log (for error messages)."""
         lines = self.log.read_text(errors="replace").splitlines()
         return "\n".join(lines[-n:])
+
+
+def start_service(addr: dict[str, str], log: Path, *extra: str) -> tuple[Child, ControlClient]:
+    """``livetrack serve`` on ``addr``; returns once it answers (model loaded), or raises."""
+    serve = Child(
+        "serve",
+        [
+            "serve",
+            "--frames",
+            addr["frames"],
+            "--results",
+            addr["results"],
+            "--control",
+            addr["control"],
+            *extra,
+        ],
+        log,
+    )
+    control = ControlClient(addr["control"], timeout_ms=2000, retries=1)
+    end = time.monotonic() + 120
+    while True:
+        try:
+            control.request("status")
+            return serve, control
+        except ServiceUnavailableError:
+            if not serve.running() or time.monotonic() > end:
+                control.close()
+                serve.stop()
+                raise RuntimeError(f"the service did not start:\n{serve.tail()}") from None

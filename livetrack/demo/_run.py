@@ -28,7 +28,7 @@ from rich.live import Live
 
 from livetrack.client import ControlClient, ServiceUnavailableError, free_loopback_addresses
 from livetrack.config import load_simulation_config
-from livetrack.demo._processes import Child
+from livetrack.demo._processes import Child, start_service
 from livetrack.demo._report import draw_summary
 from livetrack.demo._watch import Watcher
 
@@ -162,35 +162,12 @@ def run_demo(
         addr = {n: f"ipc://{sock_dir / n}" for n in names}
     else:
         addr = dict(zip(names, free_loopback_addresses(4), strict=True))
-    serve = Child(
-        "serve",
-        [
-            "serve",
-            "--frames",
-            addr["frames"],
-            "--results",
-            addr["results"],
-            "--control",
-            addr["control"],
-            "--queue",
-            "8",
-        ],
-        output / "serve.log",
-    )
-    control = ControlClient(addr["control"], timeout_ms=2000, retries=1)
+    console.print("starting the service (loading the model)…")
+    serve, control = start_service(addr, output / "serve.log", "--queue", "8")
     cam = load_simulation_config(preset).camera
     watcher = Watcher(addr["results"], (cam.height, cam.width))
     phases: dict[str, Any] = {}
     try:
-        console.print("starting the service (loading the model)…")
-        end = time.monotonic() + 120
-        while True:
-            try:
-                control.request("status")
-                break
-            except ServiceUnavailableError:
-                if not serve.running() or time.monotonic() > end:
-                    raise RuntimeError(f"the service did not start:\n{serve.tail()}") from None
         view = Live(console=console, refresh_per_second=4, transient=True) if live else None
         if view is not None:
             view.start()
