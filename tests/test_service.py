@@ -321,7 +321,7 @@ def test_clients_never_hang_on_a_missing_service() -> None:
     ctl = ControlClient(f"tcp://127.0.0.1:{port}", timeout_ms=200, retries=2)
     with pytest.raises(ServiceUnavailableError):
         ctl.request("status")
-    assert time.monotonic() - t0 < 3
+    assert time.monotonic() - t0 < 10  # 2 × 200 ms timeouts: bounded, never a hang
     pub.close()
     ctl.close()
 
