@@ -5,6 +5,7 @@ annotations`` here: typer reads the annotations.
 """
 
 import logging
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -32,6 +33,13 @@ def _output_for(movie: str, output: Path, fmt: str, several: bool) -> Path:
         if stem.lower().endswith(suffix):
             stem = stem[: -len(suffix)]
     return output / f"{stem}.{fmt}"
+
+
+def _frames_kept(folder: Path | None) -> int:
+    """Frames a previous run left in a checkpoint folder (0 when none)."""
+    if folder is None or not folder.is_dir():
+        return 0
+    return sum(int(p.stem.split("-")[2]) for p in folder.glob("chunk-*.parquet"))
 
 
 def _client(workers: int, scheduler: str | None) -> Any:
@@ -77,6 +85,13 @@ def process(
     ] = None,
     search_range: Annotated[float, typer.Option(help="Linking search range (px).")] = 8.0,
     memory: Annotated[int, typer.Option(help="Frames a track may be missed.")] = 2,
+    checkpoint: Annotated[
+        bool,
+        typer.Option(
+            help="Keep each chunk's detections in OUTPUT.partial.d as they come, so that "
+            "a failed run (full disk, killed job) resumes where it stopped."
+        ),
+    ] = True,
     force_model: Annotated[
         bool, typer.Option("--force-model", help="Use a model whose card does not fit.")
     ] = False,
@@ -157,20 +172,33 @@ def process(
                     dt = time.perf_counter() - _t0
                     bar.update(_task, advance=n, fps=done / dt if dt > 0 else 0.0)
 
-                table, info, seconds = process_movie(
-                    m,
-                    spec,
-                    linking,
-                    chunk,
-                    client=client,
-                    detector=detector,
-                    on_frames=advance,
-                    pixel_size_um=pixel_size_um,
-                )
+                kept = out.with_name(out.name + ".partial.d") if checkpoint else None
+                resumed = _frames_kept(kept)
+                if resumed:
+                    console.print(
+                        f"{m}: resuming, {resumed} frames kept in {kept}", highlight=False
+                    )
+                try:
+                    table, info, seconds = process_movie(
+                        m,
+                        spec,
+                        linking,
+                        chunk,
+                        client=client,
+                        detector=detector,
+                        on_frames=advance,
+                        pixel_size_um=pixel_size_um,
+                        checkpoint=kept,
+                    )
+                except OSError as exc:
+                    raise _fail(f"{m}: {exc}") from None
             try:
                 write_table(table, out)
             except (OSError, ValueError) as exc:
-                raise _fail(str(exc)) from None
+                where = f"; the detections are kept in {kept}: rerun to resume" if kept else ""
+                raise _fail(f"{exc}{where}") from None
+            if kept is not None:
+                shutil.rmtree(kept, ignore_errors=True)
             record = {
                 "livetrack": __version__,
                 "movie": asdict(info),

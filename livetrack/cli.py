@@ -259,6 +259,21 @@ def serve(
         bool,
         typer.Option("--insecure", help="Allow binding non-loopback addresses without encryption."),
     ] = False,
+    keys: Annotated[
+        Path | None,
+        typer.Option(
+            "--keys",
+            help="Key folder from `livetrack keys`: CURVE encryption, and only the clients "
+            "whose public keys are in KEYS/clients are served.",
+        ),
+    ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve Prometheus metrics over HTTP on this port (0: any free port)."),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="Interface for --metrics-port (off-loopback needs --insecure).")
+    ] = "127.0.0.1",
     seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
 ) -> None:
     """Serve detection + linking over ZeroMQ until SIGINT/SIGTERM or a shutdown request."""
@@ -287,9 +302,12 @@ def serve(
             queue=queue,
             force_model=force_model,
             insecure=insecure,
+            keys=str(keys) if keys is not None else None,
+            metrics_port=metrics_port,
+            metrics_host=metrics_host,
         )
         service = Service(detector, cfg)  # type: ignore[arg-type]
-    except (ArtifactError, PermissionError, ValueError) as exc:
+    except (ArtifactError, PermissionError, ValueError, RuntimeError, OSError) as exc:
         raise _fail(str(exc)) from None
     except Exception as exc:  # zmq bind errors: address in use, bad address
         raise _fail(f"cannot start the service: {exc}") from None

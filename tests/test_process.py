@@ -312,3 +312,81 @@ def test_plot_draws_size_and_index_when_the_table_has_them(tmp_path: Path) -> No
     write_table(t.drop(columns="particle"), tmp_path / "bad.csv")
     with pytest.raises(KeyError, match="particle"):
         plot_table(tmp_path / "bad.csv", tmp_path / "png")
+
+
+class _Counting:
+    """A detector that counts the frames it is asked to detect."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner, self.frames = inner, 0
+
+    def detect(self, frame: np.ndarray) -> object:
+        self.frames += 1
+        return self.inner.detect(frame)  # type: ignore[attr-defined]
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint(movie_file: Path, tmp_path: Path) -> None:
+    spec = DetectorSpec(classical=True, diameter=7, minmass=50.0)
+    whole, _, _ = process_movie(movie_file, spec, chunk=4)
+    kept = tmp_path / "t.parquet.partial.d"
+    first = _Counting(spec.build())
+
+    def die_after_12(n: int, done: list[int] = [0]) -> None:  # noqa: B006
+        done[0] += n
+        if done[0] >= 12:
+            raise KeyboardInterrupt  # the job is killed half way
+
+    with pytest.raises(KeyboardInterrupt):
+        process_movie(
+            movie_file, spec, chunk=4, detector=first, on_frames=die_after_12, checkpoint=kept
+        )
+    assert first.frames == 12
+    assert len(list(kept.glob("chunk-*.parquet"))) == 3
+    second = _Counting(spec.build())
+    table, _, _ = process_movie(movie_file, spec, chunk=4, detector=second, checkpoint=kept)
+    assert second.frames == 12  # only what was missing
+    pd.testing.assert_frame_equal(table, whole)
+    # another chunk size (or movie, or detector) is another run: nothing stale is reused
+    third = _Counting(spec.build())
+    process_movie(movie_file, spec, chunk=6, detector=third, checkpoint=kept)
+    assert third.frames == 24
+
+
+def test_full_disk_fails_clearly_keeps_the_detections_and_resumes(
+    movie_file: Path, tmp_path: Path
+) -> None:
+    """A file-size limit makes the kernel refuse the table's write (EFBIG) half way."""
+    out = tmp_path / "res" / "beads.csv"
+    args = ["process", str(movie_file), "-o", str(out), "--classical", "--diameter", "7"]
+    args += ["--minmass", "50", "--chunk", "4"]
+
+    def small_files() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (12_000, resource.RLIM_INFINITY))
+
+    p = subprocess.run(
+        [sys.executable, "-m", "livetrack.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=small_files,
+    )
+    assert p.returncode == 2, p.stderr[-2000:]
+    assert "cannot write" in p.stderr
+    assert "File too large" in p.stderr
+    assert "rerun to resume" in p.stderr
+    assert not out.exists()
+    assert not list(out.parent.glob("*.partial"))
+    kept = out.with_name(out.name + ".partial.d")
+    assert len(list(kept.glob("chunk-*.parquet"))) == 6
+    p = _cli(*args)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "resuming, 24 frames kept" in p.stderr
+    assert not kept.exists()
+    direct, _, _ = process_movie(
+        movie_file, DetectorSpec(classical=True, diameter=7, minmass=50.0), chunk=4
+    )
+    got = read_table(out)
+    assert len(got) == len(direct) > 24
+    np.testing.assert_allclose(got[["x", "y"]].to_numpy(), direct[["x", "y"]].to_numpy(), atol=1e-9)

@@ -104,3 +104,27 @@ def test_only_allowed_clients_are_served(keydir: Path) -> None:
         service.stop()
         thread.join(5)
     assert not thread.is_alive()
+
+
+def test_cli_serve_off_loopback_needs_keys_and_takes_them(keydir: Path) -> None:
+    import subprocess
+    import sys
+
+    def serve(*extra: str) -> subprocess.CompletedProcess[str]:
+        args = ["serve", "--classical", "--frames", "tcp://0.0.0.0:0", "--results", LOCAL]
+        return subprocess.run(
+            [sys.executable, "-m", "livetrack.cli", *args, "--control", LOCAL, *extra],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    refused = serve("--seconds", "0.5")
+    assert refused.returncode == 2
+    assert "not a loopback address" in refused.stderr
+    served = serve("--keys", str(keydir), "--seconds", "0.5")
+    assert served.returncode == 0, served.stderr[-2000:]
+    assert "tcp://0.0.0.0:" in served.stderr + served.stdout
+    broken = serve("--keys", str(keydir / "clientside"), "--seconds", "0.5")
+    assert broken.returncode == 2
+    assert "server.key_secret" in broken.stderr

@@ -405,3 +405,42 @@ def test_lossless_backlog_is_batched_and_kept_in_order(movie: tuple[np.ndarray, 
         assert st["latency_ms"]["batch_size"]["p99"] > 1  # frames went through the network together
     finally:
         r.stop()
+
+
+def test_prometheus_endpoint_serves_the_accounting(movie: tuple[np.ndarray, Any]) -> None:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    r = start(policy="lossless", metrics_port=0, status_interval_s=0.1)
+    try:
+        frames, _ = movie
+        n = len(frames)
+        for i, f in enumerate(frames):
+            assert r.pub.publish(f, seq=i)
+        r.pub.sock.send_multipart([b"not a header", b"x"])  # one rejected, by reason
+        assert len(r.results(wire.TOPIC_DETECTIONS, n)) == n
+        time.sleep(0.4)  # a status snapshot after the last frame
+        body = urllib.request.urlopen(r.service.endpoints["metrics"], timeout=5).read().decode()
+    finally:
+        r.stop()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(body)
+        for s in fam.samples
+    }
+    assert samples[("livetrack_frames_processed_total", ())] == n
+    assert samples[("livetrack_frames_received_total", ())] == n + 1
+    assert samples[("livetrack_frames_rejected_total", (("reason", "malformed"),))] == 1
+    assert samples[("livetrack_published_total", (("topic", "det"),))] == n
+    p99 = samples[("livetrack_latency_seconds", (("quantile", "0.99"), ("stage", "end_to_end")))]
+    assert 0 < p99 < 60
+    assert samples[("livetrack_policy", (("policy", "lossless"),))] == 1
+
+
+def test_metrics_off_loopback_need_insecure() -> None:
+    with pytest.raises(PermissionError, match="not a loopback address"):
+        Service(
+            TrackpyDetector(),
+            ServiceConfig(LOCAL, LOCAL, LOCAL, metrics_host="0.0.0.0", metrics_port=0),
+        )

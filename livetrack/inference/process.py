@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from livetrack.inference.checkpoint import DetectionCheckpoint
 from livetrack.inference.movies import MovieInfo, MovieReader
 from livetrack.linking import LinkingConfig, OnlineLinker
 
@@ -95,17 +96,17 @@ def _detect_frames(detector: Any, frames: np.ndarray) -> list[Any]:
 
 
 def _local_chunks(
-    reader: MovieReader, detector: Any, chunk: int
+    reader: MovieReader, detector: Any, chunk: int, starts: list[int]
 ) -> Iterator[tuple[int, list[Columns]]]:
-    for start, frames in reader.chunks(chunk):
+    for start in starts:
+        frames = reader.read(start, start + chunk)
         yield start, [_columns(d) for d in _detect_frames(detector, frames)]
 
 
 def _dask_chunks(
-    client: Any, source: str, spec: DetectorSpec, n_frames: int, chunk: int, ahead: int
+    client: Any, source: str, spec: DetectorSpec, starts: list[int], chunk: int, ahead: int
 ) -> Iterator[tuple[int, list[Columns]]]:
     """Submit chunks, at most ``ahead`` in flight (bounded memory), yield them in order."""
-    starts = list(range(0, n_frames, chunk))
     futures: dict[int, Any] = {}
     nxt = 0
     for start in starts:
@@ -114,6 +115,30 @@ def _dask_chunks(
             futures[s] = client.submit(detect_chunk, source, spec, s, s + chunk, pure=False)
             nxt += 1
         yield start, futures.pop(start).result()
+
+
+def _kept_or_fresh(
+    starts: list[int],
+    fresh: Iterator[tuple[int, list[Columns]]],
+    checkpoint: DetectionCheckpoint | None,
+) -> Iterator[tuple[int, list[Columns]]]:
+    """Chunks in order: from the checkpoint when kept, else detected now (and kept)."""
+    for start in starts:
+        if checkpoint is not None and checkpoint.has(start):
+            yield start, checkpoint.load(start)
+            continue
+        got, cols = next(fresh)
+        assert got == start, (got, start)
+        if checkpoint is not None:
+            try:
+                checkpoint.save(start, cols)
+            except OSError as exc:
+                raise OSError(
+                    f"cannot write to the checkpoint {checkpoint.directory}: "
+                    f"{exc.strerror or exc}; the detections of {checkpoint.frames_kept} "
+                    "frames are kept there: make room and rerun the same command to resume"
+                ) from exc
+        yield start, cols
 
 
 def link_columns(
@@ -156,25 +181,53 @@ def process_movie(
     detector: Any = None,
     on_frames: Callable[[int], None] | None = None,
     pixel_size_um: float | None = None,
+    checkpoint: Path | None = None,
 ) -> tuple[pd.DataFrame, MovieInfo, float]:
     """Detect and link one movie. Returns (table, movie info, seconds).
 
     ``client``: a ``dask.distributed.Client`` to detect on its workers; otherwise
     ``detector`` (or one built from ``spec``) runs here. ``pixel_size_um``
-    overrides the movie's metadata.
+    overrides the movie's metadata. ``checkpoint``: a folder where each chunk's
+    detections are kept as they come, and read back by a rerun (see
+    :class:`~livetrack.inference.checkpoint.DetectionCheckpoint`); the caller
+    removes it once the table is safely written.
     """
     reader = MovieReader(source)
     info = reader.info
     px = pixel_size_um or info.pixel_size_um
+    kept = None
+    if checkpoint is not None:
+        identity = {
+            "movie": info.path,
+            "movie_mtime_ns": Path(info.path).stat().st_mtime_ns
+            if Path(info.path).exists()
+            else None,
+            "frames": info.n_frames,
+            "shape": info.shape,
+            "dtype": info.dtype,
+            "detector": {k: v for k, v in asdict(spec).items() if k != "threads"},
+            "chunk": chunk,
+        }
+        try:
+            kept = DetectionCheckpoint(checkpoint, identity)
+        except OSError as exc:
+            reader.close()
+            raise OSError(
+                f"cannot make the checkpoint {checkpoint}: {exc.strerror or exc}"
+            ) from exc
+    starts = list(range(0, info.n_frames, chunk))
+    todo = [s for s in starts if kept is None or not kept.has(s)]
     if client is not None:
         client.run(warm_worker, spec)  # model loading is start-up, not throughput
     t0 = time.perf_counter()
     try:
         if client is not None:
             n = max(1, len(client.scheduler_info().get("workers", {})))
-            chunks = _dask_chunks(client, str(source), spec, info.n_frames, chunk, 2 * n)
+            fresh = _dask_chunks(client, str(source), spec, todo, chunk, 2 * n)
         else:
-            chunks = _local_chunks(reader, detector or spec.build(), chunk)
+            det = (detector or spec.build()) if todo else None  # all kept: no model needed
+            fresh = _local_chunks(reader, det, chunk, todo)
+        chunks = _kept_or_fresh(starts, fresh, kept)
         table = link_columns(chunks, linking or LinkingConfig(), px, on_frames)
     finally:
         reader.close()

@@ -65,6 +65,9 @@ class ServiceConfig:
     insecure: bool = False
     keys: str | None = None  # key directory: CURVE encryption + client allow-list
     linger_ms: int = 500
+    # Prometheus /metrics over plain HTTP (None: off); off-loopback needs --insecure
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
 
 def is_local(address: str) -> bool:
@@ -115,6 +118,10 @@ class Service:
         self.config = config or ServiceConfig()
         cfg = self.config
         check_exposure((cfg.frames, cfg.results, cfg.control), insecure=cfg.insecure, keys=cfg.keys)
+        if cfg.metrics_port is not None:  # plain HTTP: CURVE keys do not cover it
+            check_exposure(
+                (f"tcp://{cfg.metrics_host}:{cfg.metrics_port}",), insecure=cfg.insecure, keys=None
+            )
         self.detector = detector
         self.policy: Policy = cfg.policy
         self.stats = ServiceStats()
@@ -147,6 +154,15 @@ class Service:
             "results": self._bind(self.pub, cfg.results),
             "control": self._bind(self.rep, cfg.control),
         }
+        self._last_status: dict[str, Any] | None = None
+        self.metrics: Any = None
+        if cfg.metrics_port is not None:
+            from livetrack.inference.metrics import MetricsServer
+
+            self.metrics = MetricsServer(
+                lambda: self._last_status, cfg.metrics_host, cfg.metrics_port
+            )
+            self.endpoints["metrics"] = self.metrics.url
 
     @staticmethod
     def _bind(sock: zmq.Socket[Any], address: str) -> str:
@@ -203,6 +219,9 @@ class Service:
         if self._auth is not None:
             self._auth.stop()
             self._auth = None
+        if self.metrics is not None:
+            self.metrics.close()
+            self.metrics = None
 
     def _receive(self) -> list[Any] | None:
         try:
@@ -338,7 +357,9 @@ class Service:
         self.stats.published[topic.decode()] += 1
 
     def _publish_status(self) -> None:
-        self.pub.send_multipart([wire.TOPIC_STATUS, wire.packb(self.status())])
+        st = self.status()
+        self._last_status = st  # what /metrics serves: a snapshot, no lock on the loop
+        self.pub.send_multipart([wire.TOPIC_STATUS, wire.packb(st)])
         self.stats.published[wire.TOPIC_STATUS.decode()] += 1
 
     def status(self) -> dict[str, Any]:
