@@ -19,10 +19,10 @@ def robust_normalise(
     """
     f = np.asarray(frame)
     step = max(1, int(np.sqrt(f.size / max_samples)))
-    sample = f[::step, ::step].astype(np.float32, copy=False).ravel()
-    med = float(np.median(sample))
-    mad = float(np.median(np.abs(sample - med)))
-    low = sample[sample <= np.percentile(sample, 80)]
+    sample = f[::step, ::step].astype(np.float32).ravel()
+    med, p80 = _median_and_p80(sample)
+    mad, _ = _median_and_p80(np.abs(sample - np.float32(med)), p80=False)
+    low = sample[sample <= p80]
     scale = max(1.4826 * mad, float(low.std()), 1e-3)
     out = f.astype(np.float32)
     out -= np.float32(med)
@@ -30,3 +30,24 @@ def robust_normalise(
     if compress:
         np.arcsinh(out, out=out)
     return out
+
+
+def _median_and_p80(a: NDArray[np.float32], p80: bool = True) -> tuple[float, float]:
+    """``np.median(a)`` and ``np.percentile(a, 80)`` exactly, from one partition.
+
+    Three separate numpy calls cost ~0.6 ms per frame (each partitions a copy);
+    this is the service's largest per-frame overhead outside the model.
+    """
+    n = a.size
+    h = n // 2
+    r = 0.8 * (n - 1)  # numpy's default (linear) percentile position
+    j = int(r)
+    kth = [h - 1, h] if n % 2 == 0 else [h]
+    if p80:
+        kth += [j, min(j + 1, n - 1)]
+    a.partition(sorted(set(kth)))  # in place: ``a`` is ours
+    med = float((a[h - 1] + a[h]) / 2) if n % 2 == 0 else float(a[h])
+    if not p80:
+        return med, med
+    lo, hi = float(a[j]), float(a[min(j + 1, n - 1)])
+    return med, lo + (r - j) * (hi - lo)

@@ -112,6 +112,8 @@ class KerasDetector:
 
     def _inputs(self, frames: NDArray[np.generic]) -> NDArray[np.float32]:
         """Normalised, padded network inputs (B, H, W, 1) for a stack of frames."""
+        if len(frames) == 1:  # the live path: no stacking copy
+            return self._pad(robust_normalise(frames[0]))[None, ..., None]
         return np.stack([self._pad(robust_normalise(f)) for f in frames])[..., None]
 
     def network(self, frames: NDArray[np.generic]) -> NDArray[np.float32]:
