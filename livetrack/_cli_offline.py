@@ -85,6 +85,10 @@ def process(
     ] = None,
     search_range: Annotated[float, typer.Option(help="Linking search range (px).")] = 8.0,
     memory: Annotated[int, typer.Option(help="Frames a track may be missed.")] = 2,
+    precision: Annotated[
+        str,
+        typer.Option(help="Network arithmetic: auto (bfloat16 where native), float32, bfloat16."),
+    ] = "auto",
     checkpoint: Annotated[
         bool,
         typer.Option(
@@ -114,6 +118,8 @@ def process(
 
     if f".{fmt}" not in TABLE_SUFFIXES:
         raise _fail(f"--format {fmt!r}: expected parquet, csv or h5")
+    if precision not in ("auto", "float32", "bfloat16"):
+        raise _fail(f"--precision {precision!r}: expected auto, float32 or bfloat16")
     if chunk < 1:
         raise _fail("--chunk must be at least 1")
     several = len(movies) > 1
@@ -131,6 +137,7 @@ def process(
         diameter=diameter,
         minmass=minmass,
         threads=threads,
+        precision=precision,
     )
     card = None if (classical or single) else read_card(model or default_model_dir())
     linking = LinkingConfig(search_range_px=search_range, memory=memory)

@@ -267,6 +267,10 @@ def serve(
             "whose public keys are in KEYS/clients are served.",
         ),
     ] = None,
+    precision: Annotated[
+        str,
+        typer.Option(help="Network arithmetic: auto (bfloat16 where native), float32, bfloat16."),
+    ] = "auto",
     metrics_port: Annotated[
         int | None,
         typer.Option(help="Serve Prometheus metrics over HTTP on this port (0: any free port)."),
@@ -293,7 +297,7 @@ def serve(
         else:
             from livetrack.inference.detector import KerasDetector
 
-            detector = KerasDetector(model)
+            detector = KerasDetector(model, precision=precision)
         cfg = ServiceConfig(
             frames=frames,
             results=results,

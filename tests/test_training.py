@@ -202,3 +202,31 @@ def test_batched_detection_equals_frame_by_frame() -> None:
         assert np.allclose(a.x, b.x, atol=1e-4)
         assert np.allclose(a.y, b.y, atol=1e-4)
         assert np.allclose(a.score, b.score, atol=1e-4)
+
+
+def test_bfloat16_arithmetic_finds_the_same_particles_as_float32(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``auto`` picks bfloat16 on CPUs that have it; positions come from the raw frame."""
+    from livetrack.inference.detector import KerasDetector, resolve_precision
+    from livetrack.simulation.scenarios import Scenario
+
+    movie, _ = Scenario("bf16", 60, 4.0, 2, size=256, seed=21).render()
+    full, half = KerasDetector(precision="float32"), KerasDetector(precision="bfloat16")
+    assert (full.precision, half.precision) == ("float32", "bfloat16")
+    assert half.model.layers[1].compute_dtype == "bfloat16"
+    for f in movie:
+        a, b = full.detect(f), half.detect(f)
+        assert abs(len(a) - len(b)) <= 1
+        pa, pb = np.c_[a.x, a.y], np.c_[b.x, b.y]
+        d = np.hypot(*(pa[:, None, :] - pb[None, :, :]).transpose(2, 0, 1)).min(axis=1)
+        assert np.mean(d < 0.01) >= 0.97  # the same fits, to a hundredth of a pixel
+    assert resolve_precision("float32") == "float32"
+    monkeypatch.setenv("LIVETRACK_PRECISION", "float32")
+    assert resolve_precision("auto") == "float32"
+    assert resolve_precision("bfloat16") == "bfloat16"  # an explicit choice wins
+    monkeypatch.setenv("LIVETRACK_PRECISION", "half")
+    with pytest.raises(ValueError, match="LIVETRACK_PRECISION"):
+        resolve_precision("auto")
+    with pytest.raises(ValueError, match="precision"):
+        KerasDetector(precision="float8")

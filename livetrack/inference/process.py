@@ -37,6 +37,7 @@ class DetectorSpec:
     diameter: int = 9
     minmass: float = 100.0
     threads: int | None = None  # TensorFlow threads per process (workers sharing cores)
+    precision: str = "auto"  # the network's arithmetic (KerasDetector)
 
     def build(self) -> Any:
         """The detector."""
@@ -58,7 +59,7 @@ class DetectorSpec:
             return TrackpyDetector(self.diameter, self.minmass)
         from livetrack.inference.detector import KerasDetector
 
-        return KerasDetector(self.model)
+        return KerasDetector(self.model, precision=self.precision)
 
 
 _WORKER_DETECTORS: dict[DetectorSpec, Any] = {}

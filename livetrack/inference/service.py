@@ -371,6 +371,7 @@ class Service:
             "uptime_s": time.monotonic() - self._started,
             "policy": self.policy,
             "detector": str(path) if path is not None else type(self.detector).__name__,
+            "precision": getattr(self.detector, "precision", None),
             "active_tracks": self.linker.active,
             "linker": vars(self.linker.stats).copy(),
             **self.stats.snapshot(),
@@ -428,8 +429,10 @@ class Service:
         if loader is None:
             from livetrack.inference.detector import KerasDetector
 
-            loader = KerasDetector
-        det: Detector = loader(Path(path))
+            precision = getattr(self.detector, "precision", None) or "auto"
+            det: Detector = KerasDetector(Path(path), precision=precision)  # same arithmetic
+        else:
+            det = loader(Path(path))
         card = getattr(det, "card", None)
         if card is not None:
             check_fits(card, modality="fluorescence", override=self.config.force_model)
