@@ -64,12 +64,17 @@ def _neighbour_light(
     shape: tuple[int, ...],
 ) -> FloatArray:
     """Expected photons from each spot's neighbours inside its window."""
-    extra = np.zeros(shape)
-    for i, j in ((pairs[:, 0], pairs[:, 1]), (pairs[:, 1], pairs[:, 0])):
-        ex = _axis_terms(kx[i], x[j][:, None], s[j][:, None])[0]
-        ey = _axis_terms(ky[i], y[j][:, None], s[j][:, None])[0]
-        np.add.at(extra, i, nph[j][:, None, None] * ey[:, :, None] * ex[:, None, :])
-    return extra
+    i = np.concatenate([pairs[:, 0], pairs[:, 1]])  # the spot whose window is lit
+    j = np.concatenate([pairs[:, 1], pairs[:, 0]])  # the neighbour lighting it
+    ex = _axis_terms(kx[i], x[j][:, None], s[j][:, None])[0]
+    ey = _axis_terms(ky[i], y[j][:, None], s[j][:, None])[0]
+    light = (nph[j][:, None, None] * ey[:, :, None] * ex[:, None, :]).reshape(len(i), -1)
+    # sum the contributions per lit spot: a sort and reduceat (np.add.at is ~10x slower)
+    order = np.argsort(i, kind="stable")
+    lit, first = np.unique(i[order], return_index=True)
+    extra = np.zeros((shape[0], shape[1] * shape[2]))
+    extra[lit] = np.add.reduceat(light[order], first, axis=0)
+    return extra.reshape(shape)
 
 
 def _newton(
@@ -120,12 +125,10 @@ def _newton(
                 nn * (ey[:, :, None] * dsx[:, None, :] + dsy[:, :, None] * ex[:, None, :])
             )
         p = len(derivs)
-        grad = np.stack([np.sum(d * resid, axis=(1, 2)) for d in derivs], axis=1)  # (K, p)
-        fisher = np.empty((n, p, p))
-        for i in range(p):
-            di = derivs[i] * inv_mu
-            for j in range(i, p):
-                fisher[:, i, j] = fisher[:, j, i] = np.sum(di * derivs[j], axis=(1, 2))
+        dm = np.stack(derivs, axis=1).reshape(n, p, -1)  # (K, p, pixels)
+        grad = np.matmul(dm, resid.reshape(n, -1, 1))[:, :, 0]  # (K, p)
+        # Fisher information, one batched matrix product: Σ_pixels ∂μ_i ∂μ_j / μ
+        fisher = np.matmul(dm * inv_mu.reshape(n, 1, -1), dm.transpose(0, 2, 1))
         fisher += np.eye(p)[None] * 1e-9 * np.trace(fisher, axis1=1, axis2=2)[:, None, None]
         # Fisher scoring: θ ← θ + I(θ)⁻¹ ∇log L (stable where x and N are correlated)
         step = np.linalg.solve(fisher, grad[:, :, None])[:, :, 0]
