@@ -8,11 +8,13 @@ plus the server's public key. Imports no part of livetrack.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import zmq
 import zmq.auth
@@ -100,3 +102,28 @@ class ClientKeys:
         sock.curve_secretkey = self.secret
         sock.curve_publickey = self.public
         sock.curve_serverkey = self.server_public
+
+
+def is_local(address: str) -> bool:
+    """Whether a ZeroMQ address stays on this machine (loopback, ipc, inproc)."""
+    url = urlparse(address)
+    if url.scheme in ("ipc", "inproc"):
+        return True
+    host = (url.hostname or "").strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(addresses: tuple[str, ...], *, insecure: bool, keys: str | None) -> None:
+    """Refuse to bind beyond this machine without encryption, unless told it is fine."""
+    for addr in addresses:
+        if not is_local(addr) and keys is None and not insecure:
+            raise PermissionError(
+                f"{addr} is not a loopback address: binding it would expose the service to the "
+                "network. Give CURVE keys (--keys DIR, see livetrack keys), or pass --insecure "
+                "if this network is trusted."
+            )

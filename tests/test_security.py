@@ -20,8 +20,8 @@ from livetrack.client import (
     ServiceUnavailableError,
 )
 from livetrack.inference.classical import TrackpyDetector
-from livetrack.inference.service import Service, ServiceConfig, check_exposure
-from livetrack.security import ClientKeys, KeyFileError, ServerKeys, generate_keys
+from livetrack.inference.service import Service, ServiceConfig
+from livetrack.security import ClientKeys, KeyFileError, ServerKeys, check_exposure, generate_keys
 
 pytestmark = pytest.mark.skipif(not zmq.has("curve"), reason="libzmq without CURVE")
 LOCAL = "tcp://127.0.0.1:0"

@@ -25,7 +25,8 @@ from livetrack.client import (
 )
 from livetrack.inference.classical import TrackpyDetector
 from livetrack.inference.detector import Detections
-from livetrack.inference.service import Service, ServiceConfig, is_local
+from livetrack.inference.service import Service, ServiceConfig
+from livetrack.security import is_local
 from livetrack.simulation.scenarios import Scenario
 
 LOCAL = "tcp://127.0.0.1:0"
@@ -444,3 +445,60 @@ def test_metrics_off_loopback_need_insecure() -> None:
             TrackpyDetector(),
             ServiceConfig(LOCAL, LOCAL, LOCAL, metrics_host="0.0.0.0", metrics_port=0),
         )
+
+
+class StagedDetector:
+    """A real detector split in two slow stages that record when they ran."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.inner = TrackpyDetector()
+        self.delay_s = delay_s
+        self.network: list[tuple[float, float]] = []
+        self.readout: list[tuple[float, float]] = []
+
+    def detect(self, frame: Any, threshold: float | None = None) -> Detections:
+        return self.stage_readout(frame, self.stage_network(frame))
+
+    def stage_network(self, frame: Any) -> Detections:
+        t0 = time.monotonic()
+        time.sleep(self.delay_s)
+        det = self.inner.detect(frame)
+        self.network.append((t0, time.monotonic()))
+        return det
+
+    def stage_readout(self, frame: Any, staged: Detections) -> Detections:
+        t0 = time.monotonic()
+        time.sleep(self.delay_s)
+        self.readout.append((t0, time.monotonic()))
+        return staged
+
+
+def test_realtime_overlaps_the_next_network_with_this_read_out(
+    movie: tuple[np.ndarray, Any],
+) -> None:
+    frames, _ = movie
+    det = StagedDetector(0.1)
+    det.inner.detect(frames[0])  # trackpy's first call is slow: not part of this test
+    r = start(det, policy="realtime")
+    try:
+        for i, f in enumerate(frames):
+            assert r.pub.publish(f, seq=i)
+            time.sleep(0.04)
+        got = r.results(wire.TOPIC_TRACKS, 3, timeout_s=5)
+        end = time.monotonic() + 5  # the last frame may still be in the pipeline
+        while (st := r.stats())["processed"] + st["skipped"] < len(frames):
+            if time.monotonic() > end:
+                break
+            time.sleep(0.05)
+    finally:
+        r.stop()
+    seqs = [g.seq for g in got]
+    assert len(seqs) >= 3
+    assert seqs == sorted(seqs)
+    assert st["received"] == len(frames) == st["processed"] + st["skipped"]
+    assert st["skipped"] > 0  # 40 ms apart, 100 ms per stage: the newest wins
+    # some network ran while an earlier frame was being read out
+    overlaps = [
+        (n0 < r1 and r0 < n1) for n0, n1 in det.network for r0, r1 in det.readout if n0 > r0
+    ]
+    assert any(overlaps)

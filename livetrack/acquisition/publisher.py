@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -83,6 +83,11 @@ class CoreFramePump:
         if core.getXYStageDevice():
             self._xy = tuple(core.getXYPosition())
             core.events.XYStagePositionChanged.connect(self._on_xy)
+
+    def counts(self) -> PumpStats:
+        """A consistent copy of :attr:`stats` (``acquired == sent + dropped``), any time."""
+        with self._lock:
+            return replace(self.stats)
 
     def _on_xy(self, _label: str, x: float, y: float) -> None:
         self._xy = (float(x), float(y))

@@ -126,14 +126,15 @@ def run_session(
         publisher.close()
     if last_frame_path is not None and pump.last_frame is not None:
         np.save(last_frame_path, pump.last_frame)
+    counts = pump.counts()
     return SessionResult(
         seconds=elapsed,
         frames={
-            "acquired": pump.stats.acquired,
-            "sent": pump.stats.sent,
-            "dropped": pump.stats.dropped,
-            "dropped_socket": pump.stats.dropped_socket,
-            "dropped_buffer": pump.stats.dropped_buffer,
+            "acquired": counts.acquired,
+            "sent": counts.sent,
+            "dropped": counts.dropped,
+            "dropped_socket": counts.dropped_socket,
+            "dropped_buffer": counts.dropped_buffer,
         },
         actuation={
             "applied": actuator.applied,

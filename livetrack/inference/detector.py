@@ -205,6 +205,13 @@ class KerasDetector:
 
     def detect(self, frame: NDArray[np.generic], threshold: float | None = None) -> Detections:
         """Detect, localise and (optionally) refine every particle in one frame."""
+        out, timings = self.stage_network(frame)
+        return self._read_out(np.asarray(frame), out, threshold, timings)
+
+    def stage_network(
+        self, frame: NDArray[np.generic]
+    ) -> tuple[NDArray[np.float32], dict[str, float]]:
+        """First half of :meth:`detect`: normalise and run the network (thread-safe)."""
         t0 = time.perf_counter()
         f = np.asarray(frame)
         if f.ndim != 2:
@@ -212,10 +219,14 @@ class KerasDetector:
         img = self._inputs(f[None])
         t1 = time.perf_counter()
         out = self._call(img)[0]
-        t2 = time.perf_counter()
-        return self._read_out(
-            f, out, threshold, {"normalise": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3}
-        )
+        return out, {"normalise": (t1 - t0) * 1e3, "model": (time.perf_counter() - t1) * 1e3}
+
+    def stage_readout(
+        self, frame: NDArray[np.generic], staged: tuple[NDArray[np.float32], dict[str, float]]
+    ) -> Detections:
+        """Second half of :meth:`detect`: peaks, refinement, significance cut."""
+        out, timings = staged
+        return self._read_out(np.asarray(frame), out, None, timings)
 
     def _read_out(
         self,

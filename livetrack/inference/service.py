@@ -13,89 +13,32 @@ frames; a bad one leaves the old one serving.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import signal
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal, Protocol
-from urllib.parse import urlparse
+from typing import Any
 
 import numpy as np
 import zmq
 from numpy.typing import NDArray
 
 from livetrack import protocol as wire
-from livetrack.artifact import ArtifactError, check_fits
+from livetrack.inference._control import ControlHandling
+from livetrack.inference._pipeline import NetworkWorker, Staged, run_readout
+from livetrack.inference._service_config import Detector, Policy, ServiceConfig
 from livetrack.inference._stats import ServiceStats
 from livetrack.inference.detector import Detections
-from livetrack.linking import LinkingConfig, OnlineLinker
+from livetrack.linking import OnlineLinker
+from livetrack.security import check_exposure
+
+__all__ = ["Detector", "Policy", "Service", "ServiceConfig"]
 
 log = logging.getLogger("livetrack.service")
-Policy = Literal["realtime", "lossless"]
 
 
-class Detector(Protocol):
-    """What the service needs from a detector."""
-
-    def detect(self, frame: NDArray[np.generic], threshold: float | None = None) -> Detections:
-        """Detections of one frame."""
-        ...
-
-
-@dataclass(frozen=True)
-class ServiceConfig:
-    """Addresses, policy and limits of one service."""
-
-    frames: str = "tcp://127.0.0.1:5555"
-    results: str = "tcp://127.0.0.1:5556"
-    control: str = "tcp://127.0.0.1:5557"
-    policy: Policy = "realtime"
-    queue: int = 64  # frames waiting in the PULL socket (RCVHWM)
-    batch: int = 8  # lossless: at most this many queued frames go through the network at once
-    max_frame_bytes: int = wire.MAX_FRAME_BYTES
-    status_interval_s: float = 1.0
-    linking: LinkingConfig = field(default_factory=LinkingConfig)
-    # link in stage-corrected coordinates (stage axes assumed along the camera's x, y)
-    stage_compensation: bool = True
-    force_model: bool = False
-    insecure: bool = False
-    keys: str | None = None  # key directory: CURVE encryption + client allow-list
-    linger_ms: int = 500
-    # Prometheus /metrics over plain HTTP (None: off); off-loopback needs --insecure
-    metrics_port: int | None = None
-    metrics_host: str = "127.0.0.1"
-
-
-def is_local(address: str) -> bool:
-    """Whether a ZeroMQ address stays on this machine (loopback, ipc, inproc)."""
-    url = urlparse(address)
-    if url.scheme in ("ipc", "inproc"):
-        return True
-    host = (url.hostname or "").strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_exposure(addresses: tuple[str, ...], *, insecure: bool, keys: str | None) -> None:
-    """Refuse to bind beyond this machine without encryption, unless told it is fine."""
-    for addr in addresses:
-        if not is_local(addr) and keys is None and not insecure:
-            raise PermissionError(
-                f"{addr} is not a loopback address: binding it would expose the service to the "
-                "network. Give CURVE keys (--keys DIR, see livetrack keys), or pass --insecure "
-                "if this network is trusted."
-            )
-
-
-class Service:
+class Service(ControlHandling):
     """The service; ``run()`` serves until ``stop()`` (or SIGINT/SIGTERM in the main thread).
 
     Parameters
@@ -155,6 +98,9 @@ class Service:
             "control": self._bind(self.rep, cfg.control),
         }
         self._last_status: dict[str, Any] | None = None
+        # real-time policy: one frame in the network, at most one waiting (the newest)
+        self._worker = NetworkWorker(self._ctx)
+        self._waiting: tuple[wire.FrameHeader, NDArray[Any], float] | None = None
         self.metrics: Any = None
         if cfg.metrics_port is not None:
             from livetrack.inference.metrics import MetricsServer
@@ -188,18 +134,17 @@ class Service:
         poller = zmq.Poller()
         poller.register(self.pull, zmq.POLLIN)
         poller.register(self.rep, zmq.POLLIN)
+        poller.register(self._worker.signal, zmq.POLLIN)
         next_status = time.monotonic()
         end = time.monotonic() + duration_s if duration_s is not None else None
         self.ready.set()
         try:
             while not self._stop.is_set() and (end is None or time.monotonic() < end):
                 events = dict(poller.poll(50))
+                if self._worker.signal in events:
+                    self._guarded(self._staged_done, self._worker.take())
                 if self.pull in events:
-                    try:
-                        self._handle_frames()
-                    except Exception:  # a bug on one frame must not stop the service
-                        self.stats.rejected["internal_error"] += 1
-                        log.exception("internal error while processing a frame")
+                    self._guarded(self._handle_frames)
                 if self.rep in events and self._pending is None:
                     self._handle_control()
                 self._finish_model_swap()
@@ -213,6 +158,7 @@ class Service:
     def close(self) -> None:
         """Close the sockets (bounded linger)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._worker.close()
         for s in (self.pull, self.pub, self.rep):
             if not s.closed:
                 s.close(linger=self.config.linger_ms)
@@ -254,8 +200,12 @@ class Service:
                         self.stats.skipped += 1
                     item = newer
             if item is not None:
-                self._process(*item, t_recv)
+                if self._waiting is not None:
+                    self.stats.skipped += 1  # a newer frame came while it waited
+                self._waiting = (*item, t_recv)
+                self._feed()
         else:
+            self._drain_pipeline()  # frames taken in real-time mode finish first: order
             # lossless: every frame in order; a backlog is taken as one batch (up to
             # `batch` frames) so the network runs once on the stack
             batch = [(*item, t_recv)] if item is not None else []
@@ -264,6 +214,44 @@ class Service:
                 if nxt is not None:
                     batch.append((*nxt, time.perf_counter()))
             self._process_batch(batch)
+
+    def _guarded(self, fn: Any, *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:  # a bug on one frame must not stop the service
+            self.stats.rejected["internal_error"] += 1
+            log.exception("internal error while processing a frame")
+
+    def _feed(self) -> None:
+        """Start the network on the waiting frame if the network is free."""
+        if self._waiting is not None and not self._worker.busy:
+            self._worker.submit(self._waiting, self.detector)
+            self._waiting = None
+
+    def _staged_done(self, done: Staged) -> None:
+        """A frame left the network: start the next one, then read this one out."""
+        self._feed()  # the next network runs while this frame is read out: overlap
+        header, frame, t_recv = done.item
+        det = None
+        if done.error is None:
+            try:
+                det = run_readout(done.detector, frame, done.staged)
+            except Exception as exc:
+                done.error = exc
+        if det is None:
+            self.stats.rejected["detector_error"] += 1
+            log.error("detector failed on frame %d: %s", header.seq, done.error)
+            return
+        self._process(header, frame, t_recv, det, done.t_start)
+
+    def _drain_pipeline(self) -> None:
+        """Finish the frame in the network and the waiting one (before lossless work)."""
+        done = self._worker.wait()
+        if done is not None:
+            self._staged_done(done)
+            done = self._worker.wait()  # _staged_done started the waiting one
+            if done is not None:
+                self._staged_done(done)
 
     def _process_batch(self, batch: list[tuple[wire.FrameHeader, NDArray[Any], float]]) -> None:
         many = getattr(self.detector, "detect_many", None)
@@ -376,78 +364,3 @@ class Service:
             "linker": vars(self.linker.stats).copy(),
             **self.stats.snapshot(),
         }
-
-    # -- control ----------------------------------------------------------------------
-
-    def _reply(self, msg: dict[str, Any]) -> None:
-        self.rep.send(wire.packb(msg))
-
-    def _handle_control(self) -> None:
-        try:
-            raw = self.rep.recv(flags=zmq.NOBLOCK)
-        except zmq.Again:
-            return
-        self.stats.control_requests += 1
-        try:
-            req = wire.unpackb(raw, wire.MAX_CONTROL_BYTES)
-            if not isinstance(req, dict) or not isinstance(req.get("cmd"), str):
-                raise wire.ProtocolError("bad_control", "expected a map with a 'cmd' string")
-        except wire.ProtocolError as exc:
-            self._reply({"ok": False, "error": str(exc)})
-            return
-        cmd = req["cmd"]
-        if cmd in ("status", "stats"):
-            self._reply({"ok": True, "status": self.status()})
-        elif cmd == "set_policy":
-            policy = req.get("policy")
-            if policy not in ("realtime", "lossless"):
-                self._reply(
-                    {"ok": False, "error": f"policy {policy!r}: expected 'realtime' or 'lossless'"}
-                )
-            else:
-                self.policy = policy
-                self._reply({"ok": True, "policy": policy})
-        elif cmd == "reset_tracks":
-            ended = self.linker.reset()
-            self._reply({"ok": True, "ended": ended.tolist()})
-        elif cmd == "shutdown":
-            self._reply({"ok": True})
-            self.stop()
-        elif cmd == "load_model":
-            path = req.get("path")
-            if not isinstance(path, str):
-                self._reply(
-                    {"ok": False, "error": "'path' (a model artifact directory) is required"}
-                )
-            else:
-                self._pending = self._pool.submit(self._load, path)
-        else:
-            self._reply({"ok": False, "error": f"unknown command {cmd!r}"})
-
-    def _load(self, path: str) -> Detector:
-        loader = self._loader
-        if loader is None:
-            from livetrack.inference.detector import KerasDetector
-
-            precision = getattr(self.detector, "precision", None) or "auto"
-            det: Detector = KerasDetector(Path(path), precision=precision)  # same arithmetic
-        else:
-            det = loader(Path(path))
-        card = getattr(det, "card", None)
-        if card is not None:
-            check_fits(card, modality="fluorescence", override=self.config.force_model)
-        return det
-
-    def _finish_model_swap(self) -> None:
-        fut = self._pending
-        if fut is None or not fut.done():
-            return
-        self._pending = None
-        try:
-            self.detector = fut.result()
-        except (ArtifactError, OSError, ValueError) as exc:
-            self._reply(
-                {"ok": False, "error": f"model not loaded, the old one keeps serving: {exc}"}
-            )
-            return
-        self._reply({"ok": True, "detector": type(self.detector).__name__})
