@@ -271,6 +271,10 @@ def serve(
         str,
         typer.Option(help="Network arithmetic: auto (bfloat16 where native), float32, bfloat16."),
     ] = "auto",
+    pipeline: Annotated[
+        bool,
+        typer.Option(help="Real-time: run the next frame's network during this one's read-out."),
+    ] = True,
     metrics_port: Annotated[
         int | None,
         typer.Option(help="Serve Prometheus metrics over HTTP on this port (0: any free port)."),
@@ -309,6 +313,7 @@ def serve(
             keys=str(keys) if keys is not None else None,
             metrics_port=metrics_port,
             metrics_host=metrics_host,
+            pipeline=pipeline,
         )
         service = Service(detector, cfg)  # type: ignore[arg-type]
     except (ArtifactError, PermissionError, ValueError, RuntimeError, OSError) as exc:

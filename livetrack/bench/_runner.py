@@ -13,6 +13,7 @@ from typing import Any
 from livetrack._runtime import allocator_tuned, package_versions
 from livetrack.bench._accuracy import bench_detection, bench_localization
 from livetrack.bench._linking import bench_linking
+from livetrack.bench._overhead import bench_overhead
 from livetrack.bench._simulation import bench_simulation
 from livetrack.bench._speed import bench_overload, bench_speed
 from livetrack.bench._storm import bench_storm
@@ -24,6 +25,7 @@ SECTIONS: dict[str, Section] = {
     "localization": bench_localization,
     "detection": bench_detection,
     "linking": bench_linking,
+    "overhead": bench_overhead,
     "speed": bench_speed,
     "overload": bench_overload,
     "storm": bench_storm,

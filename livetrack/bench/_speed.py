@@ -75,8 +75,12 @@ def run_service_speed(
     seconds: float,
     policy: str = "realtime",
     with_trackpy: bool = True,
+    serve_args: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """One measurement: frames of ``size``² with ``particles`` at ``rate_hz`` for ``seconds``."""
+    """One measurement: frames of ``size``² with ``particles`` at ``rate_hz`` for ``seconds``.
+
+    ``serve_args``: extra ``livetrack serve`` options (e.g. ``--no-pipeline``).
+    """
     frames, _ = Scenario("speed", particles, 7.0, 20, size=size, seed=size).render()
     a_frames, a_results, a_control = free_loopback_addresses(3)
     cmd = [
@@ -92,6 +96,7 @@ def run_service_speed(
         a_results,
         "--control",
         a_control,
+        *serve_args,
     ]
     proc = subprocess.Popen(
         cmd,
@@ -171,6 +176,8 @@ def run_service_speed(
         "frame": f"{size}x{size}",
         "particles": particles,
         "policy": policy,
+        "pipeline": "--no-pipeline" not in serve_args,
+        "precision": after.get("precision"),
         "rate_hz": rate_hz,
         "fps": processed / seconds,
         "latency_ms": {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99))},
@@ -211,6 +218,10 @@ def bench_speed(quick: bool) -> list[dict[str, Any]]:
     """512² at 100 frames/s (and 2048² at 20 frames/s in the full run), 100 particles."""
     rows = [run_service_speed(512, 100, 100.0, 3.0 if quick else 20.0)]
     if not quick:
+        # the same load without the pipeline (ratio in one run), the capacity when
+        # offered more than 100 frames/s, and a big frame
+        rows.append(run_service_speed(512, 100, 100.0, 20.0, serve_args=("--no-pipeline",)))
+        rows.append(run_service_speed(512, 100, 150.0, 20.0, with_trackpy=False))
         rows.append(run_service_speed(2048, 100, 20.0, 10.0))
     return rows
 

@@ -32,6 +32,8 @@ class ServiceConfig:
     control: str = "tcp://127.0.0.1:5557"
     policy: Policy = "realtime"
     queue: int = 64  # frames waiting in the PULL socket (RCVHWM)
+    # real-time: overlap the next frame's network with this frame's read-out
+    pipeline: bool = True
     batch: int = 8  # lossless: at most this many queued frames go through the network at once
     max_frame_bytes: int = wire.MAX_FRAME_BYTES
     status_interval_s: float = 1.0

@@ -199,7 +199,9 @@ class Service(ControlHandling):
                     if item is not None:
                         self.stats.skipped += 1
                     item = newer
-            if item is not None:
+            if item is not None and not self.config.pipeline:
+                self._process(*item, t_recv)
+            elif item is not None:
                 if self._waiting is not None:
                     self.stats.skipped += 1  # a newer frame came while it waited
                 self._waiting = (*item, t_recv)
