@@ -275,6 +275,10 @@ def serve(
         bool,
         typer.Option(help="Real-time: run the next frame's network during this one's read-out."),
     ] = True,
+    network_threads: Annotated[
+        int | None,
+        typer.Option(help="Threads for the network (default: cores − 1, at least 1)."),
+    ] = None,
     metrics_port: Annotated[
         int | None,
         typer.Option(help="Serve Prometheus metrics over HTTP on this port (0: any free port)."),
@@ -299,8 +303,9 @@ def serve(
 
             detector: object = TrackpyDetector()
         else:
-            from livetrack.inference.detector import KerasDetector
+            from livetrack.inference.detector import KerasDetector, set_network_threads
 
+            threads = set_network_threads(network_threads)
             detector = KerasDetector(model, precision=precision)
         cfg = ServiceConfig(
             frames=frames,
@@ -322,6 +327,11 @@ def serve(
         raise _fail(f"cannot start the service: {exc}") from None
     for name, endpoint in service.endpoints.items():
         console.print(f"{name:8s} {endpoint}", highlight=False)
+    if not classical:
+        console.print(
+            f"network  {detector.precision}, {threads} thread(s)",  # type: ignore[attr-defined]
+            highlight=False,
+        )
     console.print(f"policy   {policy}; Ctrl-C to stop", highlight=False)
     stats = service.run(seconds)
     console.print(f"stopped: {stats.snapshot()}", highlight=False)

@@ -56,6 +56,34 @@ def resolve_precision(precision: str = "auto") -> str:
     return precision
 
 
+def set_network_threads(threads: int | None = None) -> int:
+    """Threads for the network's operations (TensorFlow intra-op); call before loading.
+
+    ``None``: the ``TF_NUM_INTRAOP_THREADS`` variable if set, else one fewer than
+    the cores this process may use (at least 1). The serving loop's read-out needs
+    a core of its own; and a parallel convolution split over cores that other
+    processes (the camera) also use waits for its slowest thread, which is what
+    makes the latency tail (see docs/hardening.md). Returns the number in force.
+    """
+    env = os.environ.get("TF_NUM_INTRAOP_THREADS")
+    if threads is None and env:
+        return int(env)  # TensorFlow reads it itself
+    if threads is None:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            cores = os.cpu_count() or 1
+        threads = max(1, cores - 1)
+    _quiet_tensorflow()
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    except RuntimeError:  # already initialised in this process: keep what is there
+        return int(tf.config.threading.get_intra_op_parallelism_threads()) or threads
+    return threads
+
+
 def _cpu_only() -> bool:
     import keras
 
