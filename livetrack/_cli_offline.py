@@ -227,7 +227,10 @@ def process(
                 "tracks": int(table["particle"].nunique()) if len(table) else 0,
                 "versions": package_versions(("numpy", "trackpy", "keras", "tensorflow", "dask")),
             }
-            write_sidecar(out.with_suffix(".json"), record)
+            try:
+                write_sidecar(out.with_suffix(".json"), record)
+            except OSError as exc:
+                raise _fail(f"{out} is written, its sidecar is not: {exc}") from None
             console.print(
                 f"{info.path}: {info.n_frames} frames, {len(table)} detections, "
                 f"{record['tracks']} tracks in {seconds:.1f} s "

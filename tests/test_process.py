@@ -324,9 +324,15 @@ class _Counting:
         self.frames += 1
         return self.inner.detect(frame)  # type: ignore[attr-defined]
 
+    def reset_state(self) -> None:
+        getattr(self.inner, "reset_state", lambda: None)()
 
-def test_an_interrupted_run_resumes_from_its_checkpoint(movie_file: Path, tmp_path: Path) -> None:
-    spec = DetectorSpec(classical=True, diameter=7, minmass=50.0)
+
+@pytest.mark.parametrize("classical", [True, False], ids=["trackpy", "model"])
+def test_an_interrupted_run_resumes_from_its_checkpoint(
+    movie_file: Path, tmp_path: Path, classical: bool
+) -> None:
+    spec = DetectorSpec(classical=classical, diameter=7, minmass=50.0)
     whole, _, _ = process_movie(movie_file, spec, chunk=4)
     kept = tmp_path / "t.parquet.partial.d"
     first = _Counting(spec.build())

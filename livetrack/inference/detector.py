@@ -236,6 +236,16 @@ class KerasDetector:
         out, timings = self.stage_network(frame)
         return self._read_out(np.asarray(frame), out, threshold, timings)
 
+    def reset_state(self) -> None:
+        """Forget what earlier frames taught (the frame-wide PSF width).
+
+        Offline processing calls it at every chunk, so a chunk's detections do not
+        depend on which chunks ran before it on the same worker: a resumed run, a
+        Dask run and a single-process run give the same table.
+        """
+        self._frames = 0
+        self._sigma = None
+
     def stage_network(
         self, frame: NDArray[np.generic]
     ) -> tuple[NDArray[np.float32], dict[str, float]]:

@@ -90,6 +90,9 @@ def warm_worker(spec: DetectorSpec) -> bool:
 
 
 def _detect_frames(detector: Any, frames: np.ndarray) -> list[Any]:
+    reset = getattr(detector, "reset_state", None)
+    if reset is not None:  # each chunk on its own: the same result wherever it runs
+        reset()
     many = getattr(detector, "detect_many", None)
     if many is not None:
         return list(many(list(frames)))
