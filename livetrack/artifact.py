@@ -48,7 +48,7 @@ class Expects(_Frozen):
 class Outputs(_Frozen):
     """What the model produces and how to read it."""
 
-    kind: Literal["detector"] = "detector"
+    kind: Literal["detector", "characteriser"] = "detector"
     stride: Annotated[int, Field(ge=1)] = 4
     channels: tuple[str, ...] = ("logit", "offset_x", "offset_y")
     threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
@@ -56,6 +56,12 @@ class Outputs(_Frozen):
     # after refinement, drop spots whose fitted SNR (ISBI form) is below this: noise blobs
     min_fit_snr: Annotated[float, Field(ge=0)] = 1.2
     columns: tuple[str, ...] = ("x", "y", "score", "photons", "background", "sigma")
+    # characteriser: the crop it reads around each particle and how its outputs map
+    # to physical units (mean = raw · half_width + centre; σ = exp(raw_logvar / 2) · half_width)
+    crop_px: int | None = None
+    downsample: int = 1
+    target_centre: tuple[float, ...] = ()
+    target_half_width: tuple[float, ...] = ()
 
 
 class Training(_Frozen):

@@ -51,3 +51,19 @@ def _median_and_p80(a: NDArray[np.float32], p80: bool = True) -> tuple[float, fl
         return med, med
     lo, hi = float(a[j]), float(a[min(j + 1, n - 1)])
     return med, lo + (r - j) * (hi - lo)
+
+
+def normalise_hologram(
+    crop: NDArray[np.generic], downsample: int, offset_adu: float = 0.0
+) -> NDArray[np.float32]:
+    """``I / I₀ − 1`` with ``I₀`` the crop's median, block-averaged by ``downsample``."""
+    f = np.asarray(crop, np.float32) - np.float32(offset_adu)
+    background = float(np.median(f))
+    if background <= 0:
+        background = max(float(np.mean(np.abs(f))), 1.0)
+    img = f / np.float32(background) - np.float32(1.0)
+    if downsample > 1:
+        h, w = img.shape
+        img = img[: h - h % downsample, : w - w % downsample]
+        img = img.reshape(h // downsample, downsample, w // downsample, downsample).mean((1, 3))
+    return img.astype(np.float32)

@@ -159,6 +159,11 @@ class KerasDetector:
             raise ValueError(f"precision {precision!r}: expected one of {PRECISIONS}")
         self.path = Path(artifact) if artifact is not None else default_model_dir()
         self.card: ModelCard = read_card(self.path)
+        if self.card.outputs.kind != "detector":
+            raise ArtifactError(
+                f"{self.path}: a {self.card.outputs.kind!r} model, not a detector "
+                "(see livetrack.inference.characterise for characterisers)"
+            )
         model_file = self.path / MODEL_NAME
         if not model_file.is_file():
             raise ArtifactError(f"{self.path}: no {MODEL_NAME} in the artifact")

@@ -206,6 +206,17 @@ def train(
             }
         )
     device = _setup_device()
+    if cfg.model == "characteriser":
+        from livetrack.training._train_characteriser import train_characteriser
+
+        card, history, epochs_run = train_characteriser(
+            sim, cfg, path, Path(output), device=device, resume=resume, workers=workers,
+            verbose=verbose, on_epoch=on_epoch,
+        )  # fmt: skip
+        return TrainResult(
+            Path(output), epochs_run, card.metrics["val_loss"], history,
+            time.perf_counter() - t_start,
+        )  # fmt: skip
     import keras
 
     from livetrack.training._model import build_detector, detector_loss

@@ -1,0 +1,114 @@
+"""Characterise detected spheres: radius, refractive index and height, each with σ.
+
+Runs a characteriser artifact (``livetrack train config/holography_spheres.toml``)
+on a crop around each detected position of a hologram frame. The card says the
+crop size, the block averaging and how the outputs map to physical units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from livetrack.artifact import MODEL_NAME, ArtifactError, ModelCard, read_card
+from livetrack.inference._normalise import normalise_hologram
+
+COLUMNS = ("radius_um", "refractive_index", "z_um")
+
+
+@dataclass(frozen=True, slots=True)
+class Characterisation:
+    """Per-particle means and standard deviations; ``edge``: the crop left the frame."""
+
+    mean: NDArray[np.float64]  # (N, 3): radius µm, index, z µm
+    sigma: NDArray[np.float64]  # (N, 3)
+    edge: NDArray[np.bool_]
+
+    def as_dict(self) -> dict[str, NDArray[np.float64]]:
+        """Columns by name (``radius_um``, ``radius_um_sigma``, …)."""
+        out = {}
+        for k, name in enumerate(COLUMNS):
+            out[name] = self.mean[:, k]
+            out[f"{name}_sigma"] = self.sigma[:, k]
+        return out
+
+
+def decode(
+    raw: NDArray[np.floating],
+    centre: Sequence[float] | NDArray[np.float64],
+    half: Sequence[float] | NDArray[np.float64],
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Network output (N, 6) → physical means and standard deviations (N, 3) each."""
+    r = np.asarray(raw, np.float64)
+    c, h = np.asarray(centre), np.asarray(half)
+    sigma = np.exp(0.5 * np.clip(r[:, 3:], -12.0, 6.0)) * h
+    return r[:, :3] * h + c, sigma
+
+
+class Characteriser:
+    """A characteriser artifact ready to run.
+
+    Parameters
+    ----------
+    artifact
+        Artifact directory whose card says ``outputs.kind = "characteriser"``.
+    """
+
+    def __init__(self, artifact: str | Path) -> None:
+        self.path = Path(artifact)
+        self.card: ModelCard = read_card(self.path)
+        out = self.card.outputs
+        if out.kind != "characteriser" or out.crop_px is None:
+            raise ArtifactError(
+                f"{self.path}: a {out.kind!r} model, not a characteriser (its card's "
+                "outputs.kind must be 'characteriser', with crop_px)"
+            )
+        self.crop = int(out.crop_px)
+        self.downsample = int(out.downsample)
+        self._centre = np.asarray(out.target_centre, np.float64)
+        self._half = np.asarray(out.target_half_width, np.float64)
+        import keras
+
+        try:
+            self.model = keras.saving.load_model(
+                self.path / MODEL_NAME, compile=False, safe_mode=True
+            )
+        except Exception as exc:  # keras raises many types for a bad file
+            raise ArtifactError(f"{self.path / MODEL_NAME}: cannot load the model: {exc}") from None
+
+    def crops(
+        self, frame: NDArray[np.generic], x: NDArray[np.floating], y: NDArray[np.floating]
+    ) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
+        """Normalised network inputs around each (x, y), and whether each left the frame."""
+        f = np.asarray(frame)
+        h, w = f.shape
+        c = self.crop
+        half = (c - 1) / 2.0
+        pad = c
+        padded = np.pad(f, pad, mode="reflect")
+        images = np.empty((len(x), c // self.downsample, c // self.downsample, 1), np.float32)
+        edge = np.zeros(len(x), bool)
+        offset = self.card.expects.camera_offset_adu
+        for i, (xi, yi) in enumerate(zip(x, y, strict=True)):
+            c0 = round(float(xi) - half)
+            r0 = round(float(yi) - half)
+            edge[i] = c0 < 0 or r0 < 0 or c0 + c > w or r0 + c > h
+            window = padded[r0 + pad : r0 + pad + c, c0 + pad : c0 + pad + c]
+            images[i, ..., 0] = normalise_hologram(window, self.downsample, offset)
+        return images, edge
+
+    def characterise(
+        self, frame: NDArray[np.generic], x: NDArray[np.floating], y: NDArray[np.floating]
+    ) -> Characterisation:
+        """Radius, index and height with σ for each particle at (x, y) (pixels)."""
+        images, edge = self.crops(frame, np.asarray(x), np.asarray(y))
+        if len(images) == 0:
+            z = np.zeros((0, 3))
+            return Characterisation(z, z.copy(), np.zeros(0, bool))
+        raw = np.asarray(self.model(images, training=False), np.float64)
+        mean, sigma = decode(raw, self._centre, self._half)
+        return Characterisation(mean, sigma, edge)
