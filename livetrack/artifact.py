@@ -165,3 +165,8 @@ def check_fits(
 def default_model_dir() -> Path:
     """The default model shipped inside the package."""
     return Path(str(resources.files("livetrack") / "models" / "default"))
+
+
+def characteriser_model_dir() -> Path:
+    """The holography characteriser shipped inside the package."""
+    return Path(str(resources.files("livetrack") / "models" / "holography-characteriser"))

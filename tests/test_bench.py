@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from livetrack.cli import app
@@ -160,3 +161,32 @@ def test_quick_storm_rejects_every_bad_message_and_keeps_every_good_frame(
         "size_mismatch",
         "non_finite",
     }
+
+
+def test_quick_overhead_section_times_the_service_without_a_model(tmp_path: Path) -> None:
+    out = tmp_path / "o.json"
+    result = CliRunner().invoke(app, ["bench", "--quick", "--only", "overhead", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(out.read_text())["overhead"]
+    assert row["frames"] == 200  # every frame went through the real service
+    assert 0 < row["overhead_p50_ms"] <= row["overhead_p99_ms"]
+    # per frame, the sum of its parts: its median is at least each part's
+    for part in ("receive", "normalise", "pack_publish"):
+        assert row["overhead_p50_ms"] >= row[f"{part}_p50_ms"] > 0
+
+
+def test_quick_sizing_section_compares_with_a_lorenz_mie_fit(tmp_path: Path) -> None:
+    from livetrack.artifact import characteriser_model_dir
+
+    if not (characteriser_model_dir() / "card.json").is_file():
+        pytest.skip("no shipped characteriser")
+    out = tmp_path / "z.json"
+    result = CliRunner().invoke(app, ["bench", "--quick", "--only", "sizing", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(out.read_text())["sizing"]
+    assert row["crops"] == 100
+    for name in ("radius_um", "refractive_index", "z_um"):
+        assert 0 <= row["ours"][name]["within_1_sigma"] <= 1
+    assert row["ours_ms_per_particle"] > 0
+    assert row["pylorenzmie"]["crops"] == 5
+    assert row["pylorenzmie"]["ms_per_particle"] > 0

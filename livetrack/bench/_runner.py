@@ -15,6 +15,7 @@ from livetrack.bench._accuracy import bench_detection, bench_localization
 from livetrack.bench._linking import bench_linking
 from livetrack.bench._overhead import bench_overhead
 from livetrack.bench._simulation import bench_simulation
+from livetrack.bench._sizing import bench_sizing
 from livetrack.bench._speed import bench_overload, bench_speed
 from livetrack.bench._storm import bench_storm
 
@@ -27,6 +28,7 @@ SECTIONS: dict[str, Section] = {
     "linking": bench_linking,
     "overhead": bench_overhead,
     "speed": bench_speed,
+    "sizing": bench_sizing,
     "overload": bench_overload,
     "storm": bench_storm,
 }

@@ -69,8 +69,8 @@ class Characteriser:
             )
         self.crop = int(out.crop_px)
         self.downsample = int(out.downsample)
-        self._centre = np.asarray(out.target_centre, np.float64)
-        self._half = np.asarray(out.target_half_width, np.float64)
+        self.target_centre = np.asarray(out.target_centre, np.float64)
+        self.target_half_width = np.asarray(out.target_half_width, np.float64)
         import keras
 
         try:
@@ -110,5 +110,5 @@ class Characteriser:
             z = np.zeros((0, 3))
             return Characterisation(z, z.copy(), np.zeros(0, bool))
         raw = np.asarray(self.model(images, training=False), np.float64)
-        mean, sigma = decode(raw, self._centre, self._half)
+        mean, sigma = decode(raw, self.target_centre, self.target_half_width)
         return Characterisation(mean, sigma, edge)
