@@ -190,3 +190,17 @@ def test_quick_sizing_section_compares_with_a_lorenz_mie_fit(tmp_path: Path) -> 
     assert row["ours_ms_per_particle"] > 0
     assert row["pylorenzmie"]["crops"] == 5
     assert row["pylorenzmie"]["ms_per_particle"] > 0
+
+
+def test_quick_reconnect_after_kill_9_counts_every_frame(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    args = ["bench", "--quick", "--only", "reconnect", "--json", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(out.read_text())["reconnect"]
+    assert row["trials"] == 3
+    assert len(row["reconnect_s"]["all"]) == 3
+    assert row["reconnect_s"]["max"] < 30  # it came back every time (how fast: the bench)
+    assert row["camera_frames_while_down_per_s"] > 10  # the camera never stalled
+    assert row["dropped_while_down_per_s"] > 0
+    assert row["accounted"]

@@ -14,6 +14,7 @@ from livetrack._runtime import allocator_tuned, package_versions
 from livetrack.bench._accuracy import bench_detection, bench_localization
 from livetrack.bench._linking import bench_linking
 from livetrack.bench._overhead import bench_overhead
+from livetrack.bench._reconnect import bench_reconnect
 from livetrack.bench._simulation import bench_simulation
 from livetrack.bench._sizing import bench_sizing
 from livetrack.bench._speed import bench_overload, bench_speed
@@ -31,9 +32,10 @@ SECTIONS: dict[str, Section] = {
     "sizing": bench_sizing,
     "overload": bench_overload,
     "storm": bench_storm,
+    "reconnect": bench_reconnect,
 }
 # sections that only run when asked for by name (long, and they load the machine fully)
-ON_REQUEST = {"overload", "storm"}
+ON_REQUEST = {"overload", "storm", "reconnect"}
 
 
 def machine_info() -> dict[str, Any]:
