@@ -40,10 +40,16 @@ def run_network(detector: Any, frame: Any) -> Any:
     return stage(frame) if stage is not None else detector.detect(frame)
 
 
-def run_readout(detector: Any, frame: Any, staged: Any) -> Any:
+def run_readout(detector: Any, frame: Any, staged: Any, index: int) -> Any:
     """The second stage: ``stage_readout`` where there is one (else already done)."""
     stage = getattr(detector, "stage_readout", None)
-    return stage(frame, staged) if stage is not None else staged
+    if stage is None:
+        return staged
+    return (
+        stage(frame, staged, index=index)
+        if getattr(detector, "indexed", False)
+        else stage(frame, staged)
+    )
 
 
 class NetworkWorker:

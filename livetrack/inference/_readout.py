@@ -19,7 +19,8 @@ def read_peaks(
     ``out`` is (H/s, W/s, 3): heat logit, offset x, offset y (cell units). The score
     is the heat summed over the 3×3 cells around the peak, divided by that of an
     ideal peak: a particle on a cell corner spreads its heat over four cells
-    (each ≈ 0.5) but scores like one at a cell centre. Returns x, y in frame pixels
+    (each ≈ 0.5) but scores like one at a cell centre; one on the frame's edge
+    scores like one inside. Returns x, y in frame pixels
     (trackpy convention) and the score (0–1), for peaks inside ``shape``.
     """
     logit = out[..., 0]
@@ -30,7 +31,9 @@ def read_peaks(
     peak = cand & (logit >= ndimage.maximum_filter(logit, size=3, mode="constant", cval=-np.inf))
     cy, cx = np.nonzero(peak)
     heat = 1.0 / (1.0 + np.exp(-logit.astype(np.float64)))
-    mass = ndimage.uniform_filter(heat, size=3, mode="constant") * 9.0
+    # at the frame's edge, the cells beyond it are taken as the edge cells ("nearest"):
+    # a particle cut by the edge otherwise loses up to half its score and is missed
+    mass = ndimage.uniform_filter(heat, size=3, mode="nearest") * 9.0
     score = np.minimum(mass[cy, cx] / HEAT_MASS, 1.0)
     ok = score >= threshold
     cy, cx, score = cy[ok], cx[ok], score[ok]

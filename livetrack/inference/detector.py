@@ -22,7 +22,9 @@ from livetrack.inference._readout import read_peaks
 from livetrack.inference._refine import refine
 from livetrack.simulation.camera import gaussian_peak_fraction
 
-SIGMA_EVERY = 25  # frames between estimates of the frame-wide PSF width
+# The frame-wide PSF width is estimated once per block of SIGMA_EVERY frames, on the
+# block's first frame (by frame index): live, offline, Dask and resumed runs agree.
+SIGMA_EVERY = 8
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 
@@ -187,6 +189,7 @@ class KerasDetector:
         self._call = self._compile()
         self._frames = 0
         self._sigma: float | None = None
+        self._sigma_block: int | None = None
 
     def _compile(self) -> Any:
         import keras
@@ -221,35 +224,58 @@ class KerasDetector:
         out: NDArray[np.float32] = self._call(self._inputs(frames))
         return out
 
-    def detect_many(self, frames: list[NDArray[np.generic]]) -> list[Detections]:
-        """Several frames of one shape: the network runs once on the stack (a backlog)."""
+    #: ``detect``, ``detect_many`` and ``stage_readout`` take frame indices
+    indexed = True
+
+    def detect_many(
+        self, frames: list[NDArray[np.generic]], indices: list[int] | None = None
+    ) -> list[Detections]:
+        """Several frames of one shape: the network runs once on the stack (a backlog).
+
+        ``indices``: the frames' indices in their movie or stream (default: counting on).
+        """
         if not frames:
             return []
+        idx: list[int | None] = list(indices) if indices is not None else [None] * len(frames)
         shape = np.asarray(frames[0]).shape
         if any(np.asarray(f).shape != shape for f in frames):
-            return [self.detect(f) for f in frames]
+            return [self.detect(f, index=i) for f, i in zip(frames, idx, strict=True)]
         t0 = time.perf_counter()
         imgs = self._inputs(np.stack([np.asarray(f) for f in frames]))
         t1 = time.perf_counter()
         outs = self._call(imgs)
         n = len(frames)  # the stack ran once: each frame carries its share of the time
         shared = {"normalise": (t1 - t0) * 1e3 / n, "model": (time.perf_counter() - t1) * 1e3 / n}
-        return [self._read_out(np.asarray(f), outs[i], None, shared) for i, f in enumerate(frames)]
+        return [
+            self._read_out(np.asarray(f), outs[k], None, shared, idx[k])
+            for k, f in enumerate(frames)
+        ]
 
-    def detect(self, frame: NDArray[np.generic], threshold: float | None = None) -> Detections:
-        """Detect, localise and (optionally) refine every particle in one frame."""
-        out, timings = self.stage_network(frame)
-        return self._read_out(np.asarray(frame), out, threshold, timings)
+    def detect(
+        self,
+        frame: NDArray[np.generic],
+        threshold: float | None = None,
+        index: int | None = None,
+    ) -> Detections:
+        """Detect, localise and (optionally) refine every particle in one frame.
 
-    def reset_state(self) -> None:
-        """Forget what earlier frames taught (the frame-wide PSF width).
-
-        Offline processing calls it at every chunk, so a chunk's detections do not
-        depend on which chunks ran before it on the same worker: a resumed run, a
-        Dask run and a single-process run give the same table.
+        ``index``: the frame's index in its movie or stream (default: counting on from
+        the last one); it decides on which frames the PSF width is re-estimated.
         """
-        self._frames = 0
-        self._sigma = None
+        out, timings = self.stage_network(frame)
+        return self._read_out(np.asarray(frame), out, threshold, timings, index)
+
+    def needs_sigma_from(self, index: int) -> int | None:
+        """The frame whose PSF width ``index`` should use, if this detector lacks it.
+
+        Offline, a chunk that starts inside a block detects that block's first frame
+        first (see :data:`SIGMA_EVERY`), so its result does not depend on where the
+        chunk boundaries fall or which worker ran the chunk before.
+        """
+        block = index // SIGMA_EVERY
+        if block == self._sigma_block or index % SIGMA_EVERY == 0:
+            return None
+        return block * SIGMA_EVERY
 
     def stage_network(
         self, frame: NDArray[np.generic]
@@ -265,11 +291,14 @@ class KerasDetector:
         return out, {"normalise": (t1 - t0) * 1e3, "model": (time.perf_counter() - t1) * 1e3}
 
     def stage_readout(
-        self, frame: NDArray[np.generic], staged: tuple[NDArray[np.float32], dict[str, float]]
+        self,
+        frame: NDArray[np.generic],
+        staged: tuple[NDArray[np.float32], dict[str, float]],
+        index: int | None = None,
     ) -> Detections:
         """Second half of :meth:`detect`: peaks, refinement, significance cut."""
         out, timings = staged
-        return self._read_out(np.asarray(frame), out, None, timings)
+        return self._read_out(np.asarray(frame), out, None, timings, index)
 
     def _read_out(
         self,
@@ -277,17 +306,20 @@ class KerasDetector:
         out: NDArray[np.float32],
         threshold: float | None,
         timings: dict[str, float],
+        index: int | None = None,
     ) -> Detections:
         """Peaks, refinement and the significance cut for one frame's network output."""
         t2 = time.perf_counter()
+        k = self._frames if index is None else int(index)
+        block = k // SIGMA_EVERY
         thr = self.card.outputs.threshold if threshold is None else threshold
         x, y, score = read_peaks(out, thr, self.card.outputs.stride, f.shape)
         sigma0 = self.card.expects.psf_sigma_px
         if self.refine_positions and len(x):
             e = self.card.expects
             read = e.camera_read_noise_e / e.camera_quantum_efficiency
-            # the PSF width changes slowly: estimate it every SIGMA_EVERY frames only
-            fit_sigma = self._frames % SIGMA_EVERY == 0
+            # the PSF width changes slowly: estimate it once per block of frames
+            fit_sigma = block != self._sigma_block
             fit = refine(
                 f,
                 x,
@@ -300,6 +332,7 @@ class KerasDetector:
             )
             if fit_sigma and len(fit.sigma):
                 self._sigma = float(np.median(fit.sigma))
+                self._sigma_block = block
             ok = fit.converged
             x = np.where(ok, fit.x, x)
             y = np.where(ok, fit.y, y)
@@ -313,7 +346,7 @@ class KerasDetector:
         else:
             photons = background = np.full(len(x), np.nan)
             sigma = np.full(len(x), sigma0)
-        self._frames += 1
+        self._frames = k + 1
         t3 = time.perf_counter()
         return Detections(
             x, y, score, photons, background, sigma, {**timings, "readout": (t3 - t2) * 1e3}

@@ -77,9 +77,9 @@ def detect_chunk(source: str, spec: DetectorSpec, start: int, stop: int) -> list
     reader = MovieReader(source)
     try:
         frames = reader.read(start, stop)
+        return [_columns(d) for d in _detect_frames(det, frames, start, reader)]
     finally:
         reader.close()
-    return [_columns(d) for d in _detect_frames(det, frames)]
 
 
 def warm_worker(spec: DetectorSpec) -> bool:
@@ -89,14 +89,15 @@ def warm_worker(spec: DetectorSpec) -> bool:
     return True
 
 
-def _detect_frames(detector: Any, frames: np.ndarray) -> list[Any]:
-    reset = getattr(detector, "reset_state", None)
-    if reset is not None:  # each chunk on its own: the same result wherever it runs
-        reset()
-    many = getattr(detector, "detect_many", None)
-    if many is not None:
-        return list(many(list(frames)))
-    return [detector.detect(f) for f in frames]
+def _detect_frames(detector: Any, frames: np.ndarray, start: int, reader: MovieReader) -> list[Any]:
+    """Frames ``start, start+1, …`` with their indices, as the live service sees them."""
+    if not getattr(detector, "indexed", False):
+        many = getattr(detector, "detect_many", None)
+        return list(many(list(frames))) if many else [detector.detect(f) for f in frames]
+    first = detector.needs_sigma_from(start)
+    if first is not None:  # the PSF width of this block comes from its first frame
+        detector.detect(reader.read(first, first + 1)[0], index=first)
+    return list(detector.detect_many(list(frames), indices=list(range(start, start + len(frames)))))
 
 
 def _local_chunks(
@@ -104,7 +105,7 @@ def _local_chunks(
 ) -> Iterator[tuple[int, list[Columns]]]:
     for start in starts:
         frames = reader.read(start, start + chunk)
-        yield start, [_columns(d) for d in _detect_frames(detector, frames)]
+        yield start, [_columns(d) for d in _detect_frames(detector, frames, start, reader)]
 
 
 def _dask_chunks(

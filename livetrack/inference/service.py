@@ -237,7 +237,7 @@ class Service(ControlHandling):
         det = None
         if done.error is None:
             try:
-                det = run_readout(done.detector, frame, done.staged)
+                det = run_readout(done.detector, frame, done.staged, header.seq)
             except Exception as exc:
                 done.error = exc
         if det is None:
@@ -263,7 +263,11 @@ class Service(ControlHandling):
             return
         t0 = time.perf_counter()
         try:
-            dets = many([frame for _, frame, _ in batch])
+            frames = [frame for _, frame, _ in batch]
+            if getattr(self.detector, "indexed", False):  # seq: the PSF-width schedule
+                dets = many(frames, indices=[h.seq for h, _, _ in batch])
+            else:
+                dets = many(frames)
         except Exception as exc:  # fall back to one by one; a bad frame only costs itself
             log.error("batched detection failed (%s); frame by frame", exc)
             for header, frame, t_recv in batch:
@@ -285,7 +289,10 @@ class Service(ControlHandling):
         t0 = time.perf_counter() if t_start is None else t_start
         if det is None:
             try:
-                det = self.detector.detect(frame)
+                if getattr(self.detector, "indexed", False):
+                    det = self.detector.detect(frame, index=header.seq)  # type: ignore[call-arg]
+                else:
+                    det = self.detector.detect(frame)
             except Exception as exc:  # a detector failure must not stop the service
                 st.rejected["detector_error"] += 1
                 log.error("detector failed on frame %d: %s", header.seq, exc)
