@@ -136,6 +136,8 @@ class ResultSubscriber:
         The service's results address.
     topics
         Topics to receive (default: all).
+    queue
+        Results that may wait in this process (``RCVHWM``).
     """
 
     def __init__(
@@ -145,13 +147,16 @@ class ResultSubscriber:
         context: zmq.Context[Any] | None = None,
         max_bytes: int = 64 * 1024 * 1024,
         keys: ClientKeys | None = None,
+        queue: int = 10000,
     ) -> None:
         self._ctx = context or zmq.Context.instance()
         self.sock = self._ctx.socket(zmq.SUB)
         if keys is not None:
             keys.apply(self.sock)
         self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.RCVHWM, 10000)
+        # results waiting here (RCVHWM); beyond it and the service's per-subscriber
+        # queue, PUB drops for this subscriber only (seq gaps show it in `missed`)
+        self.sock.setsockopt(zmq.RCVHWM, queue)
         self.sock.setsockopt(zmq.MAXMSGSIZE, max_bytes)
         for t in topics:
             self.sock.setsockopt(zmq.SUBSCRIBE, t)

@@ -502,3 +502,42 @@ def test_realtime_overlaps_the_next_network_with_this_read_out(
         (n0 < r1 and r0 < n1) for n0, n1 in det.network for r0, r1 in det.readout if n0 > r0
     ]
     assert any(overlaps)
+
+
+def test_a_subscriber_that_stops_reading_never_slows_the_service() -> None:
+    """PUB drops for the stalled subscriber only; it sees its losses as gaps in seq."""
+    from livetrack.bench._overhead import NormaliseOnly
+
+    frame = np.random.default_rng(0).poisson(100, (64, 64)).astype(np.uint16)
+    r = start(NormaliseOnly(500, 64), policy="lossless")  # 8 kB per result
+    stalled = ResultSubscriber(r.service.endpoints["results"], topics=(wire.TOPIC_TRACKS,), queue=5)
+    try:
+        time.sleep(0.3)
+        # far beyond the service's queue per subscriber (1000), its own (5) and TCP's
+        n = 3000
+        for i in range(n):
+            while not r.pub.publish(frame, seq=i):  # lossless: every frame goes in
+                time.sleep(0.001)
+        end = time.monotonic() + 60
+        while r.stats()["processed"] < n and time.monotonic() < end:
+            time.sleep(0.05)
+        assert r.stats()["processed"] == n  # never blocked by the stalled subscriber
+        got = []
+        while (res := stalled.recv(300)) is not None:
+            got.append(res.seq)
+        stalled_got = len(got)
+        # it reads again: new results arrive, and the gap shows what it lost
+        for i in range(n, n + 5):
+            while not r.pub.publish(frame, seq=i):
+                time.sleep(0.001)
+        while (res := stalled.recv(2000)) is not None and res.seq < n + 4:
+            got.append(res.seq)
+        if res is not None:
+            got.append(res.seq)
+    finally:
+        stalled.close()
+        r.stop()
+    assert 0 < stalled_got < n
+    assert got == sorted(got)
+    assert got[-1] == n + 4
+    assert stalled.missed.get(wire.TOPIC_TRACKS, 0) > 0  # the losses are visible to it
