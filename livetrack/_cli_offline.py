@@ -68,7 +68,10 @@ def process(
     ] = False,
     single: Annotated[
         int | None,
-        typer.Option(help="One particle per frame (a trap): radial symmetry on a crop this wide."),
+        typer.Option(
+            help="One particle per frame (a trap), found at this scale (odd, px): radial "
+            "symmetry on a crop this wide, or the network of a --model localiser."
+        ),
     ] = None,
     diameter: Annotated[int, typer.Option(help="--classical: feature diameter (odd, px).")] = 9,
     minmass: Annotated[float, typer.Option(help="--classical: minimum integrated mass.")] = 100.0,
@@ -139,7 +142,14 @@ def process(
         threads=threads,
         precision=precision,
     )
-    card = None if (classical or single) else read_card(model or default_model_dir())
+    card = (
+        None if classical or (single and model is None) else read_card(model or default_model_dir())
+    )
+    if card is not None:
+        want = "localiser" if single else "detector"
+        if card.outputs.kind != want:
+            hint = "" if single else " (a localiser needs --single)"
+            raise _fail(f"--model {model}: a {card.outputs.kind} model, not a {want}{hint}")
     linking = LinkingConfig(search_range_px=search_range, memory=memory)
     infos = []
     for m in movies:  # check every movie before spending time on any
@@ -214,6 +224,8 @@ def process(
                     "trackpy.locate"
                     if classical
                     else f"single-particle radial symmetry, crop {single}"
+                    if single and model is None
+                    else f"single-particle localiser {model}"
                     if single
                     else str(model or default_model_dir())
                 ),

@@ -48,7 +48,7 @@ class Expects(_Frozen):
 class Outputs(_Frozen):
     """What the model produces and how to read it."""
 
-    kind: Literal["detector", "characteriser"] = "detector"
+    kind: Literal["detector", "characteriser", "localiser"] = "detector"
     stride: Annotated[int, Field(ge=1)] = 4
     channels: tuple[str, ...] = ("logit", "offset_x", "offset_y")
     threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
@@ -165,6 +165,11 @@ def check_fits(
 def default_model_dir() -> Path:
     """The default model shipped inside the package."""
     return Path(str(resources.files("livetrack") / "models" / "default"))
+
+
+def localiser_model_dir() -> Path:
+    """The single-particle localiser shipped inside the package (a trapped colloid)."""
+    return Path(str(resources.files("livetrack") / "models" / "trapped-colloid-localiser"))
 
 
 def characteriser_model_dir() -> Path:

@@ -192,6 +192,27 @@ def test_quick_sizing_section_compares_with_a_lorenz_mie_fit(tmp_path: Path) -> 
     assert row["pylorenzmie"]["ms_per_particle"] > 0
 
 
+def test_quick_single_section_sets_the_localiser_beside_classical_centring(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "s.json"
+    result = CliRunner().invoke(app, ["bench", "--quick", "--only", "single", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())["single"]
+    sim = [r for r in rows if r["data"] == "simulated"]
+    assert [r["illumination_photons"] for r in sim] == [250.0, 1000.0, 2000.0, 2000.0]
+    assert [r["core_clipped"] for r in sim] == [False, False, False, True]
+    for r in sim:
+        assert r["crops"] == 60
+        for k in ("localiser_rmse_px", "radial_symmetry_rmse_px", "trackpy_rmse_px"):
+            assert 0 < r[k] < 1.0, k
+        assert 0 <= r["within_1_sigma"] <= 1
+    real = [r for r in rows if r["data"] != "simulated"]
+    if real:  # the real colloids sit beside a checkout, not in an installed package
+        assert real[0]["frames"] == 250
+        assert 0 < real[0]["localiser_spread_px"] < 1.0
+
+
 def test_quick_reconnect_after_kill_9_counts_every_frame(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     args = ["bench", "--quick", "--only", "reconnect", "--json", str(out)]

@@ -112,3 +112,11 @@ def test_stokes_einstein() -> None:
     cfg = load_simulation_config("fluorescent_beads")
     # 100 nm radius in water at 295 K: D = kT/(6πηa) ≈ 2.16 µm²/s
     assert cfg.motion.stokes_einstein_um2_per_s(0.1) == pytest.approx(2.16, rel=0.01)
+
+
+def test_imaged_plane_inside_the_spheres_is_refused(tmp_path: Path) -> None:
+    text = (presets_dir() / "brightfield_colloids.toml").read_text()
+    bad = text.replace("z_um = { min = 1.0, max = 3.0 }", "z_um = { min = 0.2, max = 3.0 }")
+    assert bad != text
+    with pytest.raises(ConfigError, match=r"inside|into the spheres.*\|z\| > radius"):
+        load_simulation_config(_write(tmp_path, bad))

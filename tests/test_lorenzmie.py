@@ -81,3 +81,14 @@ def test_patches_approximate_the_full_frame() -> None:
     patch, _ = hologram(*args, patch_half_width=40, **kw)
     assert np.allclose(full[24:105, 24:105], patch[24:105, 24:105])
     assert np.all(patch[:20, :20] == 1.0)
+
+
+def test_a_plane_through_the_sphere_renders_as_just_outside_it() -> None:
+    """The external field diverges inside the sphere; a focus moved into it stays finite."""
+    args = dict(pixel_um=PIXEL, n_medium=N_MEDIUM, wavelength_um=WAVELENGTH)
+    one = np.array([15.0])
+    a = np.array([1.0])
+    inside, _ = hologram((31, 31), one, one, np.array([0.3 / PIXEL]), a, np.array([1.5]), **args)
+    edge, _ = hologram((31, 31), one, one, np.array([1.01 / PIXEL]), a, np.array([1.5]), **args)
+    assert np.all(np.isfinite(inside))
+    np.testing.assert_allclose(inside, edge)

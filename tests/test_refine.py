@@ -65,3 +65,47 @@ def test_spots_at_the_frame_edge_are_fitted_without_bias() -> None:
         errs.append(fit.x[0] - x[0])
     assert abs(np.mean(errs)) < 0.03
     assert np.sqrt(np.mean(np.square(errs))) < 0.1
+
+
+def _noisy(x: np.ndarray, y: np.ndarray, photons: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n = len(x)
+    mean = GaussianPSF(2.0).render(x, y, np.zeros(n), np.full(n, photons), (64, 64)).image
+    return rng.poisson(mean + 10.0).astype(np.float64)
+
+
+def test_a_particle_hidden_in_its_neighbours_fit_is_split_out() -> None:
+    """Two spots 3.5 px apart found as one: the residual lobe brings the second back."""
+    from livetrack.inference._split import split_merged
+
+    x, y = np.array([30.0, 33.5]), np.array([32.0, 32.0])
+    img = _noisy(x, y, 3000.0, 1)
+    one = refine(img, np.array([31.75]), np.array([32.0]), 2.0, fit_sigma=False)
+    cols = (one.x, one.y, np.ones(1), one.photons, one.background, one.sigma)
+    sx, sy, score, nph, _, _ = split_merged(
+        img, *cols, z_min=6.0, min_fit_snr=1.2, read_noise=0.0, offset=0.0, scale=1.0
+    )
+    assert len(sx) == 2
+    got = np.sort(sx)
+    np.testing.assert_allclose(got, x, atol=0.3)
+    np.testing.assert_allclose(sy, y, atol=0.3)
+    np.testing.assert_allclose(nph, 3000.0, rtol=0.15)
+    assert np.all(score == 1.0)
+
+
+def test_single_spots_are_not_split() -> None:
+    """Isolated spots at several brightnesses: the residual is noise, nothing is added."""
+    from livetrack.inference._split import split_merged
+
+    rng = np.random.default_rng(3)
+    gx, gy = np.meshgrid(np.arange(8, 64, 12.0), np.arange(8, 64, 12.0))
+    x = gx.ravel() + rng.uniform(-0.5, 0.5, gx.size)
+    y = gy.ravel() + rng.uniform(-0.5, 0.5, gx.size)
+    for photons, seed in ((300.0, 4), (3000.0, 5), (30000.0, 6)):
+        img = _noisy(x, y, photons, seed)
+        fit = refine(img, x, y, 2.0, fit_sigma=False)
+        cols = (fit.x, fit.y, np.ones(len(x)), fit.photons, fit.background, fit.sigma)
+        out = split_merged(
+            img, *cols, z_min=6.0, min_fit_snr=1.2, read_noise=0.0, offset=0.0, scale=1.0
+        )
+        assert len(out[0]) == len(x), photons

@@ -16,6 +16,7 @@ from livetrack.bench._linking import bench_linking
 from livetrack.bench._overhead import bench_overhead
 from livetrack.bench._reconnect import bench_reconnect
 from livetrack.bench._simulation import bench_simulation
+from livetrack.bench._single import bench_single
 from livetrack.bench._sizing import bench_sizing
 from livetrack.bench._speed import bench_overload, bench_speed
 from livetrack.bench._storm import bench_storm
@@ -30,6 +31,7 @@ SECTIONS: dict[str, Section] = {
     "overhead": bench_overhead,
     "speed": bench_speed,
     "sizing": bench_sizing,
+    "single": bench_single,
     "overload": bench_overload,
     "storm": bench_storm,
     "reconnect": bench_reconnect,
@@ -81,13 +83,16 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     """Rows of a section as a markdown table (sample lists left out)."""
     if not rows:
         return "(no rows)\n"
-    cols = [c for c in rows[0] if not c.endswith("_samples_ms")]
+    # every row's keys, in order of first appearance (rows of one section may differ)
+    cols = [c for c in dict.fromkeys(k for r in rows for k in r) if not c.endswith("_samples_ms")]
 
     def fmt(v: Any) -> str:
         return f"{v:.3g}" if isinstance(v, float) else str(v)
 
     head = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
-    return head + "".join("| " + " | ".join(fmt(r.get(c)) for c in cols) + " |\n" for r in rows)
+    return head + "".join(
+        "| " + " | ".join(fmt(r[c]) if c in r else "" for c in cols) + " |\n" for r in rows
+    )
 
 
 def write_report(report: dict[str, Any], json_path: Path | None, report_dir: Path | None) -> None:

@@ -231,6 +231,21 @@ class SimulationConfig(_Frozen):
     motion: Motion = Motion()
     holography: Holography = Holography()
 
+    @model_validator(mode="after")
+    def _focal_plane_outside_spheres(self) -> SimulationConfig:
+        # Lorenz–Mie gives the field outside the sphere only: the imaged plane must not cut it
+        if self.preset.modality == "fluorescence":
+            return self
+        r = self.particles.radius_um
+        largest = r.max if math.isfinite(r.max) else r.mean + 3 * r.std
+        if abs(self.particles.z_um.min) <= largest and self.particles.z_um.max >= -largest:
+            raise ValueError(
+                f"particles.z_um {self.particles.z_um.min}..{self.particles.z_um.max} µm reaches "
+                f"into the spheres (radius up to {largest:.3g} µm): for {self.preset.modality}, "
+                "the imaged plane must lie outside every sphere (|z| > radius)"
+            )
+        return self
+
     @property
     def pixel_size_um(self) -> float:
         """Pixel size in the sample plane, micrometres."""

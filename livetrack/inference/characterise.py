@@ -42,11 +42,12 @@ def decode(
     centre: Sequence[float] | NDArray[np.float64],
     half: Sequence[float] | NDArray[np.float64],
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Network output (N, 6) → physical means and standard deviations (N, 3) each."""
+    """Network output (N, 2k) → physical means and standard deviations (N, k) each."""
     r = np.asarray(raw, np.float64)
+    k = r.shape[1] // 2
     c, h = np.asarray(centre), np.asarray(half)
-    sigma = np.exp(0.5 * np.clip(r[:, 3:], -12.0, 6.0)) * h
-    return r[:, :3] * h + c, sigma
+    sigma = np.exp(0.5 * np.clip(r[:, k:], -12.0, 6.0)) * h
+    return r[:, :k] * h + c, sigma
 
 
 class Characteriser:

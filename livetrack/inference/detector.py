@@ -20,6 +20,7 @@ from livetrack.artifact import MODEL_NAME, ArtifactError, ModelCard, default_mod
 from livetrack.inference._normalise import robust_normalise
 from livetrack.inference._readout import read_peaks
 from livetrack.inference._refine import refine
+from livetrack.inference._split import SPLIT_Z, split_merged
 from livetrack.simulation.camera import gaussian_peak_fraction
 
 # The frame-wide PSF width is estimated once per block of SIGMA_EVERY frames, on the
@@ -183,6 +184,8 @@ class KerasDetector:
             if refine_positions is None
             else refine_positions
         )
+        #: residual z-score that splits a second particle from a fit (None: never)
+        self.split_z: float | None = SPLIT_Z
         self.precision = resolve_precision(precision)
         if self.precision == "bfloat16":
             self.model = _in_bfloat16(self.model)
@@ -343,6 +346,13 @@ class KerasDetector:
             keep = fit_snr >= self.card.outputs.min_fit_snr
             x, y, score = x[keep], y[keep], score[keep]
             photons, background, sigma = fit.photons[keep], fit.background[keep], fit.sigma[keep]
+            if self.split_z is not None:
+                x, y, score, photons, background, sigma = split_merged(
+                    f, x, y, score, photons, background, sigma,
+                    z_min=self.split_z, min_fit_snr=self.card.outputs.min_fit_snr,
+                    read_noise=read, offset=e.camera_offset_adu,
+                    scale=e.camera_gain_adu_per_e * e.camera_quantum_efficiency,
+                )  # fmt: skip
         else:
             photons = background = np.full(len(x), np.nan)
             sigma = np.full(len(x), sigma0)

@@ -33,7 +33,8 @@ class DetectorSpec:
 
     model: str | None = None  # artifact directory; None: the shipped default
     classical: bool = False
-    single_crop: int | None = None  # one particle per frame (a trap): radial symmetry
+    # one particle per frame (a trap): radial symmetry, or the localiser ``model``
+    single_crop: int | None = None
     diameter: int = 9
     minmass: float = 100.0
     threads: int | None = None  # TensorFlow threads per process (workers sharing cores)
@@ -52,7 +53,7 @@ class DetectorSpec:
         if self.single_crop:
             from livetrack.inference.single import SingleParticleDetector
 
-            return SingleParticleDetector(self.single_crop)
+            return SingleParticleDetector(self.single_crop, self.model)
         if self.classical:
             from livetrack.inference.classical import TrackpyDetector
 

@@ -5,12 +5,14 @@ background-subtracted, smoothed frame (bright or dark: holograms and brightfield
 rings work too), then centred by radial symmetry (Parthasarathy, Nat. Methods
 2012) on a crop around it, re-centred once. Radial symmetry uses the whole
 ring/core structure of the image, not only the bright pixels, so it stays
-accurate where centroids are pulled by noise.
+accurate where centroids are pulled by noise. With a localiser artifact the
+centre comes from its network instead (:class:`~livetrack.inference.localiser.CropLocaliser`).
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
@@ -66,15 +68,24 @@ class SingleParticleDetector:
     ----------
     crop
         Side of the crop used for radial symmetry (odd, px); about twice the
-        particle's visible diameter.
+        particle's visible diameter. Also sets the smoothing that finds the particle.
+    model
+        A localiser artifact (``outputs.kind = "localiser"``): its network centres
+        the particle instead of radial symmetry.
     """
 
     name = "single-particle radial symmetry"
 
-    def __init__(self, crop: int = 31) -> None:
+    def __init__(self, crop: int = 31, model: str | Path | None = None) -> None:
         if crop < 7 or crop % 2 == 0:
             raise ValueError(f"crop must be odd and at least 7, got {crop}")
         self.crop = crop
+        self.localiser = None
+        if model is not None:
+            from livetrack.inference.localiser import CropLocaliser
+
+            self.localiser = CropLocaliser(model)
+            self.name = f"single-particle localiser {self.localiser.card.name!r}"
 
     def detect(self, frame: NDArray[np.generic], threshold: float | None = None) -> Detections:
         """The particle's centre in this frame (empty if the frame is flat)."""
@@ -86,7 +97,10 @@ class SingleParticleDetector:
         iy, ix = np.unravel_index(int(np.argmax(smooth)), smooth.shape)
         cx, cy = int(ix), int(iy)
         x = y = float("nan")
-        for _ in range(2):  # coarse, then re-centred on the first estimate
+        if self.localiser is not None and np.ptp(f) > 0:
+            x, y, _, _ = self.localiser.locate(f, float(cx), float(cy))
+        for _ in range(0 if self.localiser is not None else 2):
+            # coarse, then re-centred on the first estimate
             x0 = int(np.clip(cx - r, 0, max(w - self.crop, 0)))
             y0 = int(np.clip(cy - r, 0, max(h - self.crop, 0)))
             win = f[y0 : y0 + self.crop, x0 : x0 + self.crop]

@@ -136,6 +136,8 @@ def hologram(
     whole frame), the fields superpose, and the intensity interferes them with the
     incident wave. Returns the hologram and, per sphere, the largest deviation of
     its own single-sphere hologram from 1 (its feature contrast, for the SNR).
+    A sphere whose centre is closer to the plane than its radius (a focus moved
+    into it) is rendered as if just outside it: the field is only valid outside.
     """
     h, w = shape
     field = np.zeros((3, h, w), complex)
@@ -153,7 +155,11 @@ def hologram(
         rows = np.arange(r0, r1) - y_px[i]
         dx, dy = np.meshgrid(cols.astype(float), rows.astype(float))
         ab = mie_coefficients(float(radius_um[i]), float(n_particle[i]), n_medium, wavelength_um)
-        es = scattered_field(ab, dx, dy, float(z_px[i]), pixel_um, n_medium, wavelength_um)
+        z = float(z_px[i])
+        outside = 1.01 * float(radius_um[i]) / pixel_um
+        if abs(z) < outside:
+            z = math.copysign(outside, z)
+        es = scattered_field(ab, dx, dy, z, pixel_um, n_medium, wavelength_um)
         field[:, r0:r1, c0:c1] += es
         single = np.abs(1 + es[0]) ** 2 + np.abs(es[1]) ** 2 + np.abs(es[2]) ** 2
         contrast[i] = float(np.max(np.abs(single - 1.0)))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -33,10 +33,15 @@ PARAMETERS = ("radius_um", "refractive_index", "z_um")
 
 @dataclass(frozen=True)
 class HoloCrops:
-    """Network inputs (N, c, c, 1) and the true (radius µm, index, z µm) per crop."""
+    """Network inputs (N, c, c, 1) and the truth per crop (N, parameters).
+
+    ``baseline``: a classical estimate of the same quantities on the same crops
+    (for the single-particle localiser: radial symmetry), when there is one.
+    """
 
     images: NDArray[np.float32]
     truth: NDArray[np.float64]
+    baseline: NDArray[np.float64] | None = None
 
 
 def parameter_ranges(sim: SimulationConfig) -> dict[str, tuple[float, float]]:
@@ -91,6 +96,9 @@ def render_crops(
     return HoloCrops(images, truth)
 
 
+RenderCrops = Callable[[SimulationConfig, int, Sequence[int], int, int, float], HoloCrops]
+
+
 def render_crops_parallel(
     sim: SimulationConfig,
     n: int,
@@ -99,16 +107,22 @@ def render_crops_parallel(
     downsample: int,
     jitter_px: float,
     workers: int = 2,
+    render: RenderCrops | None = None,
 ) -> HoloCrops:
-    """:func:`render_crops` in ``workers`` processes (independent seeded streams)."""
+    """``render`` (default :func:`render_crops`) in ``workers`` processes.
+
+    Each process draws from its own seeded stream; ``render`` must be a module-level
+    function (it is pickled to the worker processes).
+    """
+    render = render or render_crops
     if workers <= 1 or n < 64:
-        return render_crops(sim, n, [seed, 0], crop, downsample, jitter_px)
+        return render(sim, n, [seed, 0], crop, downsample, jitter_px)
     sizes = [n // workers + (k < n % workers) for k in range(workers)]
     # spawn, not fork: the caller may already run TensorFlow's threads
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         parts = list(
             pool.map(
-                render_crops,
+                render,
                 [sim] * workers,
                 sizes,
                 [[seed, k] for k in range(workers)],
@@ -117,15 +131,26 @@ def render_crops_parallel(
                 [jitter_px] * workers,
             )
         )
+    baselines = [p.baseline for p in parts]
     return HoloCrops(
-        np.concatenate([p.images for p in parts]), np.concatenate([p.truth for p in parts])
+        np.concatenate([p.images for p in parts]),
+        np.concatenate([p.truth for p in parts]),
+        None if any(b is None for b in baselines) else np.concatenate(baselines),  # type: ignore[arg-type]
     )
 
 
 def build_characteriser(
-    size: int, channels: tuple[int, int, int] = (16, 32, 64), dense: int = 128, seed: int = 0
+    size: int,
+    channels: tuple[int, int, int] = (16, 32, 64),
+    dense: int = 128,
+    seed: int = 0,
+    outputs: int = 3,
+    name: str = "livetrack_characteriser",
 ) -> Any:
-    """A small CNN: three conv blocks with pooling, a dense layer, mean and log-variance."""
+    """A small CNN: three conv blocks with pooling, a dense layer, mean and log-variance.
+
+    ``outputs`` quantities, each a mean and a log-variance (``2 × outputs`` numbers).
+    """
     import keras
     from keras import layers
 
@@ -142,10 +167,12 @@ def build_characteriser(
         x = layers.MaxPooling2D(2, name=f"pool{k}")(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(dense, activation="relu", kernel_initializer=init, name="dense")(x)
-    mean = layers.Dense(3, name="mean")(x)
-    log_var = layers.Dense(3, bias_initializer=keras.initializers.Constant(-2.0), name="logvar")(x)
+    mean = layers.Dense(outputs, name="mean")(x)
+    log_var = layers.Dense(
+        outputs, bias_initializer=keras.initializers.Constant(-2.0), name="logvar"
+    )(x)
     out = layers.Concatenate(name="mean_logvar")([mean, log_var])
-    return keras.Model(inp, out, name="livetrack_characteriser")
+    return keras.Model(inp, out, name=name)
 
 
 def gaussian_nll() -> Any:
@@ -154,7 +181,8 @@ def gaussian_nll() -> Any:
     from keras import ops
 
     def loss(y_true: Any, y_pred: Any) -> Any:
-        mean, log_var = y_pred[..., :3], ops.clip(y_pred[..., 3:], -12.0, 6.0)
+        k = y_pred.shape[-1] // 2  # means first, then log-variances
+        mean, log_var = y_pred[..., :k], ops.clip(y_pred[..., k:], -12.0, 6.0)
         return ops.mean(0.5 * (log_var + ops.square(y_true - mean) * ops.exp(-log_var)))
 
     loss.__name__ = "gaussian_nll"
@@ -162,11 +190,11 @@ def gaussian_nll() -> Any:
 
 
 def scales(
-    ranges: dict[str, tuple[float, float]],
+    ranges: dict[str, tuple[float, float]], names: Sequence[str] = PARAMETERS
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Centre and half-width of each range: targets are normalised to about −1…1."""
-    lo = np.array([ranges[k][0] for k in PARAMETERS])
-    hi = np.array([ranges[k][1] for k in PARAMETERS])
+    lo = np.array([ranges[k][0] for k in names])
+    hi = np.array([ranges[k][1] for k in names])
     return (lo + hi) / 2, (hi - lo) / 2
 
 

@@ -55,7 +55,7 @@ class Randomisation(_Frozen):
 class TrainingConfig(_Frozen):
     """How to train the detector."""
 
-    model: Literal["detector", "characteriser"] = "detector"
+    model: Literal["detector", "characteriser", "localiser"] = "detector"
     name: str = "detector"
     channels: tuple[int, int, int] = (24, 32, 32)
     crop: Annotated[int, Field(ge=16, le=512, multiple_of=4)] = 64
@@ -68,9 +68,10 @@ class TrainingConfig(_Frozen):
     positive_weight: Annotated[float, Field(gt=0)] = 4.0
     seed: int = 0
     randomisation: Randomisation = Randomisation()
-    # characteriser only: crops of this size around each particle, block-averaged by
-    # ``downsample``; ``train_samples`` crops rendered once, the position jittered as
-    # much as the detector errs
+    # characteriser and localiser: crops of this size around each particle,
+    # block-averaged by ``downsample``; ``train_samples`` crops rendered once, the
+    # position jittered as much as the detector errs (localiser: as far as the
+    # particle may be from the crop's centre)
     downsample: Annotated[int, Field(ge=1, le=8)] = 2
     train_samples: Annotated[int, Field(ge=16)] = 20000
     position_jitter_px: Annotated[float, Field(ge=0)] = 1.5

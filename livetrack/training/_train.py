@@ -206,7 +206,7 @@ def train(
             }
         )
     device = _setup_device()
-    if cfg.model == "characteriser":
+    if cfg.model in ("characteriser", "localiser"):
         from livetrack.training._train_characteriser import train_characteriser
 
         card, history, epochs_run = train_characteriser(

@@ -1,4 +1,9 @@
-"""``livetrack train`` for a preset whose ``[training] model = "characteriser"``."""
+"""``livetrack train`` for crop models: ``[training] model = "characteriser"`` or ``"localiser"``.
+
+Both read a crop around one particle and predict quantities each with a
+log-variance (Gaussian NLL); they differ in what the crops show and what the
+outputs mean.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +29,14 @@ from livetrack.training._characterise import (
     scales,
 )
 from livetrack.training._config import TrainingConfig
+from livetrack.training._localise import (
+    PARAMETERS as OFFSETS,
+)
+from livetrack.training._localise import (
+    localiser_metrics,
+    localiser_ranges,
+    render_localiser_crops,
+)
 
 STATE = "training_state.json"
 
@@ -47,22 +60,25 @@ def train_characteriser(
     import keras
 
     t_start = time.perf_counter()
-    ranges = parameter_ranges(sim)
-    centre, half = scales(ranges)
+    localiser = cfg.model == "localiser"
+    names = OFFSETS if localiser else PARAMETERS
+    ranges = localiser_ranges(cfg.position_jitter_px) if localiser else parameter_ranges(sim)
+    render = render_localiser_crops if localiser else None
+    centre, half = scales(ranges, names)
     size = cfg.crop // cfg.downsample
     if verbose:
         print(
-            f"rendering {cfg.train_samples} + {cfg.validation_crops} hologram crops "
-            f"({cfg.crop}² px, {workers} processes)",
+            f"rendering {cfg.train_samples} + {cfg.validation_crops} {sim.preset.modality} "
+            f"crops ({cfg.crop}² px, {workers} processes)",
             file=sys.stderr,
         )
     train_set = render_crops_parallel(
         sim, cfg.train_samples, cfg.seed + 1, cfg.crop, cfg.downsample,
-        cfg.position_jitter_px, workers,
+        cfg.position_jitter_px, workers, render,
     )  # fmt: skip
     val_set = render_crops_parallel(
         sim, cfg.validation_crops, cfg.seed + 2, cfg.crop, cfg.downsample,
-        cfg.position_jitter_px, workers,
+        cfg.position_jitter_px, workers, render,
     )  # fmt: skip
     y_train = (train_set.truth - centre) / half
     y_val = (val_set.truth - centre) / half
@@ -71,7 +87,10 @@ def train_characteriser(
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)
     channels = (int(cfg.channels[0]), int(cfg.channels[1]), int(cfg.channels[2]))
-    model = build_characteriser(size, channels, cfg.dense, cfg.seed)
+    model = build_characteriser(
+        size, channels, cfg.dense, cfg.seed, outputs=len(names),
+        name="livetrack_localiser" if localiser else "livetrack_characteriser",
+    )  # fmt: skip
     initial_epoch = 0
     state_file = ckpt_dir / STATE
     if resume and (ckpt_dir / MODEL_NAME).exists() and state_file.exists():
@@ -118,7 +137,11 @@ def train_characteriser(
     raw = model.predict(val_set.images, batch_size=256, verbose=0)
     per_crop_ms = (time.perf_counter() - t0) * 1e3 / len(raw)
     mean, sigma = decode(raw, centre, half)
-    metrics = held_out_metrics(mean, sigma, val_set.truth)
+    metrics = (
+        localiser_metrics(mean, sigma, val_set.truth, val_set.baseline)
+        if localiser
+        else held_out_metrics(mean, sigma, val_set.truth)
+    )
     metrics["network_ms_per_particle_batched"] = per_crop_ms
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / MODEL_NAME)
@@ -127,9 +150,13 @@ def train_characteriser(
     card = ModelCard(
         name=cfg.name,
         description=(
-            "Radius, refractive index and height (each with σ) of a sphere from a crop of "
-            f"its in-line hologram ({sim.preset.name}); Gaussian-NLL trained on Lorenz–Mie "
-            "holograms"
+            f"One particle's centre (x, y, each with σ) in a {cfg.crop} px crop "
+            f"({sim.preset.name}, {sim.preset.modality}); Gaussian-NLL trained on "
+            "simulated crops"
+            if localiser
+            else "Radius, refractive index and height (each with σ) of a sphere from a crop "
+            f"of its in-line hologram ({sim.preset.name}); Gaussian-NLL trained on "
+            "Lorenz–Mie holograms"
         ),
         expects=Expects(
             modality=sim.preset.modality,
@@ -138,7 +165,9 @@ def train_characteriser(
             numerical_aperture=sim.optics.numerical_aperture,
             psf_sigma_px=GaussianPSF.from_optics(sim.optics).sigma_px,
             normalisation=(
-                f"(crop − offset) / median − 1, block mean ×{cfg.downsample}; "
+                Expects.model_fields["normalisation"].default
+                if localiser
+                else f"(crop − offset) / median − 1, block mean ×{cfg.downsample}; "
                 f"medium index {sim.optics.medium_index}"
             ),
             input_multiple=1,
@@ -148,11 +177,13 @@ def train_characteriser(
             camera_read_noise_e=cam.read_noise_e,
         ),
         outputs=Outputs(
-            kind="characteriser",
+            kind="localiser" if localiser else "characteriser",
             stride=1,
-            channels=(*PARAMETERS, *(f"logvar_{p}" for p in PARAMETERS)),
+            channels=(*names, *(f"logvar_{p}" for p in names)),
             refinement="none",
-            columns=(*PARAMETERS, *(f"{p}_sigma" for p in PARAMETERS)),
+            columns=("x", "y", "x_sigma", "y_sigma")
+            if localiser
+            else (*names, *(f"{p}_sigma" for p in names)),
             crop_px=cfg.crop,
             downsample=cfg.downsample,
             target_centre=tuple(float(v) for v in centre),
