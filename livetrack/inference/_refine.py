@@ -166,6 +166,7 @@ def refine(
     read_noise: float = 0.0,
     offset: float = 0.0,
     scale: float = 1.0,
+    alone_first: bool = True,
 ) -> Fit:
     """Fit every spot; pixels of a window that fall outside the frame are ignored.
 
@@ -176,7 +177,9 @@ def refine(
     noise (σ in photoelectrons) is handled as in Huang et al. (Nat. Methods 2013):
     σ² is added to data and model, which makes the Poisson likelihood fit the
     Poisson + Gaussian counts. ``offset`` and ``scale`` turn the image into photons,
-    ``(image − offset) / scale``, on the fit windows only.
+    ``(image − offset) / scale``, on the fit windows only. ``alone_first=False``
+    skips the separate fit of spots that are then fitted jointly anyway (starts
+    that are already good, e.g. a refit).
     """
     img = np.asarray(photons_image)
     n = len(x0)
@@ -237,7 +240,20 @@ def refine(
             s[:] = float(np.median(ts))
     # every spot alone first, then the coupled ones jointly with their neighbours
     b0 = b.copy()
-    step_x = _newton(raw, kx, ky, x, y, nph, b, s, sigma0, iterations, False, None, valid)
+    coupled = np.unique(pairs) if pairs is not None and len(pairs) else np.zeros(0, np.int64)
+    if alone_first or not len(coupled):
+        step_x = _newton(raw, kx, ky, x, y, nph, b, s, sigma0, iterations, False, None, valid)
+    else:
+        step_x = np.zeros(n)
+        one = np.setdiff1d(np.arange(n), coupled)
+        if len(one):
+            ox, oy, on, ob = x[one], y[one], nph[one], b[one]
+            vo = valid[one] if valid is not None else None
+            step_x[one] = _newton(
+                raw[one], kx[one], ky[one], ox, oy, on, ob, s[one], sigma0, iterations, False,
+                None, vo,
+            )  # fmt: skip
+            x[one], y[one], nph[one], b[one] = ox, oy, on, ob
     if pairs is not None and len(pairs):
         c, local = np.unique(pairs, return_inverse=True)
         lp = local.reshape(pairs.shape)

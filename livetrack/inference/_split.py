@@ -173,6 +173,8 @@ def split_merged(
             read_noise=read_noise,
             offset=offset,
             scale=scale,
+            alone_first=False,
+            iterations=2,  # + 8 joint: the starts are close, the fit converges early
         )
         peak = f.photons * peak_fraction
         snr = peak / np.sqrt(peak + f.background + read_noise**2)
@@ -189,11 +191,11 @@ def split_merged(
     good = (snr[ns:] >= min_fit_snr) & (conv[ns:] > 0) & (dist >= 1.5)
     if not good.any():
         return cols
-    if not good.all():  # refit without the rejected ones, from the original fits
-        new = new[good]
-        fx, fy, fn, fb, snr, conv = fit(new)
-    # the split spots take their joint refit; their neighbours keep their own fits
-    # (the refit sees only the neighbourhood, not the neighbours' other neighbours)
+    # a split that failed leaves its spot as it was; the accepted ones take the joint
+    # refit, their neighbours keep their own fits (the refit sees only the
+    # neighbourhood, not the neighbours' other neighbours)
+    fx, fy, fn, fb = (np.concatenate([a[:ns], a[ns:][good]]) for a in (fx, fy, fn, fb))
+    new = new[good]
     out = [c.copy() for c in cols]
     where = np.searchsorted(sub, cand[new])
     for k, arr in ((0, fx), (1, fy), (3, fn), (4, fb)):
