@@ -92,6 +92,13 @@ def process(
         str,
         typer.Option(help="Network arithmetic: auto (bfloat16 where native), float32, bfloat16."),
     ] = "auto",
+    split: Annotated[
+        bool,
+        typer.Option(
+            help="Find particles hidden in a neighbour's fit (more recall in dense frames); "
+            "--no-split reproduces a `livetrack serve` run without --split."
+        ),
+    ] = True,
     checkpoint: Annotated[
         bool,
         typer.Option(
@@ -141,6 +148,7 @@ def process(
         minmass=minmass,
         threads=threads,
         precision=precision,
+        split=split,
     )
     card = (
         None if classical or (single and model is None) else read_card(model or default_model_dir())
@@ -230,6 +238,7 @@ def process(
                     else str(model or default_model_dir())
                 ),
                 "model": card.name if card is not None else None,
+                "split": split if not (classical or single) else None,
                 "linking": linking.model_dump(),
                 "workers": workers if scheduler is None else scheduler,
                 "frames": info.n_frames,

@@ -233,6 +233,7 @@ def test_cli_process_and_plot(movie_file: Path, tmp_path: Path) -> None:
     assert side["model"]
     assert side["versions"]["numpy"]
     assert side["pixel_size_um"] == pytest.approx(0.065)
+    assert side["split"] is True  # process's default; serve's is off
     p = _cli("plot", str(out), "-o", str(tmp_path / "png"), "--movie", str(movie_file))
     assert p.returncode == 0, p.stderr[-2000:]
     for name in ("trajectories.png", "msd.png", "detections.png"):
@@ -409,3 +410,22 @@ def test_full_disk_fails_clearly_keeps_the_detections_and_resumes(
     got = read_table(out)
     assert len(got) == len(direct) > 24
     np.testing.assert_allclose(got[["x", "y"]].to_numpy(), direct[["x", "y"]].to_numpy(), atol=1e-9)
+
+
+def test_the_split_setting_reaches_the_detector_and_survives_a_hot_swap() -> None:
+    from livetrack.inference._split import SPLIT_Z
+
+    assert DetectorSpec().build().split_z == SPLIT_Z
+    assert DetectorSpec(split=False).build().split_z is None
+    service = Service(
+        KerasDetector(split=False),
+        ServiceConfig(
+            frames="tcp://127.0.0.1:0", results="tcp://127.0.0.1:0", control="tcp://127.0.0.1:0"
+        ),
+    )
+    try:
+        assert service.status()["split"] is False
+        swapped = service._load(str(KerasDetector().path))
+        assert swapped.split_z is None  # type: ignore[attr-defined]
+    finally:
+        service.close()

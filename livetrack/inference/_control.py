@@ -91,7 +91,9 @@ class ControlHandling:
             from livetrack.inference.detector import KerasDetector
 
             precision = getattr(self.detector, "precision", None) or "auto"
-            det: Detector = KerasDetector(Path(path), precision=precision)  # same arithmetic
+            split = getattr(self.detector, "split_z", None) is not None
+            # the same arithmetic and read-out as the model it replaces
+            det: Detector = KerasDetector(Path(path), precision=precision, split=split)
         else:
             det = loader(Path(path))
         card = getattr(det, "card", None)

@@ -150,6 +150,9 @@ class KerasDetector:
         AMX; weights stay float32), float32 elsewhere. ``"float32"`` or
         ``"bfloat16"`` force one; the ``LIVETRACK_PRECISION`` variable overrides
         ``"auto"``. The chosen one is :attr:`precision`.
+    split
+        Look for particles hidden in a neighbour's fit (:mod:`._split`): more recall
+        in dense frames, ~4–7 ms more read-out per 512² frame at 100 particles.
     """
 
     def __init__(
@@ -157,6 +160,7 @@ class KerasDetector:
         artifact: str | Path | None = None,
         refine_positions: bool | None = None,
         precision: str = "auto",
+        split: bool = True,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision {precision!r}: expected one of {PRECISIONS}")
@@ -185,7 +189,7 @@ class KerasDetector:
             else refine_positions
         )
         #: residual z-score that splits a second particle from a fit (None: never)
-        self.split_z: float | None = SPLIT_Z
+        self.split_z: float | None = SPLIT_Z if split else None
         self.precision = resolve_precision(precision)
         if self.precision == "bfloat16":
             self.model = _in_bfloat16(self.model)

@@ -39,6 +39,7 @@ class DetectorSpec:
     minmass: float = 100.0
     threads: int | None = None  # TensorFlow threads per process (workers sharing cores)
     precision: str = "auto"  # the network's arithmetic (KerasDetector)
+    split: bool = True  # particles hidden in a neighbour's fit (KerasDetector)
 
     def build(self) -> Any:
         """The detector."""
@@ -60,7 +61,7 @@ class DetectorSpec:
             return TrackpyDetector(self.diameter, self.minmass)
         from livetrack.inference.detector import KerasDetector
 
-        return KerasDetector(self.model, precision=self.precision)
+        return KerasDetector(self.model, precision=self.precision, split=self.split)
 
 
 _WORKER_DETECTORS: dict[DetectorSpec, Any] = {}

@@ -369,6 +369,7 @@ class Service(ControlHandling):
             "policy": self.policy,
             "detector": str(path) if path is not None else type(self.detector).__name__,
             "precision": getattr(self.detector, "precision", None),
+            "split": getattr(self.detector, "split_z", None) is not None,
             "active_tracks": self.linker.active,
             "linker": vars(self.linker.stats).copy(),
             **self.stats.snapshot(),
