@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -50,6 +51,24 @@ def decode(
     return r[:, :k] * h + c, sigma
 
 
+def load_crop_model(path: Path, kind: str, what: str) -> tuple[ModelCard, Any]:
+    """The card and network of a crop model (characteriser or localiser) of ``kind``."""
+    card = read_card(path)
+    out = card.outputs
+    if out.kind != kind or out.crop_px is None:
+        raise ArtifactError(
+            f"{path}: a {out.kind!r} model, not {what} (its card's outputs.kind must be "
+            f"{kind!r}, with crop_px)"
+        )
+    import keras
+
+    try:
+        model = keras.saving.load_model(path / MODEL_NAME, compile=False, safe_mode=True)
+    except Exception as exc:  # keras raises many types for a bad file
+        raise ArtifactError(f"{path / MODEL_NAME}: cannot load the model: {exc}") from None
+    return card, model
+
+
 class Characteriser:
     """A characteriser artifact ready to run.
 
@@ -61,25 +80,12 @@ class Characteriser:
 
     def __init__(self, artifact: str | Path) -> None:
         self.path = Path(artifact)
-        self.card: ModelCard = read_card(self.path)
+        self.card, self.model = load_crop_model(self.path, "characteriser", "a characteriser")
         out = self.card.outputs
-        if out.kind != "characteriser" or out.crop_px is None:
-            raise ArtifactError(
-                f"{self.path}: a {out.kind!r} model, not a characteriser (its card's "
-                "outputs.kind must be 'characteriser', with crop_px)"
-            )
-        self.crop = int(out.crop_px)
+        self.crop = int(out.crop_px or 0)
         self.downsample = int(out.downsample)
         self.target_centre = np.asarray(out.target_centre, np.float64)
         self.target_half_width = np.asarray(out.target_half_width, np.float64)
-        import keras
-
-        try:
-            self.model = keras.saving.load_model(
-                self.path / MODEL_NAME, compile=False, safe_mode=True
-            )
-        except Exception as exc:  # keras raises many types for a bad file
-            raise ArtifactError(f"{self.path / MODEL_NAME}: cannot load the model: {exc}") from None
 
     def crops(
         self, frame: NDArray[np.generic], x: NDArray[np.floating], y: NDArray[np.floating]

@@ -15,9 +15,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from livetrack.artifact import MODEL_NAME, ArtifactError, ModelCard, read_card
 from livetrack.inference._normalise import robust_normalise
-from livetrack.inference.characterise import decode
+from livetrack.inference.characterise import decode, load_crop_model
 
 
 class CropLocaliser:
@@ -32,28 +31,17 @@ class CropLocaliser:
     """
 
     def __init__(self, artifact: str | Path, passes: int = 2) -> None:
-        self.path = Path(artifact)
-        self.card: ModelCard = read_card(self.path)
-        out = self.card.outputs
-        if out.kind != "localiser" or out.crop_px is None:
-            raise ArtifactError(
-                f"{self.path}: a {out.kind!r} model, not a single-particle localiser (its "
-                "card's outputs.kind must be 'localiser', with crop_px)"
-            )
         if passes < 1:
             raise ValueError(f"passes must be at least 1, got {passes}")
-        self.crop = int(out.crop_px)
+        self.path = Path(artifact)
+        self.card, self.model = load_crop_model(
+            self.path, "localiser", "a single-particle localiser"
+        )
+        out = self.card.outputs
+        self.crop = int(out.crop_px or 0)
         self.passes = passes
         self.target_centre = np.asarray(out.target_centre, np.float64)
         self.target_half_width = np.asarray(out.target_half_width, np.float64)
-        import keras
-
-        try:
-            self.model = keras.saving.load_model(
-                self.path / MODEL_NAME, compile=False, safe_mode=True
-            )
-        except Exception as exc:  # keras raises many types for a bad file
-            raise ArtifactError(f"{self.path / MODEL_NAME}: cannot load the model: {exc}") from None
         self._call = self._compile()
 
     def _compile(self) -> Any:

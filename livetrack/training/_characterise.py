@@ -198,13 +198,12 @@ def scales(
     return (lo + hi) / 2, (hi - lo) / 2
 
 
-def held_out_metrics(
-    mean: NDArray[np.float64], sigma: NDArray[np.float64], truth: NDArray[np.float64]
+def per_quantity(
+    err: NDArray[np.float64], sigma: NDArray[np.float64], names: Sequence[str]
 ) -> dict[str, Any]:
-    """Errors and calibration per quantity on held-out crops."""
-    err = mean - truth
-    out: dict[str, Any] = {"crops": len(truth)}
-    for k, name in enumerate(PARAMETERS):
+    """RMSE, median error, σ coverage (68 % is honest) and median σ of each quantity."""
+    out: dict[str, Any] = {"crops": len(err)}
+    for k, name in enumerate(names):
         e = err[:, k]
         out[name] = {
             "rmse": float(np.sqrt(np.mean(e**2))),
@@ -212,6 +211,15 @@ def held_out_metrics(
             "within_1_sigma": float(np.mean(np.abs(e) <= sigma[:, k])),
             "median_sigma": float(np.median(sigma[:, k])),
         }
+    return out
+
+
+def held_out_metrics(
+    mean: NDArray[np.float64], sigma: NDArray[np.float64], truth: NDArray[np.float64]
+) -> dict[str, Any]:
+    """Errors and calibration per quantity on held-out crops."""
+    err = mean - truth
+    out = per_quantity(err, sigma, PARAMETERS)
     rel = err[:, 0] / truth[:, 0]
     out["radius_um"]["relative_rmse"] = float(np.sqrt(np.mean(rel**2)))
     out["radius_um"]["relative_p95"] = float(np.percentile(np.abs(rel), 95))

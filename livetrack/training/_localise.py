@@ -24,7 +24,7 @@ from livetrack.config import SimulationConfig
 from livetrack.inference._normalise import robust_normalise
 from livetrack.inference.single import radial_symmetry_centre
 from livetrack.simulation import Scene
-from livetrack.training._characterise import HoloCrops, parameter_ranges
+from livetrack.training._characterise import HoloCrops, parameter_ranges, per_quantity
 
 PARAMETERS = ("dx_px", "dy_px")
 
@@ -110,15 +110,7 @@ def localiser_metrics(
 ) -> dict[str, Any]:
     """RMSE per axis (px), calibration of the stated σ, and radial symmetry beside it."""
     err = mean - truth
-    out: dict[str, Any] = {"crops": len(truth)}
-    for k, name in enumerate(PARAMETERS):
-        e = err[:, k]
-        out[name] = {
-            "rmse": float(np.sqrt(np.mean(e**2))),
-            "median_abs_error": float(np.median(np.abs(e))),
-            "within_1_sigma": float(np.mean(np.abs(e) <= sigma[:, k])),
-            "median_sigma": float(np.median(sigma[:, k])),
-        }
+    out = per_quantity(err, sigma, PARAMETERS)
     out["rmse_px"] = float(np.sqrt(np.mean(np.sum(err**2, axis=1)) / 2))
     if baseline is not None:
         b = baseline - truth
