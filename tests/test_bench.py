@@ -207,10 +207,16 @@ def test_quick_single_section_sets_the_localiser_beside_classical_centring(
         for k in ("localiser_rmse_px", "radial_symmetry_rmse_px", "trackpy_rmse_px"):
             assert 0 < r[k] < 1.0, k
         assert 0 <= r["within_1_sigma"] <= 1
-    real = [r for r in rows if r["data"] != "simulated"]
-    if real:  # the real colloids sit beside a checkout, not in an installed package
+    real = [r for r in rows if r["data"].startswith("real brightfield")]
+    if real:  # the real movies sit beside a checkout, not in an installed package
         assert real[0]["frames"] == 250
         assert 0 < real[0]["localiser_spread_px"] < 1.0
+    trap = [r for r in rows if r["data"].startswith("real trapped")]
+    if trap:
+        assert trap[0]["frames"] == 100
+        # radial symmetry: the same trap at both noise levels (within 35 %)
+        good, bad = trap[0]["radial_symmetry_good_var_xy"], trap[0]["radial_symmetry_bad_var_xy"]
+        assert all(0 < g <= b < 1.35 * g for g, b in zip(good, bad, strict=True))
 
 
 def test_quick_reconnect_after_kill_9_counts_every_frame(tmp_path: Path) -> None:

@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 
 # the real movies beside a checkout (../shared/data/real); absent in an installed package
-REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real" / "brightfield_colloids"
+REAL_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
+REAL = REAL_ROOT / "brightfield_colloids"
+TRAP = REAL_ROOT / "deeptrack_videos"
 
 
 def _trackpy_centre(crop: np.ndarray, diameter: int) -> tuple[float, float]:
@@ -101,6 +103,29 @@ def _real(model: Path) -> list[dict[str, Any]]:
     return [out]
 
 
+def _trapped(model: Path) -> list[dict[str, Any]]:
+    """DeepTrack 1.0's trapped bead at low and high noise (no ground truth).
+
+    Both videos show the same trap, so the same position variance is right. The
+    particle is ~3× the preset's: outside what the localiser was trained on.
+    """
+    import tifffile
+
+    from livetrack.inference.single import SingleParticleDetector
+
+    out: dict[str, Any] = {"data": "real trapped bead (DeepTrack 1.0), variance px²"}
+    for name, det in (
+        ("localiser", SingleParticleDetector(31, model)),
+        ("radial_symmetry", SingleParticleDetector(31)),
+    ):
+        for noise in ("good", "bad"):
+            movie = tifffile.imread(TRAP / f"trapped_particle_{noise}_gray.tif")
+            xy = np.array([[d.x[0], d.y[0]] for d in map(det.detect, movie) if len(d)])
+            out["frames"] = len(movie)
+            out[f"{name}_{noise}_var_xy"] = [round(float(v), 3) for v in xy.var(axis=0)]
+    return [out]
+
+
 def bench_single(quick: bool, model: str | Path | None = None) -> list[dict[str, Any]]:
     """The shipped localiser vs radial symmetry and trackpy, simulated and real."""
     from livetrack.artifact import localiser_model_dir
@@ -112,4 +137,6 @@ def bench_single(quick: bool, model: str | Path | None = None) -> list[dict[str,
     rows = _simulated(CropLocaliser(path), quick)
     if (REAL / "brightfield.tif").is_file():
         rows += _real(path)
+    if (TRAP / "trapped_particle_good_gray.tif").is_file():
+        rows += _trapped(path)
     return rows
