@@ -29,6 +29,19 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _parse_region(text: str) -> tuple[float, float, float]:
+    """``X,Y,R`` in pixels, R > 0; a clear error otherwise."""
+    try:
+        x, y, r = (float(v) for v in text.split(","))
+    except ValueError:
+        raise _fail(
+            f"--split-near {text!r}: expected X,Y,R in pixels, e.g. 255.5,255.5,32"
+        ) from None
+    if not r > 0:
+        raise _fail(f"--split-near {text!r}: the radius must be positive")
+    return x, y, r
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"livetrack {__version__}")
@@ -282,6 +295,14 @@ def serve(
             "~2x the read-out time; off by default here: latency first)."
         ),
     ] = False,
+    split_near: Annotated[
+        str | None,
+        typer.Option(
+            help="X,Y,R (pixels): find hidden particles only within R of (X, Y), e.g. "
+            "around the particle a centring controller keeps at the field's centre; a "
+            "fraction of --split's cost."
+        ),
+    ] = None,
     network_threads: Annotated[
         int | None,
         typer.Option(help="Threads for the network (default: cores − 1, at least 1)."),
@@ -304,6 +325,7 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if policy not in ("realtime", "lossless"):
         raise _fail(f"--policy {policy!r}: expected realtime or lossless")
+    region = _parse_region(split_near) if split_near else None
     try:
         if classical:
             from livetrack.inference.classical import TrackpyDetector
@@ -313,7 +335,7 @@ def serve(
             from livetrack.inference.detector import KerasDetector, set_network_threads
 
             threads = set_network_threads(network_threads)
-            detector = KerasDetector(model, precision=precision, split=split)
+            detector = KerasDetector(model, precision=precision, split=split, split_region=region)
         cfg = ServiceConfig(
             frames=frames,
             results=results,

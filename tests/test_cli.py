@@ -83,3 +83,11 @@ def test_installed_entry_point_runs() -> None:
     )
     assert proc.returncode == 0
     assert proc.stdout.startswith("livetrack ")
+
+
+@pytest.mark.parametrize("bad", ["1,2", "a,b,c", "10,10,0"])
+def test_serve_split_near_bad_value_is_one_clear_message(bad: str) -> None:
+    result = runner.invoke(app, ["serve", "--split-near", bad, "--seconds", "0.1"])
+    assert result.exit_code == 2
+    assert "--split-near" in result.output
+    assert result.output.count("error:") == 1

@@ -91,6 +91,10 @@ def test_a_particle_hidden_in_its_neighbours_fit_is_split_out() -> None:
     np.testing.assert_allclose(sy, y, atol=0.3)
     np.testing.assert_allclose(nph, 3000.0, rtol=0.15)
     assert np.all(score == 1.0)
+    # looking only elsewhere (a controller's region) leaves it alone; around it, splits
+    args = dict(z_min=6.0, min_fit_snr=1.2, read_noise=0.0, offset=0.0, scale=1.0)
+    assert len(split_merged(img, *cols, **args, region=(10.0, 10.0, 8.0))[0]) == 1  # type: ignore[arg-type]
+    assert len(split_merged(img, *cols, **args, region=(32.0, 32.0, 8.0))[0]) == 2  # type: ignore[arg-type]
 
 
 def test_single_spots_are_not_split() -> None:

@@ -92,8 +92,11 @@ class ControlHandling:
 
             precision = getattr(self.detector, "precision", None) or "auto"
             split = getattr(self.detector, "split_z", None) is not None
+            region = getattr(self.detector, "split_region", None)
             # the same arithmetic and read-out as the model it replaces
-            det: Detector = KerasDetector(Path(path), precision=precision, split=split)
+            det: Detector = KerasDetector(
+                Path(path), precision=precision, split=split, split_region=region
+            )
         else:
             det = loader(Path(path))
         card = getattr(det, "card", None)

@@ -370,6 +370,7 @@ class Service(ControlHandling):
             "detector": str(path) if path is not None else type(self.detector).__name__,
             "precision": getattr(self.detector, "precision", None),
             "split": getattr(self.detector, "split_z", None) is not None,
+            "split_region": list(getattr(self.detector, "split_region", None) or []) or None,
             "active_tracks": self.linker.active,
             "linker": vars(self.linker.stats).copy(),
             **self.stats.snapshot(),
