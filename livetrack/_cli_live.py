@@ -215,6 +215,13 @@ def demo(
     config: Annotated[
         str, typer.Option("--config", help="Preset with [acquisition] and [controller].")
     ] = "demo",
+    split_near: Annotated[
+        float,
+        typer.Option(
+            help="Radius (px) around the centre where the service looks for particles "
+            "hidden in a neighbour's fit (serve --split-near); 0: nowhere."
+        ),
+    ] = 24.0,
 ) -> None:
     """The simulated microscope, the service with the shipped model, linking and centring.
 
@@ -236,6 +243,7 @@ def demo(
             console=console,
             transport=transport,
             preset=config,
+            split_radius_px=split_near,
         )
     except (RuntimeError, ConfigError) as exc:
         raise _fail(str(exc)) from None

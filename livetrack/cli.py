@@ -361,6 +361,14 @@ def serve(
             f"network  {detector.precision}, {threads} thread(s)",  # type: ignore[attr-defined]
             highlight=False,
         )
+        where = (
+            f"within {region[2]:g} px of ({region[0]:g}, {region[1]:g})"
+            if region
+            else "whole frame"
+            if split
+            else "off"
+        )
+        console.print(f"split    {where}", highlight=False)
     console.print(f"policy   {policy}; Ctrl-C to stop", highlight=False)
     stats = service.run(seconds)
     console.print(f"stopped: {stats.snapshot()}", highlight=False)

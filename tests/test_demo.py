@@ -54,5 +54,8 @@ def test_demo_runs_closes_the_loop_and_accounts_for_every_frame(tmp_path: Path) 
     c = fig["centring"]
     assert c["rms_px_with_feedback"] < 0.5 * c["rms_px_without_feedback"]
     assert (out / "demo.png").stat().st_size > 10_000
+    # the service looked for hidden particles around the centre (the default region)
+    assert fig["split_near_px"] == 24.0
+    assert "split    within 24 px of (255.5, 255.5)" in (out / "serve.log").read_text()
     for phase in fig["phases"].values():
         assert phase["frames"]["accounted"]

@@ -143,9 +143,6 @@ def _phase(
     }
 
 
-SPLIT_RADIUS_PX = 24.0
-
-
 def run_demo(
     seconds: float = 20.0,
     output: Path = Path("livetrack-demo"),
@@ -154,6 +151,7 @@ def run_demo(
     console: Console | None = None,
     transport: str = "ipc",
     preset: str = "demo",
+    split_radius_px: float = 24.0,
 ) -> dict[str, Any]:
     """Run both phases and return the figures (also drawn to ``output/demo.png``)."""
     console = console or Console(stderr=True)
@@ -169,10 +167,9 @@ def run_demo(
     cam = load_simulation_config(preset).camera
     # particles hidden in a neighbour's fit, looked for only around the field's centre,
     # where the controller keeps its bead: an encounter there otherwise swaps tracks
-    centre = f"{(cam.width - 1) / 2},{(cam.height - 1) / 2},{SPLIT_RADIUS_PX}"
-    serve, control = start_service(
-        addr, output / "serve.log", "--queue", "8", "--split-near", centre
-    )
+    centre = f"{(cam.width - 1) / 2},{(cam.height - 1) / 2},{split_radius_px}"
+    split = ("--split-near", centre) if split_radius_px > 0 else ()
+    serve, control = start_service(addr, output / "serve.log", "--queue", "8", *split)
     watcher = Watcher(addr["results"], (cam.height, cam.width))
     phases: dict[str, Any] = {}
     try:
@@ -217,5 +214,6 @@ def run_demo(
             "followed_particle": fb["truth"].get("particle"),
         },
         "phases": phases,
+        "split_near_px": split_radius_px,
         "png": str(output / "demo.png"),
     }
