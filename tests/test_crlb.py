@@ -63,3 +63,37 @@ def test_the_bound_is_reached_by_mle_on_simulated_spots() -> None:
     rmse = float(np.sqrt(np.mean(np.square(errs))))
     bound = crlb_pixelated(n, b, 1.8)
     assert rmse == pytest.approx(bound, rel=0.2)
+
+
+def _spots(xs: list[float], ys: list[float], photons: float, sigma: float, b: float) -> np.ndarray:
+    from scipy import special
+
+    s = np.sqrt(2.0) * sigma
+    k = np.arange(100, dtype=float)
+    img = np.full((100, 100), b)
+    for x, y in zip(xs, ys, strict=True):
+        ex = 0.5 * (special.erf((k + 0.5 - x) / s) - special.erf((k - 0.5 - x) / s))
+        ey = 0.5 * (special.erf((k + 0.5 - y) / s) - special.erf((k - 0.5 - y) / s))
+        img += photons * ey[:, None] * ex[None, :]
+    return img
+
+
+def test_dense_bound_is_the_isolated_one_alone_and_grows_with_neighbours_and_edges() -> None:
+    from livetrack.simulation import crlb_dense
+
+    sigma, n, b = 2.0, 1000.0, 10.0
+    alone = crlb_pixelated(n, b, sigma, read_noise=1.5)
+    xs, ys = [50.0, 0.3, 80.0, 83.0], [50.0, 40.0, 20.0, 20.0]
+    cx, cy = crlb_dense(_spots(xs, ys, n, sigma, b), xs, ys, [n] * 4, sigma, read_noise=1.5)
+    assert cx[0] == pytest.approx(alone, rel=1e-3) and cy[0] == pytest.approx(alone, rel=1e-3)
+    assert cx[1] > 1.5 * alone  # half the spot beyond the frame's edge: x suffers
+    assert cy[1] < 1.5 * alone
+    assert cx[2] > 2 * alone and cx[2] == pytest.approx(cx[3])  # a pair 3 px apart in x
+    # the pair's bound falls back to the isolated one as the two move apart
+    prev = np.inf
+    for gap in (2.0, 4.0, 6.0, 8.0, 16.0, 30.0):
+        px, py = [40.0, 40.0 + gap], [50.0, 50.0]
+        c = crlb_dense(_spots(px, py, n, sigma, b), px, py, [n, n], sigma, read_noise=1.5)[0][0]
+        assert c <= prev * (1 + 1e-6)
+        prev = c
+    assert prev == pytest.approx(alone, rel=0.01)

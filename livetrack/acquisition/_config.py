@@ -58,6 +58,13 @@ class ControllerConfig(BaseModel):
         No results for this long: stop actuating (safe state) until they return.
     deadband_px
         Errors smaller than this are not acted on (saves stage wear).
+    reacquire_px
+        When the followed track is missing, a track that just started within this
+        distance of where it was last seen (sample coordinates) is taken as the same
+        particle at once (the linker restarted it after a gap).
+    reacquire_after
+        Results without the followed track (and nothing to reacquire) before the
+        controller follows the particle nearest its last position instead.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -72,6 +79,8 @@ class ControllerConfig(BaseModel):
     max_step_um: Annotated[float, Field(gt=0.0)] = 20.0
     timeout_s: Annotated[float, Field(gt=0.0)] = 0.5
     deadband_px: Annotated[float, Field(ge=0.0)] = 0.0
+    reacquire_px: Annotated[float, Field(ge=0.0)] = 6.0
+    reacquire_after: Annotated[int, Field(ge=0)] = 10
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -70,6 +70,7 @@ class ControllerStats:
     results: int = 0
     actions: int = 0
     reselections: int = 0
+    reacquired: int = 0
     reselected_at: list[int] = field(default_factory=list)
     safe_state_entries: int = 0
     triggers_fired: int = 0
@@ -87,6 +88,7 @@ class ControllerStats:
             "results": self.results,
             "actions": self.actions,
             "reselections": self.reselections,
+            "reacquired": self.reacquired,
             "reselected_at_seq": self.reselected_at,
             "safe_state_entries": self.safe_state_entries,
             "triggers_fired": self.triggers_fired,
@@ -148,21 +150,58 @@ class FeedbackController:
         self._t0_ns: int | None = None
         self._prev: dict[int, tuple[int, np.ndarray]] = {}
         self._last_px: np.ndarray | None = None
+        self._seen_um: np.ndarray | None = None  # followed particle, sample coordinates
+        self._seen_px_um = pixel_um
+        self._known = np.zeros(0, np.int64)  # track ids in the previous result
         self.last_result_s = time.monotonic()
         self.safe = False
 
     # -- selection -------------------------------------------------------------------
 
-    def _select(self, ids: np.ndarray, xy: np.ndarray) -> int | None:
+    def _select(
+        self, ids: np.ndarray, xy: np.ndarray, stage_um: np.ndarray | None = None
+    ) -> int | None:
         if len(ids) == 0:
             return None
-        # a lost track is most likely the detection nearest where it was last seen
-        near = self._last_px if self._last_px is not None else self.select_near
+        # a lost track is most likely the detection nearest where it was last seen, in
+        # the sample's coordinates: the stage may have moved since (frame px + stage)
+        near = self.select_near
+        if self._last_px is not None:
+            near = self._last_px
+            if self._seen_um is not None and stage_um is not None:
+                near = (self._seen_um - stage_um) / self._seen_px_um
         d = np.hypot(xy[:, 0] - near[0], xy[:, 1] - near[1])
         return int(ids[int(np.argmin(d))])
 
-    def _reselect(self, ids: np.ndarray, xy: np.ndarray, seq: int = -1) -> None:
-        self.followed = self._select(ids, xy)
+    def _reacquire(self, ids: np.ndarray, xy: np.ndarray, stage_um: np.ndarray | None) -> bool:
+        """Follow a track that just started where the followed one was last seen.
+
+        The linker ends a track when its particle is missed for longer than its memory
+        (skipped frames, a faint spell) and starts a new id when it reappears: the
+        same particle. Switching at once, instead of after ``reacquire_after`` results
+        without it, keeps the stage steering through the gap.
+        """
+        if self._last_px is None or len(ids) == 0:
+            return False
+        new = np.flatnonzero(~np.isin(ids, self._known))
+        if len(new) == 0:
+            return False
+        near = self._last_px
+        if self._seen_um is not None and stage_um is not None:
+            near = (self._seen_um - stage_um) / self._seen_px_um
+        d = np.hypot(xy[new, 0] - near[0], xy[new, 1] - near[1])
+        k = int(np.argmin(d))
+        if d[k] > self.cfg.reacquire_px:
+            return False
+        self.followed = int(ids[new[k]])
+        self.stats.followed = self.followed
+        self.stats.reacquired += 1
+        return True
+
+    def _reselect(
+        self, ids: np.ndarray, xy: np.ndarray, seq: int = -1, stage_um: np.ndarray | None = None
+    ) -> None:
+        self.followed = self._select(ids, xy, stage_um)
         self.stats.reselections += 1
         if len(self.stats.reselected_at) < 1000:
             self.stats.reselected_at.append(seq)
@@ -204,17 +243,26 @@ class FeedbackController:
             self.stats.followed = self.followed
             if self.followed is None:
                 return
+        px = float(res.fields.get("pixel_size_um") or self.pixel_um)
+        stage = res.fields.get("stage_um")
+        stage_xy = np.asarray(stage[:2], float) if stage is not None else np.zeros(2)
+        here = stage_xy if stage is not None else None
         hit = np.flatnonzero(ids == self.followed)
+        if len(hit) == 0 and self._reacquire(ids, xy, here):
+            hit = np.flatnonzero(ids == self.followed)
+        self._known = ids.copy()
         if len(hit) == 0:
             self._missing += 1
-            if self._missing > 10:  # the track ended: follow the particle nearest the target
+            if self._missing > self.cfg.reacquire_after:  # lost: the nearest to where it was
                 self._missing = 0
-                self._reselect(ids, xy, res.seq)
+                self._reselect(ids, xy, res.seq, here)
                 self.stats.followed = self.followed
             return
         self._missing = 0
         pos = xy[hit[0]]
         self._last_px = pos.copy()
+        self._seen_um = stage_xy + pos * px
+        self._seen_px_um = px
         err = pos - self.target
         e = float(np.hypot(*err))
         self.stats.error_n += 1
@@ -223,9 +271,6 @@ class FeedbackController:
         self.stats.error_t_s.append((res.t_acq_ns - self._t0_ns) / 1e9)
         if self.cfg.mode == "none":
             return
-        px = float(res.fields.get("pixel_size_um") or self.pixel_um)
-        stage = res.fields.get("stage_um")
-        stage_xy = np.asarray(stage[:2], float) if stage is not None else np.zeros(2)
         self._update_velocity(res.t_acq_ns / 1e9, stage_xy + pos * px)
         age_s = max(0.0, (wire.now_ns() - res.t_acq_ns) / 1e9)
         self.stats.age_ms.append(age_s * 1e3)

@@ -40,17 +40,28 @@ class Fit:
 
 def _axis_terms(
     k: FloatArray, c: FloatArray, s: FloatArray
-) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-    """E (pixel integral), dE/dc, d²E/dc², dE/dσ along one axis; arrays (K, W)."""
-    a = (k - c + 0.5) / s
-    b = (k - c - 0.5) / s
-    ga = np.exp(-0.5 * a * a)
-    gb = np.exp(-0.5 * b * b)
-    e = 0.5 * (special.erf(a / _SQRT2) - special.erf(b / _SQRT2))
-    de = (gb - ga) / (_SQRT2PI * s)
-    d2e = (a * ga - b * gb) / (_SQRT2PI * s * s)
-    ds = (b * gb - a * ga) / (_SQRT2PI * s)
-    return e, de, d2e, ds
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """E (pixel integral), dE/dc, dE/dσ along one axis; arrays (K, W).
+
+    ``k`` holds consecutive pixel indices per row, so pixel i's upper edge is pixel
+    i+1's lower one: erf and exp are evaluated once per edge (W+1), not twice per pixel.
+    """
+    t = (k[:, :1] - c - 0.5 + np.arange(k.shape[1] + 1)) / s  # (K, W+1) pixel edges
+    g = np.exp(-0.5 * t * t)
+    f = special.erf(t / _SQRT2)
+    tg = t * g
+    e = 0.5 * (f[:, 1:] - f[:, :-1])
+    inv = 1.0 / (_SQRT2PI * s)
+    de = (g[:, :-1] - g[:, 1:]) * inv
+    ds = (tg[:, :-1] - tg[:, 1:]) * inv
+    return e, de, ds
+
+
+def _axis_integral(k: FloatArray, c: FloatArray, s: FloatArray) -> FloatArray:
+    """E alone (see :func:`_axis_terms`)."""
+    f = special.erf((k[:, :1] - c - 0.5 + np.arange(k.shape[1] + 1)) / (s * _SQRT2))
+    out: FloatArray = 0.5 * (f[:, 1:] - f[:, :-1])
+    return out
 
 
 def _neighbour_light(
@@ -66,8 +77,8 @@ def _neighbour_light(
     """Expected photons from each spot's neighbours inside its window."""
     i = np.concatenate([pairs[:, 0], pairs[:, 1]])  # the spot whose window is lit
     j = np.concatenate([pairs[:, 1], pairs[:, 0]])  # the neighbour lighting it
-    ex = _axis_terms(kx[i], x[j][:, None], s[j][:, None])[0]
-    ey = _axis_terms(ky[i], y[j][:, None], s[j][:, None])[0]
+    ex = _axis_integral(kx[i], x[j][:, None], s[j][:, None])
+    ey = _axis_integral(ky[i], y[j][:, None], s[j][:, None])
     light = (nph[j][:, None, None] * ey[:, :, None] * ex[:, None, :]).reshape(len(i), -1)
     # sum the contributions per lit spot: a sort and reduceat (np.add.at is ~10x slower)
     order = np.argsort(i, kind="stable")
@@ -100,35 +111,32 @@ def _newton(
     """
     n = len(x)
     step_x = np.zeros(n)
+    p = 5 if fit_sigma else 4
+    w = kx.shape[1]
+    dm = np.empty((n, p, ky.shape[1], w))  # ∂μ/∂(x, y, N, b[, σ]) per pixel, reused
+    dm[:, 3] = 1.0
     for _ in range(iterations):
-        ex, dex, _d2ex, dsx = _axis_terms(kx, x[:, None], s[:, None])
-        ey, dey, _d2ey, dsy = _axis_terms(ky, y[:, None], s[:, None])
-        psf = ey[:, :, None] * ex[:, None, :]
+        ex, dex, dsx = _axis_terms(kx, x[:, None], s[:, None])
+        ey, dey, dsy = _axis_terms(ky, y[:, None], s[:, None])
+        psf = np.multiply(ey[:, :, None], ex[:, None, :], out=dm[:, 2])
         mu = nph[:, None, None] * psf + b[:, None, None]
         if pairs is not None and len(pairs):
             mu += _neighbour_light(pairs, kx, ky, x, y, nph, s, mu.shape)
-        mu = np.maximum(mu, 1e-9)
-        resid = data / mu - 1.0  # d log L / d mu
+        np.maximum(mu, 1e-9, out=mu)
         inv_mu = 1.0 / mu
+        resid = data * inv_mu - 1.0  # d log L / d mu
         if valid is not None:  # pixels outside the frame carry no information
-            resid = resid * valid
-            inv_mu = inv_mu * valid
+            resid *= valid
+            inv_mu *= valid
         nn = nph[:, None, None]
-        derivs = [
-            nn * ey[:, :, None] * dex[:, None, :],  # d mu / d x
-            nn * dey[:, :, None] * ex[:, None, :],  # d mu / d y
-            psf,  # d mu / d N
-            np.ones_like(psf),  # d mu / d b
-        ]
+        np.multiply(ey[:, :, None], (nph[:, None] * dex)[:, None, :], out=dm[:, 0])
+        np.multiply((nph[:, None] * dey)[:, :, None], ex[:, None, :], out=dm[:, 1])
         if fit_sigma:
-            derivs.append(
-                nn * (ey[:, :, None] * dsx[:, None, :] + dsy[:, :, None] * ex[:, None, :])
-            )
-        p = len(derivs)
-        dm = np.stack(derivs, axis=1).reshape(n, p, -1)  # (K, p, pixels)
-        grad = np.matmul(dm, resid.reshape(n, -1, 1))[:, :, 0]  # (K, p)
+            dm[:, 4] = nn * (ey[:, :, None] * dsx[:, None, :] + dsy[:, :, None] * ex[:, None, :])
+        dm_flat = dm.reshape(n, p, -1)  # (K, p, pixels)
+        grad = np.matmul(dm_flat, resid.reshape(n, -1, 1))[:, :, 0]  # (K, p)
         # Fisher information, one batched matrix product: Σ_pixels ∂μ_i ∂μ_j / μ
-        fisher = np.matmul(dm * inv_mu.reshape(n, 1, -1), dm.transpose(0, 2, 1))
+        fisher = np.matmul(dm_flat * inv_mu.reshape(n, 1, -1), dm_flat.transpose(0, 2, 1))
         fisher += np.eye(p)[None] * 1e-9 * np.trace(fisher, axis1=1, axis2=2)[:, None, None]
         # Fisher scoring: θ ← θ + I(θ)⁻¹ ∇log L (stable where x and N are correlated)
         step = np.linalg.solve(fisher, grad[:, :, None])[:, :, 0]
@@ -148,8 +156,8 @@ def _newton(
 def _models(
     kx: FloatArray, ky: FloatArray, x: FloatArray, y: FloatArray, nph: FloatArray, s: FloatArray
 ) -> FloatArray:
-    ex = _axis_terms(kx, x[:, None], s[:, None])[0]
-    ey = _axis_terms(ky, y[:, None], s[:, None])[0]
+    ex = _axis_integral(kx, x[:, None], s[:, None])
+    ey = _axis_integral(ky, y[:, None], s[:, None])
     out: FloatArray = nph[:, None, None] * ey[:, :, None] * ex[:, None, :]
     return out
 

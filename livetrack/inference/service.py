@@ -13,6 +13,7 @@ frames; a bad one leaves the old one serving.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -373,5 +374,10 @@ class Service(ControlHandling):
             "split_region": list(getattr(self.detector, "split_region", None) or []) or None,
             "active_tracks": self.linker.active,
             "linker": vars(self.linker.stats).copy(),
+            # full collections stall the loop; counted so a latency tail can be explained
+            "gc": {
+                "collections": [g["collections"] for g in gc.get_stats()],
+                "frozen": gc.get_freeze_count(),
+            },
             **self.stats.snapshot(),
         }

@@ -20,10 +20,11 @@ the gate (optimal assignment); precision, recall, F1 and RMSE follow.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
@@ -58,6 +59,9 @@ class DetectionScores:
     tp: int
     fp: int
     fn: int
+    #: truth rows matched, and each one's squared distance to its detection (px²)
+    matched_truth_rows: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    matched_sq_err: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
 
 
 def _frame_pairs(
@@ -189,6 +193,7 @@ def detection_scores(
     near = _frame_pairs(truth, det, gate, cols)
     tp = 0
     sq: list[np.ndarray] = []
+    rows: list[np.ndarray] = []
     if len(near):
         # one-to-one matching within each frame (min total distance)
         near["frame"] = truth["frame"].to_numpy()[near["t_row"].to_numpy(int)]
@@ -201,10 +206,15 @@ def detection_scores(
             ok = c[r, k] < gate
             tp += int(ok.sum())
             sq.append(c[r, k][ok] ** 2)
+            rows.append(tr[r[ok]])
     fp = len(det) - tp
     fn = len(truth) - tp
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     rmse = float(np.sqrt(np.mean(np.concatenate(sq)))) if tp else float("nan")
-    return DetectionScores(precision, recall, f1, rmse, tp, fp, fn)
+    if not tp:
+        return DetectionScores(precision, recall, f1, rmse, tp, fp, fn)
+    return DetectionScores(
+        precision, recall, f1, rmse, tp, fp, fn, np.concatenate(rows), np.concatenate(sq)
+    )

@@ -11,7 +11,7 @@ from livetrack.simulation.camera import (
     signal_for_snr,
     snr,
 )
-from livetrack.simulation.crlb import crlb_mortensen, crlb_pixelated
+from livetrack.simulation.crlb import crlb_dense, crlb_mortensen, crlb_pixelated
 from livetrack.simulation.io import truth_path_for, write_movie
 from livetrack.simulation.lorenzmie import hologram, mie_coefficients, scattered_field
 from livetrack.simulation.motion import ParticleState, ParticleSystem
@@ -39,6 +39,7 @@ __all__ = [
     "Scene",
     "Snapshot",
     "adu_to_photons",
+    "crlb_dense",
     "crlb_mortensen",
     "crlb_pixelated",
     "debye_radial_profile",

@@ -24,7 +24,7 @@ from scipy.spatial import cKDTree
 from livetrack.config import Camera
 from livetrack.inference.single import radial_symmetry_centre
 from livetrack.linking.metrics import detection_scores
-from livetrack.simulation import GaussianPSF, crlb_pixelated, expose
+from livetrack.simulation import GaussianPSF, crlb_dense, crlb_pixelated, expose
 from livetrack.training.baselines import (
     trackpy_detect_movie,
     trackpy_diameter,
@@ -142,6 +142,15 @@ def localization_sweep(
     return rows
 
 
+def _dense_bound(shot: Any, sigma: float, read_noise: float) -> np.ndarray:
+    """Per truth row of one frame: √(CRLBx² + CRLBy²) in that frame (2-D, pixels)."""
+    t = shot.truth
+    cx, cy = crlb_dense(
+        shot.expected_photons, t["x"], t["y"], t["photons"], sigma, read_noise=read_noise
+    )
+    return np.hypot(cx, cy)
+
+
 @dataclass(frozen=True)
 class DetectionCase:
     """One dense-frame detection case (a benchmark scenario plus optional changes)."""
@@ -180,6 +189,12 @@ def detection_sweep(
         diameter = trackpy_diameter(sigma)
         mm = tune_trackpy_minmass(movie, truth, diameter)
         t = detection_scores(truth, trackpy_detect_movie(movie, diameter, mm), gate=2.0)
+        # the physical limit in this frame: neighbours' light and the edges included
+        bound = np.concatenate(
+            [_dense_bound(shot, sigma, cfg.camera.read_noise_e) for shot in shots]
+        )
+        crlb = float(np.sqrt(np.mean(bound[s.matched_truth_rows] ** 2))) if s.tp else np.nan
+        crlb_tp = float(np.sqrt(np.mean(bound[t.matched_truth_rows] ** 2))) if t.tp else np.nan
         rows.append(
             {
                 "scenario": case.name,
@@ -189,10 +204,13 @@ def detection_sweep(
                 "recall": s.recall,
                 "f1": s.f1,
                 "rmse_px": s.rmse_px,
+                "crlb_px": crlb,
+                "rmse_over_crlb": s.rmse_px / crlb,
                 "trackpy_precision": t.precision,
                 "trackpy_recall": t.recall,
                 "trackpy_f1": t.f1,
                 "trackpy_rmse_px": t.rmse_px,
+                "trackpy_rmse_over_crlb": t.rmse_px / crlb_tp,
             }
         )
     return rows
