@@ -174,8 +174,8 @@ def crlb_dense(
         ky = np.arange(y0, y1 + 1, dtype=float)
         grads = []
         for j in group:
-            ex, gx = axis(kx, xs[j])
-            ey, gy = axis(ky, ys[j])
+            ex, gx = axis(kx, float(xs[j]))
+            ey, gy = axis(ky, float(ys[j]))
             grads += [ns[j] * ey[:, None] * gx[None, :], ns[j] * gy[:, None] * ex[None, :]]
             grads.append(ey[:, None] * ex[None, :])
         grads.append(np.ones((len(ky), len(kx))))
