@@ -320,7 +320,8 @@ def test_a_restarted_track_is_reacquired_in_sample_coordinates() -> None:
     # but the stage accounts for that: 9 is the one within reach in sample coordinates.
     ctl.on_tracks(_result(1, [8, 9], [(53.0, 50.0), (47.5, 50.0)], stage=(0.5, 0.0)))
     assert ctl.followed == 9
-    assert ctl.stats.reacquired == 1 and ctl.stats.reselections == 1  # only the first pick
+    assert ctl.stats.reacquired == 1
+    assert ctl.stats.reselections == 1
     assert rec.moves[-1] == pytest.approx((0.25, 0.0))  # steered on this very frame
     # a new track far from the followed one is not taken for it
     ctl.on_tracks(_result(2, [8, 10], [(53.0, 50.0), (90.0, 90.0)], stage=(0.25, 0.0)))
@@ -328,7 +329,8 @@ def test_a_restarted_track_is_reacquired_in_sample_coordinates() -> None:
     # after ``reacquire_after`` results without it, the nearest to where it was
     for k in range(3, 3 + ctl.cfg.reacquire_after + 1):
         ctl.on_tracks(_result(k, [8, 10], [(53.0, 50.0), (90.0, 90.0)], stage=(0.25, 0.0)))
-    assert ctl.followed == 8 and ctl.stats.reselections == 2
+    assert ctl.followed == 8
+    assert ctl.stats.reselections == 2
 
 
 def test_trap_clamp_triggers_and_safe_state() -> None:

@@ -85,10 +85,20 @@ def test_dense_bound_is_the_isolated_one_alone_and_grows_with_neighbours_and_edg
     alone = crlb_pixelated(n, b, sigma, read_noise=1.5)
     xs, ys = [50.0, 0.3, 80.0, 83.0], [50.0, 40.0, 20.0, 20.0]
     cx, cy = crlb_dense(_spots(xs, ys, n, sigma, b), xs, ys, [n] * 4, sigma, read_noise=1.5)
-    assert cx[0] == pytest.approx(alone, rel=1e-3) and cy[0] == pytest.approx(alone, rel=1e-3)
+    assert cx[0] == pytest.approx(alone, rel=1e-3)
+    assert cy[0] == pytest.approx(alone, rel=1e-3)
     assert cx[1] > 1.5 * alone  # half the spot beyond the frame's edge: x suffers
     assert cy[1] < 1.5 * alone
-    assert cx[2] > 2 * alone and cx[2] == pytest.approx(cx[3])  # a pair 3 px apart in x
+    assert cx[2] > 2 * alone
+    assert cx[2] == pytest.approx(cx[3])
+    # with the neighbour's parameters known, only its light (noise) remains: the pair is
+    # entangled (ratio > 1.5), the lone spot not at all
+    kx, _ = crlb_dense(
+        _spots(xs, ys, n, sigma, b), xs, ys, [n] * 4, sigma, read_noise=1.5, neighbours_known=True
+    )
+    assert kx[0] == pytest.approx(cx[0])
+    assert cx[2] > 1.5 * kx[2]
+    assert kx[2] >= alone
     # the pair's bound falls back to the isolated one as the two move apart
     prev = np.inf
     for gap in (2.0, 4.0, 6.0, 8.0, 16.0, 30.0):
