@@ -337,6 +337,7 @@ def serve(
 
             threads = set_network_threads(network_threads)
             detector = KerasDetector(model, precision=precision, split=split, split_region=region)
+            detector.warm_up()
         cfg = ServiceConfig(
             frames=frames,
             results=results,

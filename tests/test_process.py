@@ -429,3 +429,19 @@ def test_the_split_setting_reaches_the_detector_and_survives_a_hot_swap() -> Non
         assert swapped.split_z is None  # type: ignore[attr-defined]
     finally:
         service.close()
+
+
+def test_warm_up_traces_the_network_and_leaves_detections_unchanged(
+    beads: SimulationConfig,
+) -> None:
+    from livetrack.simulation import simulate_movie
+
+    movie = simulate_movie(small(beads, 128, 96, number=12), 2, seed=4)
+    cold = KerasDetector()
+    warm = KerasDetector()
+    warm.warm_up((64, 64))
+    for k, frame in enumerate(movie.frames):
+        a, b = cold.detect(frame, index=k), warm.detect(frame, index=k)
+        np.testing.assert_array_equal(a.x, b.x)
+        np.testing.assert_array_equal(a.y, b.y)
+    assert len(a) >= 8

@@ -236,6 +236,15 @@ class KerasDetector:
         out: NDArray[np.float32] = self._call(self._inputs(frames))
         return out
 
+    def warm_up(self, shape: tuple[int, int] = (512, 512)) -> None:
+        """Trace the network for frames of ``shape`` now, not on the first live frame.
+
+        The first call of the compiled network traces it (~200 ms here): a service
+        calls this at start-up so the first frames are not late. Detector state
+        (frame count, PSF width) is untouched.
+        """
+        self.network(np.zeros((1, *shape), np.uint16))
+
     #: ``detect``, ``detect_many`` and ``stage_readout`` take frame indices
     indexed = True
 
