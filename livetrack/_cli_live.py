@@ -14,8 +14,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from livetrack._runtime import freeze_heap
-
 console = Console(stderr=True, soft_wrap=True)
 
 
@@ -104,7 +102,6 @@ def acquire(
     update = {k: v for k, v in (("frames", frames), ("actuation", actuation)) if v is not None}
     acq = acq.model_copy(update=update)
     console.print(f"camera {core.getCameraDevice()} → {acq.frames}", highlight=False)
-    freeze_heap()  # long-lived start-up objects: out of the collector's full scans
     result = run_session(
         core,
         acq,
@@ -192,7 +189,6 @@ def control(
     )
     stop = _stop_on_signals()
     console.print(f"controller listening on {results}, mode {cfg.mode}", highlight=False)
-    freeze_heap()
     stats = run_control_loop(ctl, results, seconds, should_stop=stop.is_set)
     actuator.close()
     summary = {**stats.summary(), "sent": actuator.sent, "dropped": actuator.dropped}

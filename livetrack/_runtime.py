@@ -67,20 +67,3 @@ def package_versions(names: tuple[str, ...]) -> dict[str, str | None]:
 def allocator_tuned() -> bool:
     """Whether :func:`tune_allocator` has been applied in this process."""
     return bool(_applied)
-
-
-def freeze_heap() -> int:
-    """Move every object alive now out of the cyclic garbage collector's reach.
-
-    With TensorFlow and a model loaded a process holds ~400 000 tracked objects, and
-    a full (generation 2) collection scans all of them: 220 ms measured here, one
-    stalled frame in a live loop whenever it happens. Objects created at start-up
-    (modules, the model, the graph) live as long as the process, so a long-running
-    entry point calls this once they exist (``gc.freeze``); later collections then
-    scan only what the loop allocates. Returns the number of objects frozen.
-    """
-    import gc
-
-    gc.collect()
-    gc.freeze()
-    return gc.get_freeze_count()

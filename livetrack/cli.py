@@ -12,7 +12,6 @@ from rich.console import Console
 from rich.table import Table
 
 from livetrack import __version__
-from livetrack._runtime import freeze_heap
 from livetrack.config import ConfigError
 
 app = typer.Typer(
@@ -372,7 +371,6 @@ def serve(
         )
         console.print(f"split    {where}", highlight=False)
     console.print(f"policy   {policy}; Ctrl-C to stop", highlight=False)
-    freeze_heap()  # the model and TensorFlow stay: no full collection rescans them
     stats = service.run(seconds)
     console.print(f"stopped: {stats.snapshot()}", highlight=False)
 

@@ -120,6 +120,7 @@ def test_round_trip_frames_to_tracks(svc: Running, movie: tuple[np.ndarray, Any]
     assert st["processed"] == len(frames) == st["received"]
     assert st["published"]["det"] == st["published"]["trk"] == len(frames)
     assert "end_to_end" in st["latency_ms"]
+    assert len(st["gc"]["collections"]) == 3  # per generation: a latency tail explained
 
 
 def _bad_messages(frame: np.ndarray) -> list[tuple[str, list[bytes]]]:

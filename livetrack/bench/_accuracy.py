@@ -20,10 +20,10 @@ def bench_localization(quick: bool) -> list[dict[str, Any]]:
 
 
 def bench_detection(quick: bool) -> list[dict[str, Any]]:
-    """Dense frames at SNR 2/4/7 (and off-config cases): F1 and RMSE, ours vs tuned trackpy."""
+    """Dense frames at SNR 1/2/4/7 (and off-config cases): F1 and RMSE, ours vs tuned trackpy."""
     cases = (
         [ev.STANDARD_CASES[1], ev.STANDARD_CASES[4]]
         if quick
-        else ev.STANDARD_CASES + ev.OFF_CONFIG_CASES
+        else ev.STANDARD_CASES + ev.OFF_CONFIG_CASES + ev.LOW_SNR_CASES
     )
     return ev.detection_sweep(_detector(), cases, frames=1 if quick else 3)

@@ -107,6 +107,21 @@ def bench_linking(quick: bool) -> list[dict[str, Any]]:
             row = _row("brownian 100 SNR 4 (trackpy detections)", sc, truth, tp_dets)
             row["detector"] = "trackpy.locate (minmass tuned on truth)"
             rows.append(row)
+    if not quick:  # the other SNRs, and directed motion (flow or drift)
+        for snr in (1.0, 2.0, 7.0):
+            sc = Scenario(f"brownian-100-snr{snr:g}", 100, snr, frames, seed=100 + int(snr))
+            movie, truth = sc.render()
+            rows.append(_row(f"brownian 100 SNR {snr:g}", sc, truth, _our_detections(movie)))
+        sc = Scenario("directed-100", 100, 4.0, frames, drift_px=(1.5, 0.5), seed=150)
+        movie, truth = sc.render()
+        rows.append(
+            _row(
+                "directed 100 SNR 4 (1.5, 0.5 px/frame + Brownian)",
+                sc,
+                truth,
+                _our_detections(movie),
+            )
+        )
     # detector-free speed case: exact positions + 0.1 px noise, 500 per frame
     sc = Scenario("positions-500", 500, 10.0, frames, seed=7)
     rng = np.random.default_rng(7)

@@ -123,7 +123,7 @@ def _phase(
         "rejected": after["rejected_total"] - before["rejected_total"],
     }
     frames_ok = frames["sent"] == sum(v for k, v in frames.items() if k != "sent")
-    lat = np.asarray(watcher.latency_ms)
+    lat, tracks, last_stage_px = watcher.history()
     return {
         "seconds": acq_stats["seconds"],
         "fps": frames["processed"] / acq_stats["seconds"],
@@ -137,8 +137,8 @@ def _phase(
         "actuation": acq_stats["actuation"],
         "truth": acq_stats["truth"],
         "controller": {k: v for k, v in ctl_stats.items() if k not in ("t_s", "error_px")},
-        "tracks": list(watcher.tracks),
-        "last_stage_px": watcher.last_stage_px.copy(),
+        "tracks": tracks,
+        "last_stage_px": last_stage_px,
         "latency_samples": lat,
     }
 

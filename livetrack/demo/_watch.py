@@ -29,6 +29,9 @@ class Watcher:
         self.arrivals: deque[float] = deque(maxlen=500)
         self.status: dict[str, Any] = {}
         self.nearest_px = float("nan")
+        # the thread appends while the view and the report read: iterating a deque
+        # that grows underneath raises ("deque mutated during iteration")
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="watch", daemon=True)
         self._thread.start()
@@ -42,32 +45,44 @@ class Watcher:
                 self.status = r.fields
                 continue
             now = time.monotonic()
-            self.latency_ms.append((wire.now_ns() - r.t_acq_ns) / 1e6)
-            self.arrivals.append(now)
             x, y = r.columns["x"], r.columns["y"]
             stage, px = r.fields.get("stage_um"), r.fields.get("pixel_size_um")
             off = np.asarray(stage[:2], float) / px if stage and px else np.zeros(2)
-            self.last_stage_px = off
-            self.tracks.append((r.seq, r.columns["particle"], x + off[0], y + off[1]))
+            with self._lock:
+                self.latency_ms.append((wire.now_ns() - r.t_acq_ns) / 1e6)
+                self.arrivals.append(now)
+                self.last_stage_px = off
+                self.tracks.append((r.seq, r.columns["particle"], x + off[0], y + off[1]))
             if len(x):  # in the image: the controller's view
                 self.nearest_px = float(np.min(np.hypot(x - self.centre[0], y - self.centre[1])))
 
     def clear(self) -> None:
         """Forget the history (a new phase)."""
-        self.latency_ms.clear()
-        self.tracks.clear()
-        self.arrivals.clear()
+        with self._lock:
+            self.latency_ms.clear()
+            self.tracks.clear()
+            self.arrivals.clear()
+
+    def history(
+        self,
+    ) -> tuple[np.ndarray, list[tuple[int, np.ndarray, np.ndarray, np.ndarray]], np.ndarray]:
+        """Copies of (latencies ms, tracks, last stage offset px), taken consistently."""
+        with self._lock:
+            return np.asarray(self.latency_ms), list(self.tracks), self.last_stage_px.copy()
 
     def fps(self) -> float:
         """Results per second over the last few seconds."""
-        a = [t for t in self.arrivals if t > time.monotonic() - 2.0]
+        with self._lock:
+            arrivals = list(self.arrivals)
+        a = [t for t in arrivals if t > time.monotonic() - 2.0]
         return (len(a) - 1) / (a[-1] - a[0]) if len(a) > 2 else 0.0
 
     def table(self, phase: str, elapsed_s: float, total_s: float) -> Table:
         """The live view."""
-        lat = np.asarray(self.latency_ms)[-500:]
+        with self._lock:
+            lat = np.asarray(self.latency_ms)[-500:]
+            n = len(self.tracks[-1][1]) if self.tracks else 0
         p50, p99 = np.percentile(lat, [50, 99]) if len(lat) else (np.nan, np.nan)
-        n = len(self.tracks[-1][1]) if self.tracks else 0
         t = Table(title=f"livetrack demo — {phase}  {elapsed_s:4.1f}/{total_s:.0f} s")
         for col in (
             "fps",

@@ -375,9 +375,6 @@ class Service(ControlHandling):
             "active_tracks": self.linker.active,
             "linker": vars(self.linker.stats).copy(),
             # full collections stall the loop; counted so a latency tail can be explained
-            "gc": {
-                "collections": [g["collections"] for g in gc.get_stats()],
-                "frozen": gc.get_freeze_count(),
-            },
+            "gc": {"collections": [g["collections"] for g in gc.get_stats()]},
             **self.stats.snapshot(),
         }

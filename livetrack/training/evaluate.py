@@ -246,6 +246,11 @@ STANDARD_CASES = [
     DetectionCase("300 particles SNR 4", 300, 4.0),
     DetectionCase("300 particles SNR 7", 300, 7.0),
 ]
+#: The issue's lowest SNR; appended after the others so their seeds stay as they were.
+LOW_SNR_CASES = [
+    DetectionCase("100 particles SNR 1", 100, 1.0),
+    DetectionCase("300 particles SNR 1", 300, 1.0),
+]
 OFF_CONFIG_CASES = [
     DetectionCase("off-config: PSF 1.3x wider, SNR 4", 200, 4.0, sigma_scale=1.3),
     DetectionCase("off-config: PSF 0.8x, SNR 4", 200, 4.0, sigma_scale=0.8),
