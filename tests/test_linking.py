@@ -206,3 +206,24 @@ def test_table_is_ready_for_trackpy_msd() -> None:
         em = tp.emsd(linked, mpp=1.0, fps=1.0, max_lagtime=10)
     # MSD of a 2-D random walk with σ = 1 per axis: 4·(σ²/2)... = 2 σ² t per axis pair
     assert em.iloc[0] == pytest.approx(2.0, rel=0.15)
+
+
+@pytest.mark.parametrize("penalty", [0.0, 1.0])
+def test_brightness_decides_between_crossing_particles(penalty: float) -> None:
+    linker = OnlineLinker(LinkingConfig(brightness_penalty=penalty))
+    a, b = linker.link(0, [10.0, 14.0], [10.0, 10.0], [3000.0, 1000.0]).particle
+    # both moved towards each other, past the midpoint: by distance alone the bright one's
+    # track takes the dim detection; by brightness each keeps its own
+    step = linker.link(1, [12.4, 11.6], [10.0, 10.0], [2900.0, 1050.0]).particle
+    if penalty:
+        assert step.tolist() == [a, b]
+    else:
+        assert step.tolist() == [b, a]
+    # without photons (or NaN) distance alone decides, and no link is refused for them
+    step = linker.link(2, [12.4, 11.6], [10.0, 10.0]).particle
+    assert set(step.tolist()) == {a, b}
+    lone = OnlineLinker(LinkingConfig(brightness_penalty=5.0, search_range_px=4.0))
+    first = lone.link(0, [10.0], [10.0], [5000.0]).particle[0]
+    assert lone.link(1, [13.5], [10.0], [500.0]).particle[0] == first  # 3.5 px < 4 px
+    with pytest.raises(ValueError, match="photons and x differ in length"):
+        lone.link(2, [1.0, 2.0], [1.0, 2.0], [1.0])

@@ -37,8 +37,9 @@ def _ours(dets: pd.DataFrame, cfg: LinkingConfig) -> tuple[pd.DataFrame, float]:
     elapsed = 0.0
     for _, g in dets.groupby("frame", sort=True):
         x, y = g["x"].to_numpy(), g["y"].to_numpy()
+        f = g["photons"].to_numpy() if "photons" in g else None
         t0 = time.perf_counter()
-        step = linker.link(int(g["frame"].to_numpy()[0]), x, y)
+        step = linker.link(int(g["frame"].to_numpy()[0]), x, y, f)
         elapsed += time.perf_counter() - t0
         parts.append(g.assign(particle=step.particle))
     return pd.concat(parts, ignore_index=True), elapsed * 1e3 / max(dets["frame"].nunique(), 1)

@@ -160,7 +160,7 @@ def link_columns(
     for start, cols_list in chunks:
         for i, cols in enumerate(cols_list):
             frame = start + i
-            step = linker.link(frame, cols["x"], cols["y"])
+            step = linker.link(frame, cols["x"], cols["y"], cols.get("photons"))
             df = pd.DataFrame({"frame": np.full(len(cols["x"]), frame, np.int64)})
             df["particle"] = step.particle
             for k, v in cols.items():

@@ -306,12 +306,12 @@ class Service(ControlHandling):
             ox = header.stage_um[0] / header.pixel_size_um
             oy = header.stage_um[1] / header.pixel_size_um
         try:
-            step = self.linker.link(header.seq, det.x + ox, det.y + oy)
+            step = self.linker.link(header.seq, det.x + ox, det.y + oy, det.photons)
         except ValueError as exc:  # seq going backwards: a restarted sender
             st.rejected["seq_order"] += 1
             log.warning("frame %d: %s; resetting tracks", header.seq, exc)
             self.linker.reset()
-            step = self.linker.link(header.seq, det.x + ox, det.y + oy)
+            step = self.linker.link(header.seq, det.x + ox, det.y + oy, det.photons)
         t2 = time.perf_counter()
         timings = {"receive": (t0 - t_recv) * 1e3, **det.timings_ms, "link": (t2 - t1) * 1e3}
         det_cols = {k: v.astype(np.float32) for k, v in det.as_dict().items()}

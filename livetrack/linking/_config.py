@@ -29,6 +29,13 @@ class LinkingConfig(BaseModel):
         Nearest detections considered per track (bounds work per frame).
     velocity_smoothing
         Weight of the newest displacement in the velocity estimate (0–1].
+    brightness_penalty
+        Weight of a brightness change in the link cost, as TrackMate's feature
+        penalties: cost = d² (1 + 3 w |f₁ − f₂| / (f₁ + f₂))², f the track's smoothed
+        photons and the detection's. Where tracks compete for detections (two
+        particles crossing) the one whose brightness matches wins; a link within the
+        search range is never refused for brightness alone. 0 turns it off; it is
+        off wherever detections carry no photons.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -40,3 +47,4 @@ class LinkingConfig(BaseModel):
     max_subnet: Annotated[int, Field(ge=1, le=10000)] = 60
     max_candidates: Annotated[int, Field(ge=1, le=64)] = 6
     velocity_smoothing: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
+    brightness_penalty: Annotated[float, Field(ge=0.0, le=10.0)] = 1.0

@@ -69,6 +69,7 @@ class _Tracks:
     last_seq: IntArray = field(default_factory=lambda: _EMPTY_I.copy())
     missed: IntArray = field(default_factory=lambda: _EMPTY_I.copy())
     length: IntArray = field(default_factory=lambda: _EMPTY_I.copy())
+    photons: FloatArray = field(default_factory=lambda: np.zeros(0))  # smoothed; NaN: unknown
 
     def take(self, keep: NDArray[np.bool_] | IntArray) -> _Tracks:
         return _Tracks(*(getattr(self, n)[keep] for n in _FIELDS))
@@ -77,7 +78,11 @@ class _Tracks:
         return _Tracks(*(np.concatenate([getattr(self, n), getattr(other, n)]) for n in _FIELDS))
 
 
-_FIELDS = ("ids", "x", "y", "vx", "vy", "last_seq", "missed", "length")
+_FIELDS = ("ids", "x", "y", "vx", "vy", "last_seq", "missed", "length", "photons")
+# a track's brightness follows its detections slowly, and ignores a jump beyond this
+# factor (two particles fitted as one for a frame): that is what the penalty is for
+_BRIGHTNESS_SMOOTHING = 0.3
+_BRIGHTNESS_JUMP = 1.6
 
 
 class OnlineLinker:
@@ -145,6 +150,7 @@ class OnlineLinker:
         seq: int,
         x: ArrayLike,
         y: ArrayLike,
+        photons: ArrayLike | None = None,
     ) -> LinkStep:
         """Link one frame's detections (pixels) to the active tracks.
 
@@ -154,6 +160,10 @@ class OnlineLinker:
             Frame sequence number; must increase. Gaps (skipped frames) are allowed.
         x, y
             Detection positions in pixels (trackpy convention).
+        photons
+            Each detection's brightness (any unit; NaN where unknown): tracks whose
+            brightness matches are preferred where they compete (see
+            ``LinkingConfig.brightness_penalty``).
 
         Raises
         ------
@@ -164,6 +174,13 @@ class OnlineLinker:
         ya = np.ascontiguousarray(y, dtype=np.float64).ravel()
         if xa.shape != ya.shape:
             raise ValueError(f"x and y differ in length ({len(xa)} vs {len(ya)})")
+        fa = (
+            np.full(len(xa), np.nan)
+            if photons is None
+            else np.ascontiguousarray(photons, dtype=np.float64).ravel()
+        )
+        if fa.shape != xa.shape:
+            raise ValueError(f"photons and x differ in length ({len(fa)} vs {len(xa)})")
         if self._last_seq is not None and seq <= self._last_seq:
             raise ValueError(f"frame seq {seq} does not follow the previous frame {self._last_seq}")
         cfg = self.config
@@ -186,6 +203,8 @@ class OnlineLinker:
             ti = np.nonzero(ok)[0].astype(np.int64)
             dj = idx[ok].astype(np.int64)
             d2 = dist[ok] ** 2
+            if cfg.brightness_penalty > 0:
+                d2 = self._penalise(d2, t.photons[ti], fa[dj], radius[ti] ** 2)
             result = assign(ti, dj, d2, radius**2, n_t, n_d, cfg.max_subnet)
             fallbacks = result.fallbacks
             self.stats.largest_subnet = max(self.stats.largest_subnet, result.largest_subnet)
@@ -207,6 +226,11 @@ class OnlineLinker:
                 self._drift = a * step + (1 - a) * self._drift
             t.x[mt] = xa[md]
             t.y[mt] = ya[md]
+            f_old, f_new = t.photons[mt], fa[md]
+            jump = np.abs(np.log(np.maximum(f_new, 1e-9) / np.maximum(f_old, 1e-9)))
+            smooth = f_old + _BRIGHTNESS_SMOOTHING * (f_new - f_old)
+            upd = np.where(jump <= np.log(_BRIGHTNESS_JUMP), smooth, f_old)
+            t.photons[mt] = np.where(np.isnan(f_old), f_new, np.where(np.isnan(f_new), f_old, upd))
             t.last_seq[mt] = seq
             t.missed[mt] = 0
             t.length[mt] += 1
@@ -234,6 +258,7 @@ class OnlineLinker:
                     np.full(len(new), seq, np.int64),
                     np.zeros(len(new), np.int64),
                     np.ones(len(new), np.int64),
+                    fa[new],
                 )
             )
         self._tracks = t
@@ -245,6 +270,16 @@ class OnlineLinker:
         s.tracks_ended += len(ended)
         s.fallbacks += fallbacks
         return LinkStep(seq, particle, started, ended, ended_last, fallbacks)
+
+    def _penalise(
+        self, d2: FloatArray, f_track: FloatArray, f_det: FloatArray, r2: FloatArray
+    ) -> FloatArray:
+        """TrackMate-style brightness penalty on squared link lengths (NaN: none)."""
+        rel = np.abs(f_track - f_det) / np.maximum(f_track + f_det, 1e-9)
+        pen = 1.0 + 3.0 * self.config.brightness_penalty * np.nan_to_num(rel, nan=0.0)
+        # never above leaving the track unlinked (R²): brightness only breaks ties
+        out: FloatArray = np.minimum(d2 * pen * pen, np.maximum(d2, 0.999 * r2))
+        return out
 
     def flush(self) -> tuple[IntArray, IntArray]:
         """End every active track (end of stream). Returns (ids, last seq seen)."""
@@ -262,7 +297,8 @@ def link_table(
 ) -> pd.DataFrame:
     """Link a whole detection table offline, frame by frame, with :class:`OnlineLinker`.
 
-    The result is exactly what streaming the same frames gives. Returns a copy with
+    The result is exactly what streaming the same frames gives (a ``photons`` column,
+    when there is one, takes part as in :meth:`OnlineLinker.link`). Returns a copy with
     a ``particle`` column, ready for ``trackpy.msd`` / ``emsd`` / ``compute_drift``.
     """
     linker = OnlineLinker(config)
@@ -271,12 +307,13 @@ def link_table(
     frames = out[frame_column].to_numpy()
     xs = out[pos_columns[0]].to_numpy(np.float64)
     ys = out[pos_columns[1]].to_numpy(np.float64)
+    fs = out["photons"].to_numpy(np.float64) if "photons" in out else np.full(len(out), np.nan)
     bounds = np.flatnonzero(np.diff(frames)) + 1
     starts = np.concatenate([[0], bounds])
     stops = np.concatenate([bounds, [len(out)]])
     for a, b in zip(starts, stops, strict=True):
         if b > a:
-            step = linker.link(int(frames[a]), xs[a:b], ys[a:b])
+            step = linker.link(int(frames[a]), xs[a:b], ys[a:b], fs[a:b])
             particle[a:b] = step.particle
     out["particle"] = particle
     return out

@@ -54,7 +54,7 @@ def detect_movie(detector: Any, frames: np.ndarray) -> pd.DataFrame:
     rows = []
     for i, f in enumerate(frames):
         d = detector.detect(f)
-        rows.append(pd.DataFrame({"frame": i, "x": d.x, "y": d.y}))
+        rows.append(pd.DataFrame({"frame": i, "x": d.x, "y": d.y, "photons": d.photons}))
     return pd.concat(rows, ignore_index=True)
 
 
