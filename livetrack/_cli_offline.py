@@ -88,6 +88,10 @@ def process(
     ] = None,
     search_range: Annotated[float, typer.Option(help="Linking search range (px).")] = 8.0,
     memory: Annotated[int, typer.Option(help="Frames a track may be missed.")] = 2,
+    brightness_penalty: Annotated[
+        float,
+        typer.Option(help="Weight of a brightness change in the link cost (0: distance only)."),
+    ] = 1.0,
     precision: Annotated[
         str,
         typer.Option(help="Network arithmetic: auto (bfloat16 where native), float32, bfloat16."),
@@ -158,7 +162,12 @@ def process(
         if card.outputs.kind != want:
             hint = "" if single else " (a localiser needs --single)"
             raise _fail(f"--model {model}: a {card.outputs.kind} model, not a {want}{hint}")
-    linking = LinkingConfig(search_range_px=search_range, memory=memory)
+    try:
+        linking = LinkingConfig(
+            search_range_px=search_range, memory=memory, brightness_penalty=brightness_penalty
+        )
+    except ValueError as exc:
+        raise _fail(f"linking options: {exc}") from None
     infos = []
     for m in movies:  # check every movie before spending time on any
         try:

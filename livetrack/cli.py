@@ -314,6 +314,12 @@ def serve(
     metrics_host: Annotated[
         str, typer.Option(help="Interface for --metrics-port (off-loopback needs --insecure).")
     ] = "127.0.0.1",
+    search_range: Annotated[float, typer.Option(help="Linking search range (px).")] = 8.0,
+    memory: Annotated[int, typer.Option(help="Frames a track may be missed.")] = 2,
+    brightness_penalty: Annotated[
+        float,
+        typer.Option(help="Weight of a brightness change in the link cost (0: distance only)."),
+    ] = 1.0,
     seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
 ) -> None:
     """Serve detection + linking over ZeroMQ until SIGINT/SIGTERM or a shutdown request."""
@@ -321,6 +327,7 @@ def serve(
 
     from livetrack.artifact import ArtifactError
     from livetrack.inference.service import Service, ServiceConfig
+    from livetrack.linking import LinkingConfig
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if policy not in ("realtime", "lossless"):
@@ -349,6 +356,9 @@ def serve(
             metrics_port=metrics_port,
             metrics_host=metrics_host,
             pipeline=pipeline,
+            linking=LinkingConfig(
+                search_range_px=search_range, memory=memory, brightness_penalty=brightness_penalty
+            ),
         )
         service = Service(detector, cfg)  # type: ignore[arg-type]
     except (ArtifactError, PermissionError, ValueError, RuntimeError, OSError) as exc:

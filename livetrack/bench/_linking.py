@@ -64,8 +64,12 @@ def _our_detections(movie: np.ndarray) -> pd.DataFrame:
     return detect_movie(KerasDetector(), movie)
 
 
-def _row(name: str, sc: Scenario, truth: pd.DataFrame, dets: pd.DataFrame) -> dict[str, Any]:
-    cfg = LinkingConfig(search_range_px=sc.search_range_px, memory=MEMORY)
+def _row(
+    name: str, sc: Scenario, truth: pd.DataFrame, dets: pd.DataFrame, penalty: float = 1.0
+) -> dict[str, Any]:
+    cfg = LinkingConfig(
+        search_range_px=sc.search_range_px, memory=MEMORY, brightness_penalty=penalty
+    )
     ours, ms = _ours(dets, cfg)
     ref, tp_ms = _trackpy(dets, sc.search_range_px)
     s = tracking_scores(truth, ours)
@@ -113,6 +117,13 @@ def bench_linking(quick: bool) -> list[dict[str, Any]]:
             sc = Scenario(f"brownian-100-snr{snr:g}", 100, snr, frames, seed=100 + int(snr))
             movie, truth = sc.render()
             rows.append(_row(f"brownian 100 SNR {snr:g}", sc, truth, _our_detections(movie)))
+        # particles of unlike brightness (±30 %): the brightness penalty on and off
+        sc = Scenario("spread-100", 100, 4.0, frames, photons_spread=0.3, seed=130)
+        movie, truth = sc.render()
+        ours = _our_detections(movie)
+        for w in (1.0, 0.0):
+            name = f"brownian 100 SNR 4, brightness ±30 %, brightness penalty {w:g}"
+            rows.append(_row(name, sc, truth, ours, penalty=w))
         sc = Scenario("directed-100", 100, 4.0, frames, drift_px=(1.5, 0.5), seed=150)
         movie, truth = sc.render()
         rows.append(

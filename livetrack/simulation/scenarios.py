@@ -27,6 +27,7 @@ class Scenario:
     drift_px: tuple[float, float] = (0.0, 0.0)  # directed motion per frame
     seed: int = 0
     base: SimulationConfig | None = None
+    photons_spread: float = 0.0  # relative std of the particles' brightness (0: all alike)
 
     def config(self) -> SimulationConfig:
         """The base preset (default: fluorescent beads) set to this scenario.
@@ -44,7 +45,12 @@ class Scenario:
         parts = base.particles.model_copy(
             update={
                 "number": self.particles,
-                "photons": Distribution(mean=photons),
+                "photons": Distribution(
+                    mean=photons,
+                    std=self.photons_spread * photons,
+                    min=0.3 * photons,
+                    max=3.0 * photons,
+                ),
                 "z_um": base.particles.z_um.model_copy(update={"min": 0.0, "max": 0.0}),
                 "min_separation_px": 3.0,
             }
