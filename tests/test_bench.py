@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -231,3 +232,17 @@ def test_quick_reconnect_after_kill_9_counts_every_frame(tmp_path: Path) -> None
     assert row["camera_frames_while_down_per_s"] > 10  # the camera never stalled
     assert row["dropped_while_down_per_s"] > 0
     assert row["accounted"]
+
+
+def test_the_report_names_the_gpu_it_ran_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from livetrack.bench._runner import gpus, machine_info
+
+    # no GPU here (CI): a stand-in nvidia-smi, the one piece of hardware we lack
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-1234)'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    assert gpus() == ["GPU 0: NVIDIA H100 80GB HBM3"]
+    assert machine_info()["gpu"] == "GPU 0: NVIDIA H100 80GB HBM3"

@@ -40,6 +40,32 @@ SECTIONS: dict[str, Section] = {
 ON_REQUEST = {"overload", "storm", "reconnect"}
 
 
+def gpus() -> list[str]:
+    """GPUs on this machine: ``nvidia-smi -L`` names, else TensorFlow's devices if loaded.
+
+    Every section runs on a GPU by itself where TensorFlow sees one (the detector
+    chooses), so the report only has to say which device its numbers come from.
+    """
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(
+                ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10, check=False
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        names = [line.split("(")[0].strip() for line in out.splitlines() if line.startswith("GPU")]
+        if names:
+            return names
+    tf = sys.modules.get("tensorflow")
+    if tf is not None:
+        return [d.name for d in tf.config.list_physical_devices("GPU")]
+    return []
+
+
 def machine_info() -> dict[str, Any]:
     """CPU, cores, GPU (if any) and library versions, recorded with every run."""
     cpu = platform.processor() or platform.machine()
@@ -56,7 +82,7 @@ def machine_info() -> dict[str, Any]:
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
-        "gpu": None,
+        "gpu": ", ".join(gpus()) or None,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "allocator_tuned": allocator_tuned(),
