@@ -14,6 +14,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from livetrack._cli_options import BrightnessPenalty, Memory, SearchRange
+
 console = Console(stderr=True, soft_wrap=True)
 log = logging.getLogger("livetrack.process")
 
@@ -86,12 +88,9 @@ def process(
     pixel_size_um: Annotated[
         float | None, typer.Option(help="Pixel size when the movie does not say.")
     ] = None,
-    search_range: Annotated[float, typer.Option(help="Linking search range (px).")] = 8.0,
-    memory: Annotated[int, typer.Option(help="Frames a track may be missed.")] = 2,
-    brightness_penalty: Annotated[
-        float,
-        typer.Option(help="Weight of a brightness change in the link cost (0: distance only)."),
-    ] = 1.0,
+    search_range: SearchRange = 8.0,
+    memory: Memory = 2,
+    brightness_penalty: BrightnessPenalty = 1.0,
     precision: Annotated[
         str,
         typer.Option(help="Network arithmetic: auto (bfloat16 where native), float32, bfloat16."),

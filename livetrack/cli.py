@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from livetrack import __version__
+from livetrack._cli_options import BrightnessPenalty, Memory, SearchRange
 from livetrack.config import ConfigError
 
 app = typer.Typer(
@@ -314,12 +315,9 @@ def serve(
     metrics_host: Annotated[
         str, typer.Option(help="Interface for --metrics-port (off-loopback needs --insecure).")
     ] = "127.0.0.1",
-    search_range: Annotated[float, typer.Option(help="Linking search range (px).")] = 8.0,
-    memory: Annotated[int, typer.Option(help="Frames a track may be missed.")] = 2,
-    brightness_penalty: Annotated[
-        float,
-        typer.Option(help="Weight of a brightness change in the link cost (0: distance only)."),
-    ] = 1.0,
+    search_range: SearchRange = 8.0,
+    memory: Memory = 2,
+    brightness_penalty: BrightnessPenalty = 1.0,
     seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
 ) -> None:
     """Serve detection + linking over ZeroMQ until SIGINT/SIGTERM or a shutdown request."""

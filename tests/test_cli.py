@@ -91,3 +91,20 @@ def test_serve_split_near_bad_value_is_one_clear_message(bad: str) -> None:
     assert result.exit_code == 2
     assert "--split-near" in result.output
     assert result.output.count("error:") == 1
+
+
+def test_process_refuses_a_negative_brightness_penalty(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "process",
+            str(tmp_path / "m.tif"),
+            "-o",
+            str(tmp_path / "t.csv"),
+            "--brightness-penalty",
+            "-1",
+        ],
+    )
+    assert result.exit_code == 2
+    assert "linking options" in result.output
+    assert "brightness_penalty" in result.output
