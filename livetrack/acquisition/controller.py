@@ -158,18 +158,24 @@ class FeedbackController:
 
     # -- selection -------------------------------------------------------------------
 
+    def _last_seen_px(self, stage_um: np.ndarray | None) -> np.ndarray | None:
+        """Where the followed particle was last seen, in this frame's pixels.
+
+        Kept in the sample's coordinates (frame px + stage): the stage may have moved since.
+        """
+        if self._seen_um is not None and stage_um is not None:
+            seen: np.ndarray = (self._seen_um - stage_um) / self._seen_px_um
+            return seen
+        return self._last_px
+
     def _select(
         self, ids: np.ndarray, xy: np.ndarray, stage_um: np.ndarray | None = None
     ) -> int | None:
         if len(ids) == 0:
             return None
-        # a lost track is most likely the detection nearest where it was last seen, in
-        # the sample's coordinates: the stage may have moved since (frame px + stage)
-        near = self.select_near
-        if self._last_px is not None:
-            near = self._last_px
-            if self._seen_um is not None and stage_um is not None:
-                near = (self._seen_um - stage_um) / self._seen_px_um
+        # a lost track is most likely the detection nearest where it was last seen
+        seen = self._last_seen_px(stage_um)
+        near = self.select_near if seen is None else seen
         d = np.hypot(xy[:, 0] - near[0], xy[:, 1] - near[1])
         return int(ids[int(np.argmin(d))])
 
@@ -181,14 +187,10 @@ class FeedbackController:
         same particle. Switching at once, instead of after ``reacquire_after`` results
         without it, keeps the stage steering through the gap.
         """
-        if self._last_px is None or len(ids) == 0:
-            return False
+        near = self._last_seen_px(stage_um)
         new = np.flatnonzero(~np.isin(ids, self._known))
-        if len(new) == 0:
+        if near is None or len(new) == 0:
             return False
-        near = self._last_px
-        if self._seen_um is not None and stage_um is not None:
-            near = (self._seen_um - stage_um) / self._seen_px_um
         d = np.hypot(xy[new, 0] - near[0], xy[new, 1] - near[1])
         k = int(np.argmin(d))
         if d[k] > self.cfg.reacquire_px:

@@ -102,6 +102,9 @@ class ControlHandling:
         card = getattr(det, "card", None)
         if card is not None:
             check_fits(card, modality="fluorescence", override=self.config.force_model)
+        warm_up = getattr(det, "warm_up", None)
+        if warm_up is not None:  # here, off the loop: its first frame is not late either
+            warm_up()
         return det
 
     def _finish_model_swap(self) -> None:

@@ -56,6 +56,18 @@ def crlb_mortensen(
     return out
 
 
+def _axis(
+    k: NDArray[np.float64], c: float, sigma_px: float
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Pixel integrals of a Gaussian centred at ``c`` over pixels ``k``, and d/dc."""
+    s = math.sqrt(2.0) * sigma_px
+    e = 0.5 * (special.erf((k + 0.5 - c) / s) - special.erf((k - 0.5 - c) / s))
+    g = (np.exp(-((k - 0.5 - c) ** 2) / s**2) - np.exp(-((k + 0.5 - c) ** 2) / s**2)) / (
+        math.sqrt(math.pi) * s
+    )
+    return e, g
+
+
 def crlb_pixelated(
     photons: float,
     background: float,
@@ -79,17 +91,8 @@ def crlb_pixelated(
     """
     hw = half_width if half_width is not None else math.ceil(5 * sigma_px) + 2
     k = np.arange(-hw, hw + 1, dtype=float)
-    s = math.sqrt(2.0) * sigma_px
-
-    def axis(c: float) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        e = 0.5 * (special.erf((k + 0.5 - c) / s) - special.erf((k - 0.5 - c) / s))
-        g = (np.exp(-((k - 0.5 - c) ** 2) / s**2) - np.exp(-((k + 0.5 - c) ** 2) / s**2)) / (
-            math.sqrt(math.pi) * s
-        )  # d e / d c
-        return e, g
-
-    ex, gx = axis(offset[0])
-    ey, gy = axis(offset[1])
+    ex, gx = _axis(k, offset[0], sigma_px)
+    ey, gy = _axis(k, offset[1], sigma_px)
     p = ey[:, None] * ex[None, :]
     mu = photons * p + background
     grads = [
@@ -155,19 +158,11 @@ def crlb_dense(
     h, w = expected.shape
     hw = half_width if half_width is not None else math.ceil(4 * sigma_px)
     var = np.asarray(expected, float) + read_noise**2
-    s = math.sqrt(2.0) * sigma_px
     out_x = np.full(len(xs), np.nan)
     out_y = np.full(len(xs), np.nan)
     if len(xs) == 0:
         return out_x, out_y
     tree = cKDTree(np.column_stack([xs, ys]))
-
-    def axis(k: NDArray[np.float64], c: float) -> tuple[NDArray[np.float64], ...]:
-        e = 0.5 * (special.erf((k + 0.5 - c) / s) - special.erf((k - 0.5 - c) / s))
-        g = (np.exp(-((k - 0.5 - c) ** 2) / s**2) - np.exp(-((k + 0.5 - c) ** 2) / s**2)) / (
-            math.sqrt(math.pi) * s
-        )
-        return e, g
 
     for i in range(len(xs)):
         group = [i] + [j for j in tree.query_ball_point((xs[i], ys[i]), 2 * hw + 1) if j != i]
@@ -179,8 +174,8 @@ def crlb_dense(
         ky = np.arange(y0, y1 + 1, dtype=float)
         grads = []
         for j in group:
-            ex, gx = axis(kx, float(xs[j]))
-            ey, gy = axis(ky, float(ys[j]))
+            ex, gx = _axis(kx, float(xs[j]), sigma_px)
+            ey, gy = _axis(ky, float(ys[j]), sigma_px)
             grads += [ns[j] * ey[:, None] * gx[None, :], ns[j] * gy[:, None] * ex[None, :]]
             grads.append(ey[:, None] * ex[None, :])
         grads.append(np.ones((len(ky), len(kx))))
