@@ -59,6 +59,10 @@ def test_quick_linking_section_is_complete_and_sane(tmp_path: Path) -> None:
     exact = next(r for r in rows if "no detector" in r["scenario"])
     assert exact["jsc"] > 0.85
     assert exact["trackpy_jsc"] > 0.85
+    # exact positions bound what linking our detections can reach
+    ceiling = next(r for r in rows if "linking ceiling" in r["scenario"])
+    ours = next(r for r in rows if r["scenario"] == "brownian 100 SNR 4")
+    assert ceiling["jsc"] >= ours["jsc"] - 0.02
 
 
 def test_unknown_part_is_refused() -> None:

@@ -113,3 +113,53 @@ def test_single_spots_are_not_split() -> None:
             img, *cols, z_min=6.0, min_fit_snr=1.2, read_noise=0.0, offset=0.0, scale=1.0
         )
         assert len(out[0]) == len(x), photons
+
+
+def test_pairs_too_close_for_a_lobe_are_split_by_their_elongation() -> None:
+    """Pairs 4 px apart at SNR ~4 merge into one stretched spot; the long axis splits them."""
+    from livetrack.inference._split import split_merged
+
+    rng = np.random.default_rng(8)
+    centres = np.arange(16, 200, 24.0)
+    cx, cy = (c.ravel() for c in np.meshgrid(centres, centres))
+    angle = rng.uniform(0, np.pi, len(cx))
+    half = 2.0  # 4 px apart: σ = 2, one peak for the network
+    x = np.concatenate([cx + half * np.cos(angle), cx - half * np.cos(angle)])
+    y = np.concatenate([cy + half * np.sin(angle), cy - half * np.sin(angle)])
+    n = len(x)
+    mean = GaussianPSF(2.0).render(x, y, np.zeros(n), np.full(n, 700.0), (216, 216)).image
+    img = rng.poisson(mean + 10.0).astype(np.float64)
+    one = refine(img, cx, cy, 2.0, fit_sigma=False)
+    cols = (one.x, one.y, np.ones(len(cx)), one.photons, one.background, one.sigma)
+    args = dict(z_min=6.0, min_fit_snr=1.2, read_noise=0.0, offset=0.0, scale=1.0)
+    lobes_only = split_merged(img, *cols, **args, elongation_min=np.inf)  # type: ignore[arg-type]
+    both = split_merged(img, *cols, **args)  # type: ignore[arg-type]
+    found = np.column_stack(both[:2])
+    d = np.hypot(found[:, None, 0] - x[None], found[:, None, 1] - y[None]).min(axis=0)
+    recovered = (d < 1.0).mean()
+    assert len(lobes_only[0]) - len(cx) < 0.1 * len(cx)
+    assert recovered > 0.9, recovered
+    assert len(both[0]) <= n  # nothing invented
+
+
+def test_a_region_split_on_a_crop_equals_the_split_on_the_whole_frame() -> None:
+    """The region's crop is wide enough that nothing changes but the cost."""
+    from livetrack.inference._split import _split_merged, split_merged
+
+    rng = np.random.default_rng(2)
+    centres = np.arange(16, 200, 24.0)
+    cx, cy = (c.ravel() for c in np.meshgrid(centres, centres))
+    x = np.concatenate([cx + 1.8, cx - 1.8])
+    y = np.concatenate([cy + 0.5, cy - 0.5])
+    n = len(x)
+    mean = GaussianPSF(2.0).render(x, y, np.zeros(n), np.full(n, 900.0), (216, 216)).image
+    img = rng.poisson(mean + 10.0).astype(np.float64)
+    one = refine(img, cx, cy, 2.0, fit_sigma=False)
+    cols = (one.x, one.y, np.ones(len(cx)), one.photons, one.background, one.sigma)
+    args = dict(z_min=6.0, min_fit_snr=1.2, read_noise=0.0, offset=0.0, scale=1.0)
+    for region in ((88.0, 88.0, 30.0), (5.0, 200.0, 20.0)):  # inside; cut by the edges
+        crop = split_merged(img, *cols, **args, region=region)  # type: ignore[arg-type]
+        whole = _split_merged(img, *cols, **args, region=region)  # type: ignore[arg-type]
+        assert len(crop[0]) == len(whole[0]) > len(cx)
+        for a, b in zip(crop, whole, strict=True):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-9)
