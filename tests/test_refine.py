@@ -144,7 +144,7 @@ def test_pairs_too_close_for_a_lobe_are_split_by_their_elongation() -> None:
 
 def test_a_region_split_on_a_crop_equals_the_split_on_the_whole_frame() -> None:
     """The region's crop is wide enough that nothing changes but the cost."""
-    from livetrack.inference._split import _split_merged, split_merged
+    from livetrack.inference._split import ELONGATION_MIN, _split_merged, split_merged
 
     rng = np.random.default_rng(2)
     centres = np.arange(16, 200, 24.0)
@@ -156,7 +156,10 @@ def test_a_region_split_on_a_crop_equals_the_split_on_the_whole_frame() -> None:
     img = rng.poisson(mean + 10.0).astype(np.float64)
     one = refine(img, cx, cy, 2.0, fit_sigma=False)
     cols = (one.x, one.y, np.ones(len(cx)), one.photons, one.background, one.sigma)
-    args = dict(z_min=6.0, min_fit_snr=1.2, read_noise=0.0, offset=0.0, scale=1.0)
+    args = dict(
+        z_min=6.0, min_fit_snr=1.2, read_noise=0.0, offset=0.0, scale=1.0,
+        elongation_min=ELONGATION_MIN,
+    )  # fmt: skip
     for region in ((88.0, 88.0, 30.0), (5.0, 200.0, 20.0)):  # inside; cut by the edges
         crop = split_merged(img, *cols, **args, region=region)  # type: ignore[arg-type]
         whole = _split_merged(img, *cols, **args, region=region)  # type: ignore[arg-type]
