@@ -70,6 +70,52 @@ def _pixel_psf(k: FloatArray, c: FloatArray, s: float) -> FloatArray:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _Windows:
+    """Square windows around spots: centre pixels, unclipped and clipped indices."""
+
+    cx: NDArray[np.int64]
+    cy: NDArray[np.int64]
+    rows_u: NDArray[np.int64]  # (n, W), may fall outside the frame
+    cols_u: NDArray[np.int64]
+    rows: NDArray[np.int64]  # (n, W), clipped into the frame
+    cols: NDArray[np.int64]
+    ok: NDArray[np.bool_]  # (n, W, W): inside the frame
+
+
+def _windows(
+    x: FloatArray, y: FloatArray, offs: NDArray[np.int64], shape: tuple[int, int]
+) -> _Windows:
+    h, w = shape
+    cx = np.clip(np.rint(x).astype(np.int64), 0, w - 1)
+    cy = np.clip(np.rint(y).astype(np.int64), 0, h - 1)
+    cols_u = cx[:, None] + offs
+    rows_u = cy[:, None] + offs
+    ok = ((rows_u >= 0) & (rows_u < h))[:, :, None] & ((cols_u >= 0) & (cols_u < w))[:, None, :]
+    return _Windows(
+        cx, cy, rows_u, cols_u, np.clip(rows_u, 0, h - 1), np.clip(cols_u, 0, w - 1), ok
+    )
+
+
+def _window_light(
+    win: _Windows, x: FloatArray, y: FloatArray, nph: FloatArray, sigma: float
+) -> FloatArray:
+    """Each spot's expected photons over its own window (n, W, W)."""
+    ex = _pixel_psf(win.cols_u.astype(np.float64), np.asarray(x, np.float64), sigma)
+    ey = _pixel_psf(win.rows_u.astype(np.float64), np.asarray(y, np.float64), sigma)
+    out: FloatArray = nph[:, None, None] * ey[:, :, None] * ex[:, None, :]
+    return out
+
+
+def _frame_model(win: _Windows, light: FloatArray, shape: tuple[int, int]) -> FloatArray:
+    """The frame's model: every spot's light, rendered once into a shared image."""
+    h, w = shape
+    flat = (win.rows[:, :, None] * w + win.cols[:, None, :])[win.ok]
+    model = np.bincount(flat, weights=light[win.ok], minlength=h * w)
+    out: FloatArray = model.astype(np.float64, copy=False).reshape(h, w)
+    return out
+
+
 def residual_lobes(
     photons: NDArray[np.generic],
     x: FloatArray,
@@ -97,19 +143,10 @@ def residual_lobes(
         e = np.zeros(0)
         return Lobes(e, e, e, e, e, e, e)
     offs = np.arange(-hw, hw + 1)
-    cx = np.clip(np.rint(x).astype(np.int64), 0, w - 1)
-    cy = np.clip(np.rint(y).astype(np.int64), 0, h - 1)
-    cols_u = cx[:, None] + offs
-    rows_u = cy[:, None] + offs
-    ok = ((rows_u >= 0) & (rows_u < h))[:, :, None] & ((cols_u >= 0) & (cols_u < w))[:, None, :]
-    cols = np.clip(cols_u, 0, w - 1)
-    rows = np.clip(rows_u, 0, h - 1)
-    # the frame's model: every spot's light, rendered once into a shared image
-    ex = _pixel_psf(cols_u.astype(np.float64), np.asarray(x, np.float64), sigma)
-    ey = _pixel_psf(rows_u.astype(np.float64), np.asarray(y, np.float64), sigma)
-    light = nph[:, None, None] * ey[:, :, None] * ex[:, None, :]
-    flat = (rows[:, :, None] * w + cols[:, None, :])[ok]
-    model = np.bincount(flat, weights=light[ok], minlength=h * w).reshape(h, w)
+    win = _windows(x, y, offs, (h, w))
+    cx, cy, ok, rows, cols = win.cx, win.cy, win.ok, win.rows, win.cols
+    light = _window_light(win, x, y, nph, sigma)
+    model = _frame_model(win, light, (h, w))
     data = (img[rows[:, :, None], cols[:, None, :]] - offset) / scale + read_var
     mu = np.maximum(model[rows[:, :, None], cols[:, None, :]] + background[:, None, None], 1e-3)
     mu += read_var
@@ -335,8 +372,7 @@ def _split_merged(
         # than one by a likelihood ratio a lone spot's noise does not reach
         nx, ny, nn = x.copy(), y.copy(), photons.copy()
         nx[sub], ny[sub], nn[sub] = fx[:ns], fy[:ns], fn[:ns]
-        nb = background[cand].copy()
-        nb[:] = fb[np.searchsorted(sub, cand)]
+        nb = fb[np.searchsorted(sub, cand)]
         args = (frame, mx, my, s0, read_noise**2, offset, scale)
         gain = _window_loglik(
             *args, np.concatenate([nx, fx[ns:]]), np.concatenate([ny, fy[ns:]]),
@@ -381,22 +417,11 @@ def _window_loglik(
     h, w = img.shape
     hw = math.ceil(2.5 * sigma) + 1
     offs = np.arange(-hw, hw + 1)
-    # the model of the whole frame, every spot rendered once into a shared image
-    sx = np.clip(np.rint(x).astype(np.int64), 0, w - 1)
-    sy = np.clip(np.rint(y).astype(np.int64), 0, h - 1)
-    scols, srows = sx[:, None] + offs, sy[:, None] + offs
-    sok = ((srows >= 0) & (srows < h))[:, :, None] & ((scols >= 0) & (scols < w))[:, None, :]
-    light = (
-        nph[:, None, None]
-        * _pixel_psf(srows.astype(np.float64), y, sigma)[:, :, None]
-        * _pixel_psf(scols.astype(np.float64), x, sigma)[:, None, :]
-    )
-    flat = (np.clip(srows, 0, h - 1)[:, :, None] * w + np.clip(scols, 0, w - 1)[:, None, :])[sok]
-    model = np.bincount(flat, weights=light[sok], minlength=h * w).reshape(h, w)
-    wx = np.clip(np.rint(cx).astype(np.int64), 0, w - 1)[:, None] + offs
-    wy = np.clip(np.rint(cy).astype(np.int64), 0, h - 1)[:, None] + offs
-    ok = ((wy >= 0) & (wy < h))[:, :, None] & ((wx >= 0) & (wx < w))[:, None, :]
-    rows, cols = np.clip(wy, 0, h - 1)[:, :, None], np.clip(wx, 0, w - 1)[:, None, :]
+    spots = _windows(x, y, offs, (h, w))
+    model = _frame_model(spots, _window_light(spots, x, y, nph, sigma), (h, w))
+    win = _windows(cx, cy, offs, (h, w))
+    ok = win.ok
+    rows, cols = win.rows[:, :, None], win.cols[:, None, :]
     data = np.maximum((img[rows, cols] - offset) / scale + read_var, 0.0)
     mu = np.maximum(model[rows, cols] + background[:, None, None], 1e-3) + read_var
     ll = np.where(ok, data * np.log(mu) - mu, 0.0)
