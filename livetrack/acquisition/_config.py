@@ -65,6 +65,11 @@ class ControllerConfig(BaseModel):
     reacquire_after
         Results without the followed track (and nothing to reacquire) before the
         controller follows the particle nearest its last position instead.
+    identity_by_brightness
+        After an encounter, follow the nearby track whose brightness matches the
+        followed particle's if the followed track's no longer does (the linker
+        swapped them; see :mod:`livetrack.acquisition.identity`). Needs ``photons``
+        in the results.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -81,6 +86,7 @@ class ControllerConfig(BaseModel):
     deadband_px: Annotated[float, Field(ge=0.0)] = 0.0
     reacquire_px: Annotated[float, Field(ge=0.0)] = 6.0
     reacquire_after: Annotated[int, Field(ge=0)] = 10
+    identity_by_brightness: bool = True
 
 
 M = TypeVar("M", bound=BaseModel)

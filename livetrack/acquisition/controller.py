@@ -28,6 +28,7 @@ import numpy as np
 from livetrack import protocol as wire
 from livetrack.acquisition._config import ControllerConfig
 from livetrack.acquisition.actuation import Actuator
+from livetrack.acquisition.identity import BrightnessIdentity
 
 log = logging.getLogger(__name__)
 # Recent samples kept per series (≈ 3.3 min at 50 results/s): memory is flat in long runs;
@@ -71,6 +72,7 @@ class ControllerStats:
     actions: int = 0
     reselections: int = 0
     reacquired: int = 0
+    identity_switches: int = 0
     reselected_at: list[int] = field(default_factory=list)
     safe_state_entries: int = 0
     triggers_fired: int = 0
@@ -89,6 +91,7 @@ class ControllerStats:
             "actions": self.actions,
             "reselections": self.reselections,
             "reacquired": self.reacquired,
+            "identity_switches": self.identity_switches,
             "reselected_at_seq": self.reselected_at,
             "safe_state_entries": self.safe_state_entries,
             "triggers_fired": self.triggers_fired,
@@ -153,6 +156,7 @@ class FeedbackController:
         self._seen_um: np.ndarray | None = None  # followed particle, sample coordinates
         self._seen_px_um = pixel_um
         self._known = np.zeros(0, np.int64)  # track ids in the previous result
+        self._identity = BrightnessIdentity() if config.identity_by_brightness else None
         self.last_result_s = time.monotonic()
         self.safe = False
 
@@ -195,6 +199,8 @@ class FeedbackController:
         k = int(np.argmin(d))
         if d[k] > self.cfg.reacquire_px:
             return False
+        if self._identity is not None and self.followed is not None:
+            self._identity.continued(self.followed, int(ids[new[k]]))
         self.followed = int(ids[new[k]])
         self.stats.followed = self.followed
         self.stats.reacquired += 1
@@ -261,6 +267,15 @@ class FeedbackController:
                 self.stats.followed = self.followed
             return
         self._missing = 0
+        photons = res.columns.get("photons")
+        if self._identity is not None and photons is not None and len(photons) == len(ids):
+            row = self._identity.check(int(hit[0]), ids, xy, np.asarray(photons, float))
+            if row != hit[0]:  # the linker swapped it with a neighbour: follow the particle
+                log.info("frame %d: brightness says track %d is ours", res.seq, ids[row])
+                self.followed = int(ids[row])
+                self.stats.followed = self.followed
+                self.stats.identity_switches += 1
+                hit = np.asarray([row])
         pos = xy[hit[0]]
         self._last_px = pos.copy()
         self._seen_um = stage_xy + pos * px

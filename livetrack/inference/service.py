@@ -323,6 +323,8 @@ class Service(ControlHandling):
                 "particle": step.particle,
                 "x": det.x.astype(np.float32),
                 "y": det.y.astype(np.float32),
+                # lets a controller tell its particle from a neighbour after they met
+                "photons": det.photons.astype(np.float32),
             },
         )
         if len(step.started) or len(step.ended):
