@@ -77,9 +77,13 @@ def sink() -> Iterator[Sink]:
 
 
 def _shift(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """Translation of b relative to a (x, y) by phase correlation."""
+    """Translation of b relative to a (x, y) by cross-correlation.
+
+    Not phase correlation: whitening weights the noise-only high frequencies like the
+    beads' own, and the peak then moves by a pixel with the noise realisation.
+    """
     fa, fb = np.fft.fft2(a - a.mean()), np.fft.fft2(b - b.mean())
-    r = np.fft.ifft2(fb * np.conj(fa) / (np.abs(fb * np.conj(fa)) + 1e-9)).real
+    r = np.fft.ifft2(fb * np.conj(fa)).real
     iy, ix = np.unravel_index(np.argmax(r), r.shape)
     h, w = r.shape
     return (float(ix if ix <= w // 2 else ix - w), float(iy if iy <= h // 2 else iy - h))

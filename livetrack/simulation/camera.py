@@ -74,13 +74,13 @@ def _expose_with_floor_table(
 ) -> NDArray[np.unsignedinteger]:
     floor = float(lam.min())
     quantiles = _floor_noise_quantiles(round(floor, 3), float(camera.read_noise_e))
-    u = rng.random(lam.shape, dtype=np.float32)
-    idx = (u * np.float32(_GUIDE_BINS)).astype(np.int32)
-    electrons = quantiles[np.minimum(idx, _GUIDE_BINS - 1)]
-    rest = lam - round(floor, 3)
-    nz = rest > 1e-12
-    if nz.any():
-        electrons[nz] += rng.poisson(rest[nz]).astype(np.float32)
+    # one uniform 16-bit integer per pixel picks its equal-probability bin directly
+    bins = rng.integers(0, _GUIDE_BINS, size=lam.shape, dtype=np.uint16)
+    electrons = quantiles[bins]
+    rest = (lam - round(floor, 3)).ravel()
+    nz = np.flatnonzero(rest > 1e-12)
+    if len(nz):
+        electrons.ravel()[nz] += rng.poisson(rest[nz]).astype(np.float32)
     adu = electrons * np.float32(camera.gain_adu_per_e)
     adu += np.float32(camera.offset_adu)
     np.rint(adu, out=adu)
