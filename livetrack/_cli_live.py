@@ -118,7 +118,7 @@ def acquire(
 
 def control(
     config: Annotated[
-        str, typer.Argument(help="Preset with a [controller] section (file or shipped name).")
+        str, typer.Argument(help="Preset with a controller section (file or shipped name).")
     ] = "demo",
     results: Annotated[str, typer.Option(help="The service's results address.")] = (
         "tcp://127.0.0.1:5556"
@@ -213,7 +213,7 @@ def demo(
     live: Annotated[bool, typer.Option(help="Show the live terminal view.")] = True,
     transport: Annotated[str, typer.Option(help="ipc (Unix sockets) or tcp (loopback).")] = "ipc",
     config: Annotated[
-        str, typer.Option("--config", help="Preset with [acquisition] and [controller].")
+        str, typer.Option("--config", help="Preset with acquisition and controller sections.")
     ] = "demo",
     split_near: Annotated[
         float,

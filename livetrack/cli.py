@@ -142,7 +142,7 @@ def check_config(
 @app.command()
 def train(
     config: Annotated[
-        str, typer.Argument(help="Preset TOML with a [training] section, or a preset name.")
+        str, typer.Argument(help="Preset TOML with a training section, or a preset name.")
     ],
     output: Annotated[Path, typer.Option("-o", "--output", help="Artifact directory to write.")],
     epochs: Annotated[int | None, typer.Option(help="Override the number of epochs.")] = None,

@@ -250,3 +250,25 @@ def test_the_report_names_the_gpu_it_ran_on(
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
     assert gpus() == ["GPU 0: NVIDIA H100 80GB HBM3"]
     assert machine_info()["gpu"] == "GPU 0: NVIDIA H100 80GB HBM3"
+
+
+def test_quick_centring_runs_the_closed_loop_with_and_without_the_identity_guard(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "bench.json"
+    args = ["bench", "--quick", "--only", "centring", "--json", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())["centring"]
+    runs = [r for r in rows if r["seed"] != "all"]
+    assert {(r["seed"], r["identity_guard"]) for r in runs} == {
+        (0, True), (0, False), (1, True), (1, False)
+    }  # fmt: skip
+    for r in runs:
+        # two seconds of closed loop: the stage pulls the pinned particle in and holds it
+        assert r["rms_px"] < 10.0, r
+        assert r["following_share"] > 0.9, r
+        assert r["centred"]
+    summary = {r["identity_guard"]: r for r in rows if r["seed"] == "all"}
+    assert summary[True]["seeds_centred"] == "2/2"
+    assert summary[False]["failed_seeds"] == "-"

@@ -45,12 +45,14 @@ def _encounter(
     swap: bool,
     seed: int = 0,
     bias_after: float = 1.0,
+    handover: bool = False,
 ) -> tuple[float, float]:
     """Ours (``bright``) sits at the centre; a ``dim`` neighbour passes through it.
 
     The linker's ids: ours is 1, the neighbour 2; with ``swap`` they trade ids while
     merged. ``bias_after`` scales our photons as the two separate (a fit still
-    sharing light). Returns where ours ends up (px).
+    sharing light). With ``handover`` the merged spot passes to id 2 half-way (id 1
+    missing), so the controller reacquires 2 there. Returns where ours ends up (px).
     """
     rng = np.random.default_rng(seed)
     ours = np.array([50.0, 50.0])
@@ -59,7 +61,8 @@ def _encounter(
         noisy = rng.normal(1.0, 0.03, 2)
         gap = float(np.hypot(*(other - ours)))
         if gap < 3.0:  # one merged spot, double bright: the linker keeps id 1 on it
-            rows = [(1, *(0.5 * (ours + other)), (bright + dim) * noisy[0])]
+            merged_id = 2 if handover and other[0] > ours[0] else 1
+            rows = [(merged_id, *(0.5 * (ours + other)), (bright + dim) * noisy[0])]
         else:
             ids = (2, 1) if swap and other[0] > ours[0] else (1, 2)
             gain = bias_after if other[0] > ours[0] and gap < 20 else 1.0
@@ -130,3 +133,21 @@ def test_a_restarted_track_keeps_its_reference_and_crowds_teach_nothing() -> Non
     assert guard.reference_of(1) == before
     guard.continued(1, 7)
     assert guard.reference_of(7) == before
+
+
+@pytest.mark.parametrize("linker_swapped", [True, False])
+def test_a_partner_track_taking_over_mid_encounter_inherits_our_reference(
+    linker_swapped: bool,
+) -> None:
+    # the merged spot passes from id 1 to id 2 and the controller reacquires 2 (the
+    # track that appeared where ours vanished). Seen apart again, 2 is ours when the
+    # linker swapped (keep it: no switch) and the neighbour when it did not (switch
+    # back to 1). Learnt references stay with the particles, not with the track ids.
+    ctl, act = _controller()
+    ours = _encounter(ctl, bright=2400.0, dim=3200.0, swap=linker_swapped, handover=True)
+    assert ctl.stats.reacquired == 1
+    if linker_swapped:
+        assert (ctl.followed, ctl.stats.identity_switches) == (2, 0)
+    else:
+        assert (ctl.followed, ctl.stats.identity_switches) == (1, 1)
+    assert act.moves[-1] == pytest.approx((ours[0] * 0.1 - 5.0, ours[1] * 0.1 - 5.0))

@@ -445,3 +445,16 @@ def test_warm_up_traces_the_network_and_leaves_detections_unchanged(
         np.testing.assert_array_equal(a.x, b.x)
         np.testing.assert_array_equal(a.y, b.y)
     assert len(a) >= 8
+
+
+def test_reset_starts_a_new_stream(beads: SimulationConfig) -> None:
+    from livetrack.simulation import simulate_movie
+
+    movie = simulate_movie(small(beads, 128, 96, number=12), 2, seed=5)
+    used, fresh = KerasDetector(), KerasDetector()
+    used.detect(movie.frames[0])
+    assert used.needs_sigma_from(1) is None  # frame 0 gave it the PSF width
+    used.reset()
+    assert used.needs_sigma_from(1) == 0  # forgotten: frame 0 of the new stream decides
+    a, b = used.detect(movie.frames[1]), fresh.detect(movie.frames[1])
+    np.testing.assert_array_equal(a.x, b.x)  # counted from frame 0 again, as a new one

@@ -82,10 +82,23 @@ class BrightnessIdentity:
         return None if t is None or not math.isfinite(t.reference) else t.reference
 
     def continued(self, old: int, new: int) -> None:
-        """Track ``new`` is the particle of track ``old`` (the linker restarted it)."""
-        t = self._tracks.get(int(old))
-        if t is not None and int(new) not in self._tracks:
-            self._tracks[int(new)] = _Track(t.reference, t.learnt, deque(maxlen=self.window))
+        """The controller now follows track ``new`` as the particle of track ``old``.
+
+        Either the linker restarted the particle under a new id, or, in an encounter,
+        a partner's track took over where ours vanished: the two traded ids, so they
+        trade references (a partner keeps its place in the undecided encounter, and
+        the decision can still undo the move).
+        """
+        old, new = int(old), int(new)
+        a = self._tracks.get(old)
+        if a is None or old == new:
+            return
+        b = self._tracks.setdefault(new, _Track(recent=deque(maxlen=self.window)))
+        a.reference, b.reference = b.reference, a.reference
+        a.learnt, b.learnt = b.learnt, a.learnt
+        if new in self._partners:
+            self._partners.discard(new)
+            self._partners.add(old)
 
     def check(self, followed: int, ids: np.ndarray, xy: np.ndarray, photons: np.ndarray) -> int:
         """The row to follow after this frame: ``followed``, or a partner it swapped with.

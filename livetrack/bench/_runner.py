@@ -12,6 +12,7 @@ from typing import Any
 
 from livetrack._runtime import allocator_tuned, package_versions
 from livetrack.bench._accuracy import bench_detection, bench_localization
+from livetrack.bench._centring import bench_centring
 from livetrack.bench._linking import bench_linking
 from livetrack.bench._overhead import bench_overhead
 from livetrack.bench._reconnect import bench_reconnect
@@ -35,9 +36,10 @@ SECTIONS: dict[str, Section] = {
     "overload": bench_overload,
     "storm": bench_storm,
     "reconnect": bench_reconnect,
+    "centring": bench_centring,
 }
 # sections that only run when asked for by name (long, and they load the machine fully)
-ON_REQUEST = {"overload", "storm", "reconnect"}
+ON_REQUEST = {"overload", "storm", "reconnect", "centring"}
 
 
 def gpus() -> list[str]:

@@ -245,6 +245,12 @@ class KerasDetector:
         """
         self.network(np.zeros((1, *shape), np.uint16))
 
+    def reset(self) -> None:
+        """Forget the stream (frame count, PSF width): the next frame starts a new one."""
+        self._frames = 0
+        self._sigma = None
+        self._sigma_block = None
+
     #: ``detect``, ``detect_many`` and ``stage_readout`` take frame indices
     indexed = True
 

@@ -161,7 +161,7 @@ class Scene:
             & (y[idx] >= -0.5)
             & (y[idx] < cam.height - 0.5)
         )
-        truth = pd.DataFrame(
+        table = pd.DataFrame(
             {
                 "frame": np.full(len(idx), self.frame_index, dtype=np.int64),
                 "particle": s.particle[idx],
@@ -174,8 +174,7 @@ class Scene:
                 "snr": snr(signal_peak, background[cy, cx], cam),
             }
         )
-        truth = truth[in_field].reset_index(drop=True)
-        return image, truth
+        return image, table[in_field].reset_index(drop=True)
 
     def snap(self, truth: bool = True) -> Snapshot:
         """Render the current instant through the camera (one frame), then count it.

@@ -1,0 +1,169 @@
+"""Benchmark section ``centring``: the feedback loop keeps one particle centred, offline.
+
+The live demo (``livetrack demo``) runs the same loop across three processes and a
+wall clock, so its outcome also depends on how loaded the machine is. This section
+takes the machine out: the demo preset's sample, the shipped model (live region
+split around the target), the online linker with stage compensation and the real
+:class:`~livetrack.acquisition.FeedbackController`, stepped frame by frame with a
+simulated clock and the stage command applied ``latency_frames`` frames later (the
+live demo's loop latency at 50 frames/s is 20–40 ms, one to two frames).
+
+Per seed it records the RMS distance (px) of the *pinned* particle (the one nearest
+the target at the start) from the target after the first half second, and whether
+the controller followed it: a seed fails when that RMS exceeds ``FAIL_RMS_PX``, i.e.
+the stage ended up following another particle. Each seed runs with the brightness
+identity guard on and off on the same simulated sample.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+FAIL_RMS_PX = 10.0  # well outside the ≈ 4 px a followed particle wanders with the loop closed
+SETTLE_FRAMES = 25  # the first half second (the stage pulls the particle in)
+FOLLOW_PX = 4.0  # a frame counts as following the pinned particle within this distance
+
+
+@dataclass
+class _DelayedStage:
+    """An actuator whose stage moves take effect ``latency`` frames after the command."""
+
+    latency: int
+    frame: int = 0
+    pending: list[tuple[int, float, float]] = field(default_factory=list)
+
+    def move_xy(self, x_um: float, y_um: float, seq: int, t_acq_ns: int) -> None:
+        self.pending.append((self.frame + self.latency, x_um, y_um))
+
+    def set_trap(self, x_px: float, y_px: float, seq: int, t_acq_ns: int) -> None:
+        raise NotImplementedError("the centring bench moves the stage only")
+
+    def mda_event(self, event: dict[str, Any], seq: int, t_acq_ns: int) -> None:
+        raise NotImplementedError("the centring bench queues no acquisition events")
+
+    def due(self, frame: int) -> list[tuple[float, float]]:
+        """Commands that have reached the stage by the exposure of ``frame``."""
+        now = [(x, y) for k, x, y in self.pending if k <= frame]
+        self.pending = [p for p in self.pending if p[0] > frame]
+        return now
+
+
+def centring_run(
+    seed: int, frames: int, identity: bool, latency_frames: int = 2, detector: Any = None
+) -> dict[str, Any]:
+    """One closed-loop run on the demo preset; returns the seed's row.
+
+    Parameters
+    ----------
+    seed
+        Seed of the simulated sample.
+    frames
+        Frames to run (50 per simulated second).
+    identity
+        Whether the controller's brightness identity guard is on.
+    latency_frames
+        Frames between the exposure a command is computed from and the first exposure
+        that sees the stage moved (1: the next frame).
+    detector
+        A ``KerasDetector`` to reuse, reset first (built from the shipped model when None).
+    """
+    from livetrack import protocol as wire
+    from livetrack.acquisition import ControllerConfig, FeedbackController, load_section
+    from livetrack.acquisition.sample import SimulatedSample
+    from livetrack.config import load_simulation_config, resolve_config_path
+    from livetrack.linking import LinkingConfig, OnlineLinker
+
+    cfg = load_simulation_config("demo")
+    cam = cfg.camera
+    centre = ((cam.width - 1) / 2.0, (cam.height - 1) / 2.0)
+    if detector is None:
+        detector = centring_detector()
+    detector.reset()  # each run is its own stream: the same seed gives the same run
+    clock = [0.0]
+    sample = SimulatedSample(cfg, seed, clock=lambda: clock[0])
+    sample.start()
+    sample.pin_nearest(*centre)
+    ccfg = load_section(resolve_config_path("demo"), "controller", ControllerConfig)
+    ccfg = ccfg.model_copy(update={"identity_by_brightness": identity})
+    px = cfg.pixel_size_um
+    stage = _DelayedStage(latency_frames)
+    ctl = FeedbackController(ccfg, stage, px, (cam.height, cam.width))
+    linker = OnlineLinker(LinkingConfig())
+    following = 0
+    t0 = time.perf_counter()
+    for k in range(frames):
+        clock[0] = k / 50.0
+        stage.frame = k
+        for x_um, y_um in stage.due(k):
+            sample.set_stage(x_um, y_um)
+        shot = sample.expose(cam.exposure_ms / 1e3)
+        det = detector.detect(shot.frame)
+        ox, oy = shot.stage_um[0] / px, shot.stage_um[1] / px
+        step = linker.link(k, det.x + ox, det.y + oy, det.photons)
+        cols = {"particle": step.particle, "x": det.x, "y": det.y, "photons": det.photons}
+        meta = {"stage_um": list(shot.stage_um), "pixel_size_um": px}
+        t_ns = int(clock[0] * 1e9)
+        ctl.on_tracks(wire.Result(wire.TOPIC_TRACKS, k, t_ns, t_ns, cols, meta))
+        tx, ty = sample.truth_log[-1][1:]
+        hit = np.flatnonzero(step.particle == ctl.followed)
+        if len(hit) and np.hypot(det.x[hit[0]] - tx, det.y[hit[0]] - ty) < FOLLOW_PX:
+            following += 1
+    log = np.asarray(sample.truth_log)
+    dist = np.hypot(log[SETTLE_FRAMES:, 1] - centre[0], log[SETTLE_FRAMES:, 2] - centre[1])
+    rms = float(np.sqrt(np.mean(dist**2)))
+    return {
+        "seed": seed,
+        "identity_guard": identity,
+        "frames": frames,
+        "rms_px": rms,
+        "centred": rms <= FAIL_RMS_PX,
+        "following_share": following / frames,
+        "identity_switches": ctl.stats.identity_switches,
+        "reselections": ctl.stats.reselections,
+        "reacquired": ctl.stats.reacquired,
+        "ms_per_frame": (time.perf_counter() - t0) * 1e3 / frames,
+    }
+
+
+def centring_detector() -> Any:
+    """The shipped model as the demo's service runs it: region split around the target."""
+    from livetrack.artifact import default_model_dir
+    from livetrack.config import load_simulation_config
+    from livetrack.inference.detector import KerasDetector, set_network_threads
+
+    cam = load_simulation_config("demo").camera
+    set_network_threads(1)  # the loop is sequential; one thread keeps runs comparable
+    centre = ((cam.width - 1) / 2.0, (cam.height - 1) / 2.0)
+    return KerasDetector(default_model_dir(), split=False, split_region=(*centre, 24.0))
+
+
+def bench_centring(quick: bool) -> list[dict[str, Any]]:
+    """Seeds × (guard on, guard off): one row per run, then one summary row per mode."""
+    seeds = range(2) if quick else range(20)
+    frames = 100 if quick else 1000
+    detector = centring_detector()
+    runs = [
+        centring_run(seed, frames, identity, detector=detector)
+        for seed in seeds
+        for identity in (True, False)
+    ]
+    summary = []
+    for identity in (True, False):
+        mine = [r for r in runs if r["identity_guard"] == identity]
+        rms = np.array([r["rms_px"] for r in mine])
+        summary.append(
+            {
+                "seed": "all",
+                "identity_guard": identity,
+                "frames": frames,
+                "seeds_centred": f"{sum(r['centred'] for r in mine)}/{len(mine)}",
+                "failed_seeds": " ".join(str(r["seed"]) for r in mine if not r["centred"]) or "-",
+                "median_rms_px": float(np.median(rms)),
+                "identity_switches": sum(r["identity_switches"] for r in mine),
+            }
+        )
+    return runs + summary
