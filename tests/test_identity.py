@@ -151,3 +151,32 @@ def test_a_partner_track_taking_over_mid_encounter_inherits_our_reference(
     else:
         assert (ctl.followed, ctl.stats.identity_switches) == (1, 1)
     assert act.moves[-1] == pytest.approx((ours[0] * 0.1 - 5.0, ours[1] * 0.1 - 5.0))
+
+
+def test_a_partner_whose_track_ended_does_not_hold_up_the_decision() -> None:
+    # three meet; the third's track ends while they are merged (the linker restarts
+    # it later under a new id). The other two separate with swapped ids: the guard
+    # decides once their windows are full, not after waiting out the vanished one
+    guard = BrightnessIdentity()
+    rng = np.random.default_rng(3)
+    apart = np.array([[50.0, 50.0], [80.0, 50.0], [50.0, 80.0]])
+    for _ in range(30):
+        guard.check(
+            0,
+            np.array([1, 2, 3]),
+            apart,
+            np.array([2400.0, 3200.0, 2000.0]) * rng.normal(1, 0.03, 3),
+        )
+    met = np.array([[50.0, 50.0], [55.0, 50.0], [50.0, 55.0]])
+    for _ in range(3):
+        guard.check(0, np.array([1, 2, 3]), met, np.array([4000.0, 4000.0, 4000.0]))
+    ids = np.array([1, 2])  # 3 is gone; 2 now sits on ours, 1 on the bright one
+    xy = np.array([[80.0, 50.0], [50.0, 50.0]])
+    frames = 0
+    row = 0
+    while row == 0 and frames < 30:
+        row = guard.check(0, ids, xy, np.array([3200.0, 2400.0]) * rng.normal(1, 0.03, 2))
+        frames += 1
+    assert row == 1
+    assert guard.switches == 1
+    assert frames <= guard.window + 1

@@ -128,6 +128,22 @@ def test_memory_bridges_missed_detections() -> None:
     assert s_mem.alpha > s_no.alpha
 
 
+def test_a_track_in_memory_does_not_outbid_a_live_track_for_its_detection() -> None:
+    # a particle jumped past the search range, so a new track (2) took it; the old
+    # track (0), missed twice, searches √3 wider. It must not take the detection
+    # 0.6 px from track 2, or the two ids alternate on one particle (seen in the demo)
+    linker = OnlineLinker(LinkingConfig(search_range_px=8.0, memory=2))
+    frames = [
+        ([271.9, 259.1], [247.2, 239.6]),
+        ([268.9, 260.7], [239.4, 244.0]),  # 8.4 px: beyond the search range
+        ([268.1, 260.0], [240.2, 246.1]),
+        ([268.5, 260.3], [239.7, 243.9]),
+        ([268.4, 258.9], [240.5, 242.1]),
+    ]
+    ids = [linker.link(k, x, y).particle.tolist() for k, (x, y) in enumerate(frames)]
+    assert ids == [[0, 1], [2, 1], [2, 1], [2, 1], [2, 1]]
+
+
 def test_skipped_frames_are_handled_by_seq_gaps() -> None:
     truth = brownian(100, 60, 1.5, seed=4)
     keep = truth["frame"] % 10 != 3  # 10 % of frames skipped (real-time policy)

@@ -160,8 +160,12 @@ class BrightnessIdentity:
         if own is None or len(own.recent) < self.window:
             return followed
         ready = [p for p in self._partners if self._ready(self._tracks.get(p))]
+        # a partner not in this frame (its track ended, or it is missed) cannot be
+        # waited for: meanwhile the evidence on the others would go stale
+        here = {int(i) for i in ids}
+        alive = [p for p in self._partners if p in here]
         self._waited += 1
-        if len(ready) < len(self._partners) and self._waited < MAX_WAIT:
+        if len(ready) < len(alive) and self._waited < MAX_WAIT:
             return followed  # wait for the partners' windows
         best, best_odds = -1, 0.0
         if math.isfinite(own.reference):

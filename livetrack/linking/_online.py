@@ -202,10 +202,16 @@ class OnlineLinker:
             ok = dist <= radius[:, None]
             ti = np.nonzero(ok)[0].astype(np.int64)
             dj = idx[ok].astype(np.int64)
-            d2 = dist[ok] ** 2
+            # Costs in units of each track's own spread: a track missed for a while
+            # searches wider (√gap), but scored in raw px² it would outbid a live
+            # track for that track's own detection, as leaving it unlinked (R² gap)
+            # costs more. Each track then alternated between two ids for one particle.
+            spread = (radius / cfg.search_range_px) ** 2
+            d2 = dist[ok] ** 2 / spread[ti]
+            r2 = np.full(n_t, cfg.search_range_px**2)
             if cfg.brightness_penalty > 0:
-                d2 = self._penalise(d2, t.photons[ti], fa[dj], radius[ti] ** 2)
-            result = assign(ti, dj, d2, radius**2, n_t, n_d, cfg.max_subnet)
+                d2 = self._penalise(d2, t.photons[ti], fa[dj], r2[ti])
+            result = assign(ti, dj, d2, r2, n_t, n_d, cfg.max_subnet)
             fallbacks = result.fallbacks
             self.stats.largest_subnet = max(self.stats.largest_subnet, result.largest_subnet)
             mt, md = result.track, result.detection
