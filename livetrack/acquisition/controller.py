@@ -271,7 +271,12 @@ class FeedbackController:
         if self._identity is not None and photons is not None and len(photons) == len(ids):
             row = self._identity.check(int(hit[0]), ids, xy, np.asarray(photons, float))
             if row != hit[0]:  # the linker swapped it with a neighbour: follow the particle
-                log.info("frame %d: brightness says track %d is ours", res.seq, ids[row])
+                log.info(
+                    "frame %d: brightness says track %d is ours (log-odds %.1f)",
+                    res.seq,
+                    ids[row],
+                    self._identity.last_log_odds,
+                )
                 self.followed = int(ids[row])
                 self.stats.followed = self.followed
                 self.stats.identity_switches += 1

@@ -69,9 +69,11 @@ class BrightnessIdentity:
     crowd_px: float = 12.0
     watch_px: float = 48.0
     window: int = 4
-    min_log_odds: float = 8.0
+    min_log_odds: float = 16.0
     rel_var: float = PRIOR_REL_SD**2
     switches: int = 0
+    #: log-odds of "swapped" at the last decision (logged with a switch)
+    last_log_odds: float = 0.0
     _tracks: dict[int, _Track] = field(default_factory=dict)
     _partners: set[int] = field(default_factory=set)
     _waited: int = 0
@@ -192,6 +194,7 @@ class BrightnessIdentity:
                     best, best_odds = pid, odds
         self._partners.clear()
         self._waited = 0
+        self.last_log_odds = best_odds
         if best < 0 or best_odds < self.min_log_odds:
             return followed
         rows = np.flatnonzero(ids == best)
