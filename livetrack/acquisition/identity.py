@@ -48,6 +48,12 @@ class _Track:
     unseen: int = 0
 
 
+def _trade(a: _Track, b: _Track) -> None:
+    """Two tracks' particles traded ids: so do their learnt references."""
+    a.reference, b.reference = b.reference, a.reference
+    a.learnt, b.learnt = b.learnt, a.learnt
+
+
 @dataclass
 class BrightnessIdentity:
     """Brightness bookkeeping for the tracks around one followed particle.
@@ -95,9 +101,7 @@ class BrightnessIdentity:
         a = self._tracks.get(old)
         if a is None or old == new:
             return
-        b = self._tracks.setdefault(new, _Track(recent=deque(maxlen=self.window)))
-        a.reference, b.reference = b.reference, a.reference
-        a.learnt, b.learnt = b.learnt, a.learnt
+        _trade(a, self._tracks.setdefault(new, self._new_track()))
         if new in self._partners:
             self._partners.discard(new)
             self._partners.add(old)
@@ -127,7 +131,7 @@ class BrightnessIdentity:
         tracks: dict[int, _Track] = {}
         for row, alone in zip(watched.tolist(), isolated.tolist(), strict=True):
             tid = int(ids[row])
-            t = self._tracks.get(tid) or _Track(recent=deque(maxlen=self.window))
+            t = self._tracks.get(tid) or self._new_track()
             t.unseen = 0
             tracks[tid] = t
             p = float(photons[row])
@@ -148,6 +152,9 @@ class BrightnessIdentity:
         return self._decide(followed, me, ids)
 
     # -- internals ------------------------------------------------------------------
+
+    def _new_track(self) -> _Track:
+        return _Track(recent=deque(maxlen=self.window))
 
     def _ready(self, t: _Track | None) -> bool:
         return t is not None and len(t.recent) >= self.window
@@ -201,9 +208,7 @@ class BrightnessIdentity:
         if len(rows) == 0:
             return followed
         # the particles traded ids: so do their references
-        a, b = self._tracks[me], self._tracks[best]
-        a.reference, b.reference = b.reference, a.reference
-        a.learnt, b.learnt = b.learnt, a.learnt
+        _trade(self._tracks[me], self._tracks[best])
         self.switches += 1
         return int(rows[0])
 

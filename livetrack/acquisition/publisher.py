@@ -130,20 +130,19 @@ class CoreFramePump:
         core = self.core
         gaps: deque[float] = deque(maxlen=9)  # recent frame intervals, s
         last: float | None = None
+        due = 0.0  # when the next frame may be there (monotonic s)
         while not self._stop.is_set():
             if core.getRemainingImageCount() == 0:
                 # A core has no per-frame callback, so the buffer is polled: finely (≤ 0.3 ms
                 # added latency) only once a frame is due. Polling every 0.3 ms all the time
                 # cost ~15 % of a core, taken from the camera and the service beside it.
-                wait = POLL_S
-                if last is not None and gaps:
-                    due = last + POLL_EARLY * float(np.median(gaps))
-                    wait = min(max(POLL_S, due - time.monotonic()), 0.05)
-                time.sleep(wait)
+                time.sleep(min(max(POLL_S, due - time.monotonic()), 0.05))
                 continue
             t = time.monotonic()
             if last is not None and t - last > 2 * POLL_S:  # not a frame of a burst
                 gaps.append(t - last)
+            if gaps:
+                due = t + POLL_EARLY * float(np.median(gaps))
             last = t
             img, md = core.popNextImageAndMD()
             meta = dict(md)

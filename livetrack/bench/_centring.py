@@ -6,7 +6,8 @@ takes the machine out: the demo preset's sample, the shipped model (live region
 split around the target), the online linker with stage compensation and the real
 :class:`~livetrack.acquisition.FeedbackController`, stepped frame by frame with a
 simulated clock and the stage command applied ``latency_frames`` frames later (the
-live demo's loop latency at 50 frames/s is 20–40 ms, one to two frames).
+live demo's loop latency at 50 frames/s is ~15 ms at the median and up to ~30 ms
+at p99, so a command reaches the second frame after the one it was computed from).
 
 Per seed it records the RMS distance (px) of the *pinned* particle (the one nearest
 the target at the start) from the target after the first half second, and whether
@@ -46,7 +47,8 @@ class _DelayedStage:
         raise NotImplementedError("the centring bench queues no acquisition events")
 
     def due(self, frame: int) -> list[tuple[float, float]]:
-        """Commands that have reached the stage by the exposure of ``frame``."""
+        """Commands that have reached the stage by the exposure of ``frame`` (now)."""
+        self.frame = frame
         now = [(x, y) for k, x, y in self.pending if k <= frame]
         self.pending = [p for p in self.pending if p[0] > frame]
         return now
@@ -97,7 +99,6 @@ def centring_run(
     t0 = time.perf_counter()
     for k in range(frames):
         clock[0] = k / 50.0
-        stage.frame = k
         for x_um, y_um in stage.due(k):
             sample.set_stage(x_um, y_um)
         shot = sample.expose(cam.exposure_ms / 1e3)
