@@ -180,3 +180,32 @@ def test_a_partner_whose_track_ended_does_not_hold_up_the_decision() -> None:
     assert row == 1
     assert guard.switches == 1
     assert frames <= guard.window + 1
+
+
+@pytest.mark.parametrize("guard", [True, False])
+def test_a_track_lost_in_a_long_merge_is_found_again_by_brightness(guard: bool) -> None:
+    # a bright neighbour (id 2) settles on ours (id 1) for 20 frames: one spot, id 2
+    # (ours missed). The controller gives up on id 1 and reselects the merged spot, 2,
+    # which then leaves with the neighbour while ours restarts as id 3. Position
+    # cannot tell; the reference that id 2 inherited from id 1 can
+    ctl, act = _controller(identity_by_brightness=guard)
+    rng = np.random.default_rng(5)
+    ours = np.array([50.0, 50.0])
+    for seq in range(100):
+        x = 20.0 + seq if seq < 29 else (49.0 + 0.05 * (seq - 29) if seq < 49 else seq + 3.0)
+        other = np.array([x, 50.5])
+        noisy = rng.normal(1.0, 0.03, 2)
+        if 29 <= seq < 49:  # merged
+            rows = [(2, *(0.5 * (ours + other)), 5600.0 * noisy[0])]
+        else:
+            rows = [
+                (2, *other, 3200.0 * noisy[1]),
+                (1 if seq < 29 else 3, *ours, 2400.0 * noisy[0]),
+            ]
+        ctl.on_tracks(_frame(seq, rows))
+    assert ctl.stats.reselections == 2  # the first choice, and once ours was lost
+    if guard:
+        assert (ctl.followed, ctl.stats.identity_switches) == (3, 1)
+        assert act.moves[-1] == pytest.approx((ours[0] * 0.1 - 5.0, ours[1] * 0.1 - 5.0))
+    else:  # position alone follows the neighbour away
+        assert ctl.followed == 2

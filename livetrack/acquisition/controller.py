@@ -199,17 +199,32 @@ class FeedbackController:
         k = int(np.argmin(d))
         if d[k] > self.cfg.reacquire_px:
             return False
-        if self._identity is not None and self.followed is not None:
-            self._identity.continued(self.followed, int(ids[new[k]]))
+        self._hand_over(int(ids[new[k]]), ids, xy, near)
         self.followed = int(ids[new[k]])
         self.stats.followed = self.followed
         self.stats.reacquired += 1
         return True
 
+    def _hand_over(self, new: int, ids: np.ndarray, xy: np.ndarray, near: np.ndarray) -> None:
+        """The identity guard hears that ``new`` now stands for the followed particle.
+
+        The choice was by position only; every other track near where the particle
+        was last seen stays a candidate, and brightness may still pick one of them.
+        """
+        if self._identity is None or self.followed is None:
+            return
+        d = np.hypot(xy[:, 0] - near[0], xy[:, 1] - near[1])
+        rivals = {int(i) for i in ids[d <= max(self.cfg.reacquire_px, self._identity.crowd_px)]}
+        self._identity.handed_over(self.followed, new, rivals)
+
     def _reselect(
         self, ids: np.ndarray, xy: np.ndarray, seq: int = -1, stage_um: np.ndarray | None = None
     ) -> None:
-        self.followed = self._select(ids, xy, stage_um)
+        chosen = self._select(ids, xy, stage_um)
+        seen = self._last_seen_px(stage_um)
+        if chosen is not None and seen is not None:  # lost, not the first choice
+            self._hand_over(chosen, ids, xy, seen)
+        self.followed = chosen
         self.stats.reselections += 1
         if len(self.stats.reselected_at) < 1000:
             self.stats.reselected_at.append(seq)

@@ -16,22 +16,41 @@ hypotheses are weighed for each partner — the ids are where they were, or the
 two swapped — by the Gaussian log-likelihood of the new mean photons of both
 tracks under each. Only when "swapped" is ahead by ``min_log_odds`` does the
 controller follow the partner's track, so look-alike particles (where brightness
-cannot tell) never cause a switch.
+cannot tell) never cause a switch. A close call is not settled on ``window``
+frames: the evidence keeps growing, frame by frame, for up to ``max_window``.
+
+Two spots merged into one also look isolated, so a reading far off its
+reference (``OUTLIER_REL``) is not learnt unless it persists (``RELEARN_FRAMES``).
+And when the followed track ends and the controller picks another by position
+(:meth:`BrightnessIdentity.handed_over`), the pick inherits the reference and the
+other tracks where the particle was last seen become partners: brightness can
+still correct a wrong pick.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
+log = logging.getLogger(__name__)
+
 # relative photon scatter of a lone spot assumed before any is measured, and its floor
 PRIOR_REL_SD = 0.05
 FLOOR_REL_SD = 0.02
 # a reference is a running mean, then an EMA over about this many frames
 EMA_FRAMES = 39
+# a lone reading this far off its reference (relative; and beyond OUTLIER_SD of the
+# scatter) is not learnt: two spots merged into one read as one bright "isolated" spot,
+# and a track handed to another particle must not relearn it at once
+OUTLIER_REL = 0.15
+OUTLIER_SD = 5.0
+# ...unless the track reads off for this many isolated frames in a row (~1.6 s at 50
+# frames/s): then the particle's brightness has changed, and it is learnt afresh
+RELEARN_FRAMES = 80
 # frames an undecided encounter waits for its partners' windows before deciding without them
 MAX_WAIT = 25
 
@@ -46,12 +65,14 @@ class _Track:
     learnt: int = 0
     recent: deque[float] = field(default_factory=deque)
     unseen: int = 0
+    off: int = 0  # isolated readings in a row that were too far off the reference
 
 
 def _trade(a: _Track, b: _Track) -> None:
     """Two tracks' particles traded ids: so do their learnt references."""
     a.reference, b.reference = b.reference, a.reference
     a.learnt, b.learnt = b.learnt, a.learnt
+    a.off = b.off = 0
 
 
 @dataclass
@@ -66,8 +87,9 @@ class BrightnessIdentity:
     watch_px
         Tracks within this distance of the followed one learn their brightness, so a
         particle that comes close is already known.
-    window
-        Isolated frames averaged after an encounter before deciding.
+    window, max_window
+        Isolated frames averaged after an encounter before deciding: at least
+        ``window``; up to ``max_window`` while the evidence is not yet clear either way.
     min_log_odds
         How much more likely "swapped" must be than "not swapped" to switch.
     """
@@ -75,6 +97,7 @@ class BrightnessIdentity:
     crowd_px: float = 12.0
     watch_px: float = 48.0
     window: int = 4
+    max_window: int = 25
     min_log_odds: float = 16.0
     rel_var: float = PRIOR_REL_SD**2
     switches: int = 0
@@ -106,6 +129,22 @@ class BrightnessIdentity:
             self._partners.discard(new)
             self._partners.add(old)
 
+    def handed_over(self, old: int, new: int, rivals: set[int]) -> None:
+        """The followed track ``old`` ended; the controller chose ``new`` by position.
+
+        ``new`` takes over the reference of ``old`` (as in :meth:`continued`), and
+        the ``rivals`` — other tracks where the particle was last seen — become
+        partners of an open encounter: once all are isolated again, brightness
+        decides which of them is the particle, as after any encounter.
+        """
+        self.continued(old, new)
+        if int(old) not in self._tracks:
+            return  # nothing known of the particle: brightness cannot decide
+        rivals = {int(r) for r in rivals} - {int(new), int(old)}
+        if rivals:
+            self._partners |= rivals
+            self._waited = 0
+
     def check(self, followed: int, ids: np.ndarray, xy: np.ndarray, photons: np.ndarray) -> int:
         """The row to follow after this frame: ``followed``, or a partner it swapped with.
 
@@ -117,7 +156,10 @@ class BrightnessIdentity:
             This frame's track ids, positions (px, N × 2) and photons (NaN: unknown).
         """
         fx, fy = xy[followed]
-        watched = np.flatnonzero(np.hypot(xy[:, 0] - fx, xy[:, 1] - fy) <= self.watch_px)
+        near = np.hypot(xy[:, 0] - fx, xy[:, 1] - fy) <= self.watch_px
+        if self._partners:  # a partner leaving the watch still counts for the decision
+            near |= np.isin(ids, list(self._partners))
+        watched = np.flatnonzero(near)
         sub = xy[watched]
         gap = np.hypot(sub[:, None, 0] - xy[None, :, 0], sub[:, None, 1] - xy[None, :, 1])
         gap[np.arange(len(watched)), watched] = np.inf
@@ -154,15 +196,16 @@ class BrightnessIdentity:
     # -- internals ------------------------------------------------------------------
 
     def _new_track(self) -> _Track:
-        return _Track(recent=deque(maxlen=self.window))
+        return _Track(recent=deque(maxlen=self.max_window))
 
     def _ready(self, t: _Track | None) -> bool:
         return t is not None and len(t.recent) >= self.window
 
-    def _var(self, t: _Track) -> float:
-        """Variance of (window mean − reference) for this track."""
+    def _var(self, t: _Track, n: int | None = None) -> float:
+        """Variance of (mean of ``n`` recent readings − the reference of ``t``)."""
+        n = len(t.recent) if n is None else n
         rel = max(self.rel_var, FLOOR_REL_SD**2)
-        return t.reference**2 * rel * (1.0 / self.window + 1.0 / min(max(t.learnt, 1), EMA_FRAMES))
+        return t.reference**2 * rel * (1.0 / max(n, 1) + 1.0 / min(max(t.learnt, 1), EMA_FRAMES))
 
     def _decide(self, followed: int, me: int, ids: np.ndarray) -> int:
         own = self._tracks.get(me)
@@ -176,29 +219,23 @@ class BrightnessIdentity:
         self._waited += 1
         if len(ready) < len(alive) and self._waited < MAX_WAIT:
             return followed  # wait for the partners' windows
-        best, best_odds = -1, 0.0
-        if math.isfinite(own.reference):
-            m_own = float(np.mean(own.recent))
-            for pid in ready:
-                other = self._tracks[pid]
-                m_other = float(np.mean(other.recent))
-                v_own = self._var(own)
-                if math.isfinite(other.reference):
-                    v_other = self._var(other)
-                    same = (m_own - own.reference) ** 2 / v_own + (
-                        m_other - other.reference
-                    ) ** 2 / v_other
-                    swapped = (m_own - other.reference) ** 2 / v_other + (
-                        m_other - own.reference
-                    ) ** 2 / v_own
-                    odds = 0.5 * (same - swapped)  # log P(swapped) / P(same)
-                else:  # a partner first seen in the encounter: only ours is known
-                    z_other = (m_other - own.reference) ** 2 / v_own
-                    same = (m_own - own.reference) ** 2 / v_own
-                    # it must look like ours, and ours must not, by twice the margin
-                    odds = 0.5 * (same - z_other) / 2 if z_other <= 4.0 else 0.0
-                if odds > best_odds:
-                    best, best_odds = pid, odds
+        odds = {pid: self._swap_log_odds(own, self._tracks[pid]) for pid in ready}
+        best = max(odds, key=lambda pid: odds[pid], default=-1)
+        best_odds = max(0.0, odds.get(best, 0.0))
+        # evidence grows with every isolated frame: a close call waits for more of it
+        # (up to ``max_window`` frames) instead of settling on too few
+        clear = best_odds >= self.min_log_odds or all(
+            v <= -self.min_log_odds for v in odds.values()
+        )
+        if not clear and len(own.recent) < self.max_window and self._waited < MAX_WAIT:
+            return followed
+        log.info(
+            "track %d after an encounter with %s: log-odds of a swap %s after %d frames",
+            me,
+            sorted(self._partners),
+            {pid: round(v, 1) for pid, v in odds.items()},
+            len(own.recent),
+        )
         self._partners.clear()
         self._waited = 0
         self.last_log_odds = best_odds
@@ -212,6 +249,26 @@ class BrightnessIdentity:
         self.switches += 1
         return int(rows[0])
 
+    def _swap_log_odds(self, own: _Track, other: _Track) -> float:
+        """The log-odds of "the two swapped" over "they did not", from recent photons."""
+        if not math.isfinite(own.reference):
+            return 0.0
+        m_own = float(np.mean(own.recent))
+        m_other = float(np.mean(other.recent))
+        v_own = self._var(own)
+        same = (m_own - own.reference) ** 2 / v_own
+        if not math.isfinite(other.reference):
+            # a partner first seen in the encounter: only ours is known. It must look
+            # like ours, and ours must not, by twice the margin
+            z_other = (m_other - own.reference) ** 2 / self._var(own, len(other.recent))
+            return 0.5 * (same - z_other) / 2 if z_other <= 4.0 else 0.0
+        v_other = self._var(other)
+        same += (m_other - other.reference) ** 2 / v_other
+        swapped = (m_own - other.reference) ** 2 / self._var(other, len(own.recent)) + (
+            m_other - own.reference
+        ) ** 2 / self._var(own, len(other.recent))
+        return 0.5 * (same - swapped)
+
     def _learn(self, t: _Track, p: float) -> None:
         if not math.isfinite(t.reference):
             if len(t.recent) >= self.window:  # the first reference: a window's mean
@@ -219,6 +276,12 @@ class BrightnessIdentity:
                 t.learnt = self.window
             return
         rel = (p - t.reference) / t.reference
+        if abs(rel) > max(OUTLIER_REL, OUTLIER_SD * math.sqrt(max(self.rel_var, FLOOR_REL_SD**2))):
+            t.off += 1
+            if t.off >= RELEARN_FRAMES:
+                t.reference, t.learnt, t.off = float(np.mean(t.recent)), self.window, 0
+            return
+        t.off = 0
         t.learnt += 1
         a = max(2.0 / (EMA_FRAMES + 1), 1.0 / t.learnt)
         t.reference = (1 - a) * t.reference + a * p
