@@ -209,3 +209,28 @@ def test_a_track_lost_in_a_long_merge_is_found_again_by_brightness(guard: bool) 
         assert act.moves[-1] == pytest.approx((ours[0] * 0.1 - 5.0, ours[1] * 0.1 - 5.0))
     else:  # position alone follows the neighbour away
         assert ctl.followed == 2
+
+
+def test_a_stale_reference_on_a_partner_does_not_cause_a_switch() -> None:
+    # track 2's particle traded ids with a third while crowded away from ours, so its
+    # reference (3810) is stale: its new particle reads 2600. After it passes ours,
+    # "same" fits badly (2600 vs 3810), but "swapped" fits no better (ours 3150 vs
+    # 3810): the guard must keep ours
+    guard = BrightnessIdentity()
+    rng = np.random.default_rng(2)
+    ids = np.array([1, 2, 3])
+
+    def frame(xy: list[list[float]], photons: list[float]) -> int:
+        ph = np.asarray(photons) * rng.normal(1.0, 0.03, 3)
+        return guard.check(0, ids, np.asarray(xy), ph)
+
+    for _ in range(40):
+        frame([[50, 50], [90, 50], [150, 50]], [3245, 3810, 2600])
+    for _ in range(10):  # 2 and 3 meet and trade particles, away from ours
+        frame([[50, 50], [90, 50], [95, 50]], [3245, 2600, 3810])
+    for _ in range(3):  # 2 passes ours
+        frame([[50, 50], [53, 50], [150, 50]], [6000, 6000, 3810])
+    rows = [frame([[50, 50], [80, 50], [150, 50]], [3150, 2650, 3810]) for _ in range(80)]
+    assert rows == [0] * 80
+    assert guard.switches == 0
+    assert guard.reference_of(2) == pytest.approx(2650, rel=0.1)  # learnt afresh

@@ -19,8 +19,11 @@ controller follow the partner's track, so look-alike particles (where brightness
 cannot tell) never cause a switch. A close call is not settled on ``window``
 frames: the evidence keeps growing, frame by frame, for up to ``max_window``.
 
-Two spots merged into one also look isolated, so a reading far off its
-reference (``OUTLIER_REL``) is not learnt unless it persists (``RELEARN_FRAMES``).
+Two spots merged into one also look isolated, so a reading far brighter than
+its reference (``MERGED_REL``) is not learnt unless it persists
+(``RELEARN_FRAMES``). A switch also needs "swapped" to fit both tracks
+(``SWAP_FIT_Z2``): a stale reference makes "same" fit badly without making
+"swapped" right.
 And when the followed track ends and the controller picks another by position
 (:meth:`BrightnessIdentity.handed_over`), the pick inherits the reference and the
 other tracks where the particle was last seen become partners: brightness can
@@ -43,14 +46,17 @@ PRIOR_REL_SD = 0.05
 FLOOR_REL_SD = 0.02
 # a reference is a running mean, then an EMA over about this many frames
 EMA_FRAMES = 39
-# a lone reading this far off its reference (relative; and beyond OUTLIER_SD of the
-# scatter) is not learnt: two spots merged into one read as one bright "isolated" spot,
-# and a track handed to another particle must not relearn it at once
-OUTLIER_REL = 0.15
-OUTLIER_SD = 5.0
-# ...unless the track reads off for this many isolated frames in a row (~1.6 s at 50
-# frames/s): then the particle's brightness has changed, and it is learnt afresh
+# a lone reading this much brighter than its reference is not learnt: two spots merged
+# into one read as one bright "isolated" spot (1 + the other's share: > 1.6 for beads
+# within ±20 %). A dimmer or mildly brighter reading is learnt: after a swap between
+# two other tracks their references must follow their new particles
+MERGED_REL = 0.4
+# ...unless the track reads that bright for this many isolated frames in a row (~1.6 s
+# at 50 frames/s): then the particle's brightness has changed, and it is learnt afresh
 RELEARN_FRAMES = 80
+# a switch needs "swapped" to fit both tracks, too (z² per track): when one reference is
+# stale, "same" fits badly, and "swapped" may win while fitting badly as well
+SWAP_FIT_Z2 = 16.0
 # frames an undecided encounter waits for its partners' windows before deciding without them
 MAX_WAIT = 25
 
@@ -264,10 +270,11 @@ class BrightnessIdentity:
             return 0.5 * (same - z_other) / 2 if z_other <= 4.0 else 0.0
         v_other = self._var(other)
         same += (m_other - other.reference) ** 2 / v_other
-        swapped = (m_own - other.reference) ** 2 / self._var(other, len(own.recent)) + (
-            m_other - own.reference
-        ) ** 2 / self._var(own, len(other.recent))
-        return 0.5 * (same - swapped)
+        z_own = (m_own - other.reference) ** 2 / self._var(other, len(own.recent))
+        z_other = (m_other - own.reference) ** 2 / self._var(own, len(other.recent))
+        if max(z_own, z_other) > SWAP_FIT_Z2:
+            return min(0.0, 0.5 * (same - z_own - z_other))  # neither fits: no switch
+        return 0.5 * (same - z_own - z_other)
 
     def _learn(self, t: _Track, p: float) -> None:
         if not math.isfinite(t.reference):
@@ -276,7 +283,7 @@ class BrightnessIdentity:
                 t.learnt = self.window
             return
         rel = (p - t.reference) / t.reference
-        if abs(rel) > max(OUTLIER_REL, OUTLIER_SD * math.sqrt(max(self.rel_var, FLOOR_REL_SD**2))):
+        if rel > MERGED_REL:
             t.off += 1
             if t.off >= RELEARN_FRAMES:
                 t.reference, t.learnt, t.off = float(np.mean(t.recent)), self.window, 0
