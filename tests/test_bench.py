@@ -252,23 +252,24 @@ def test_the_report_names_the_gpu_it_ran_on(
     assert machine_info()["gpu"] == "GPU 0: NVIDIA H100 80GB HBM3"
 
 
-def test_quick_centring_runs_the_closed_loop_with_and_without_the_identity_guard(
-    tmp_path: Path,
-) -> None:
+def test_quick_centring_runs_the_closed_loop_in_each_mode(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     args = ["bench", "--quick", "--only", "centring", "--json", str(out)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     rows = json.loads(out.read_text())["centring"]
     runs = [r for r in rows if r["seed"] != "all"]
-    assert {(r["seed"], r["identity_guard"]) for r in runs} == {
-        (0, True), (0, False), (1, True), (1, False)
-    }  # fmt: skip
+    modes = {(True, "2"), (True, "1-3"), (False, "2")}  # guard, stage latency (frames)
+    assert sorted((r["seed"], r["identity_guard"], r["latency_frames"]) for r in runs) == sorted(
+        (seed, *mode) for seed in (0, 1) for mode in modes
+    )
     for r in runs:
         # two seconds of closed loop: the stage pulls the pinned particle in and holds it
         assert r["rms_px"] < 10.0, r
-        assert r["following_share"] > 0.9, r
+        # (jittered, seed 0 meets a neighbour early: 28 of its 100 frames have no
+        # track of the bead to follow, yet the bead stays centred)
+        assert r["following_share"] > (0.9 if r["latency_frames"] == "2" else 0.6), r
         assert r["centred"]
-    summary = {r["identity_guard"]: r for r in rows if r["seed"] == "all"}
-    assert summary[True]["seeds_centred"] == "2/2"
-    assert summary[False]["failed_seeds"] == "-"
+    summary = {(r["identity_guard"], r["latency_frames"]): r for r in rows if r["seed"] == "all"}
+    assert set(summary) == modes
+    assert all(r["seeds_centred"] == "2/2" and r["failed_seeds"] == "-" for r in summary.values())

@@ -26,6 +26,10 @@ import numpy as np
 
 FAIL_RMS_PX = 10.0  # well outside the ≈ 4 px a followed particle wanders with the loop closed
 SETTLE_FRAMES = 25  # the first half second (the stage pulls the particle in)
+# stage latency in frames when jittered: mostly 2, sometimes 1 or 3 (the live loop's
+# latency spread, ~15 ms at the median and ~26 ms at p99, against 20 ms frames)
+JITTERED_LATENCY = (1, 2, 2, 2, 3)
+JITTER_SEEDS = 40
 GUARD_SEEDS = 50  # a failure in a few per cent of seeds needs this many to be seen
 COMPARE_SEEDS = 20
 FOLLOW_PX = 4.0  # a frame counts as following the pinned particle within this distance
@@ -38,9 +42,12 @@ class _DelayedStage:
     latency: int
     frame: int = 0
     pending: list[tuple[int, float, float]] = field(default_factory=list)
+    #: with a generator, each command's latency is drawn from JITTERED_LATENCY instead
+    jitter: np.random.Generator | None = None
 
     def move_xy(self, x_um: float, y_um: float, seq: int, t_acq_ns: int) -> None:
-        self.pending.append((self.frame + self.latency, x_um, y_um))
+        lat = self.latency if self.jitter is None else int(self.jitter.choice(JITTERED_LATENCY))
+        self.pending.append((self.frame + lat, x_um, y_um))
 
     def set_trap(self, x_px: float, y_px: float, seq: int, t_acq_ns: int) -> None:
         raise NotImplementedError("the centring bench moves the stage only")
@@ -57,7 +64,12 @@ class _DelayedStage:
 
 
 def centring_run(
-    seed: int, frames: int, identity: bool, latency_frames: int = 2, detector: Any = None
+    seed: int,
+    frames: int,
+    identity: bool,
+    latency_frames: int = 2,
+    detector: Any = None,
+    jitter: bool = False,
 ) -> dict[str, Any]:
     """One closed-loop run on the demo preset; returns the seed's row.
 
@@ -74,6 +86,9 @@ def centring_run(
         that sees the stage moved (1: the next frame).
     detector
         A ``KerasDetector`` to reuse, reset first (built from the shipped model when None).
+    jitter
+        Draw each command's latency from ``JITTERED_LATENCY`` (seeded by ``seed``)
+        instead of ``latency_frames``.
     """
     from livetrack import protocol as wire
     from livetrack.acquisition import ControllerConfig, FeedbackController, load_section
@@ -95,6 +110,8 @@ def centring_run(
     ccfg = ccfg.model_copy(update={"identity_by_brightness": identity})
     px = cfg.pixel_size_um
     stage = _DelayedStage(latency_frames)
+    if jitter:
+        stage.jitter = np.random.default_rng(1000 + seed)
     ctl = FeedbackController(ccfg, stage, px, (cam.height, cam.width))
     linker = OnlineLinker(LinkingConfig())
     following = 0
@@ -121,6 +138,7 @@ def centring_run(
     return {
         "seed": seed,
         "identity_guard": identity,
+        "latency_frames": "1-3" if jitter else str(latency_frames),
         "frames": frames,
         "rms_px": rms,
         "centred": rms <= FAIL_RMS_PX,
@@ -145,29 +163,32 @@ def centring_detector() -> Any:
 
 
 def bench_centring(quick: bool) -> list[dict[str, Any]]:
-    """Seeds × (guard on, guard off): one row per run, then one summary row per mode.
+    """Three modes over seeds: one row per run, then one summary row per mode.
 
-    The guard (the default) runs on ``GUARD_SEEDS`` seeds; the comparison without it
-    on the first ``COMPARE_SEEDS`` of them.
+    The guard (the default) runs on ``GUARD_SEEDS`` seeds at a fixed stage latency
+    and on ``JITTER_SEEDS`` with a jittered one; the comparison without the guard
+    on the first ``COMPARE_SEEDS``.
     """
-    guarded = range(2) if quick else range(GUARD_SEEDS)
-    compared = range(2) if quick else range(COMPARE_SEEDS)
     frames = 100 if quick else 1000
+    modes = {  # (guard, jittered latency): seeds
+        (True, False): range(2) if quick else range(GUARD_SEEDS),
+        (True, True): range(2) if quick else range(JITTER_SEEDS),
+        (False, False): range(2) if quick else range(COMPARE_SEEDS),
+    }
     detector = centring_detector()
-    runs = [
-        centring_run(seed, frames, identity, detector=detector)
-        for seed in guarded
-        for identity in (True, False)
-        if identity or seed in compared
-    ]
-    summary = []
-    for identity in (True, False):
-        mine = [r for r in runs if r["identity_guard"] == identity]
+    runs: list[dict[str, Any]] = []
+    summary: list[dict[str, Any]] = []
+    for (identity, jitter), seeds in modes.items():
+        mine = [
+            centring_run(seed, frames, identity, detector=detector, jitter=jitter) for seed in seeds
+        ]
+        runs += mine
         rms = np.array([r["rms_px"] for r in mine])
         summary.append(
             {
                 "seed": "all",
                 "identity_guard": identity,
+                "latency_frames": "1-3" if jitter else "2",
                 "frames": frames,
                 "seeds_centred": f"{sum(r['centred'] for r in mine)}/{len(mine)}",
                 "failed_seeds": " ".join(str(r["seed"]) for r in mine if not r["centred"]) or "-",
