@@ -266,8 +266,8 @@ def test_quick_centring_runs_the_closed_loop_in_each_mode(tmp_path: Path) -> Non
     for r in runs:
         # two seconds of closed loop: the stage pulls the pinned particle in and holds it
         assert r["rms_px"] < 10.0, r
-        # (jittered, seed 0 meets a neighbour early: 28 of its 100 frames have no
-        # track of the bead to follow, yet the bead stays centred)
+        # (jittered, seed 0 meets a neighbour early: 28 of its first 100 frames are
+        # not on the bead's track, yet the bead stays centred)
         assert r["following_share"] > (0.9 if r["latency_frames"] == "2" else 0.6), r
         assert r["centred"]
     summary = {(r["identity_guard"], r["latency_frames"]): r for r in rows if r["seed"] == "all"}
