@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 
 from livetrack.artifact import ArtifactError, check_fits, read_card
 from livetrack.config import presets_dir
-from livetrack.inference._normalise import robust_normalise
+from livetrack.inference._normalise import fast_arcsinh, robust_normalise
 from livetrack.inference._readout import read_peaks
 from livetrack.training import load_training_config, make_crop
 from livetrack.training._data import heatmap_targets
@@ -155,6 +156,29 @@ def test_normalisation_ignores_offset_and_gain() -> None:
     a = robust_normalise(frame)
     b = robust_normalise(frame * 3.0 + 500.0)
     assert np.allclose(a, b, atol=1e-4)
+
+
+def test_fast_arcsinh_matches_numpy_over_the_whole_float32_range() -> None:
+    x = np.concatenate(
+        [
+            np.linspace(-100.0, 100.0, 200_001),
+            np.logspace(-30, 38, 2000),
+            -np.logspace(-30, 38, 2000),
+            [0.0, -0.0],
+        ]
+    ).astype(np.float32)
+    ref = np.arcsinh(x.astype(np.float64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow from squaring 3e38
+        got = fast_arcsinh(x.copy())
+        ends = fast_arcsinh(np.array([np.inf, -np.inf], np.float32))
+    err = np.abs(got - ref)
+    small = np.abs(x) < 1.0
+    assert err[small].max() < 2e-7
+    assert (err[~small] / np.abs(ref[~small])).max() < 3e-7
+    assert np.array_equal(np.signbit(got), np.signbit(x))
+    assert list(ends) == [np.inf, -np.inf]
+    assert np.isnan(fast_arcsinh(np.array([np.nan, 1e20], np.float32))[0])
 
 
 def test_training_crops_are_randomised_and_reproducible() -> None:

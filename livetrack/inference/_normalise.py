@@ -28,8 +28,36 @@ def robust_normalise(
     out -= np.float32(med)
     out *= np.float32(1.0 / scale)
     if compress:
-        np.arcsinh(out, out=out)
+        fast_arcsinh(out)
     return out
+
+
+def fast_arcsinh(a: NDArray[np.float32]) -> NDArray[np.float32]:
+    """``np.arcsinh(a, out=a)`` as sign(a)·log(|a| + √(a² + 1)), in place.
+
+    NumPy's float32 arcsinh is scalar libm on CPUs without AVX-512 (7 ms for a 512²
+    frame of camera noise here, data-dependent); log and sqrt are vectorised
+    (1 ms). Absolute error < 1.5e-7 for |a| < 1, relative error < 2e-7 above
+    (float32 rounding; tests/test_normalise.py).
+    """
+    mag = np.abs(a)
+    huge = mag.size > 0 and not float(mag.max()) <= _SQUARE_MAX  # (NaN too)
+    if huge:  # a² would overflow: there asinh|a| = log 2|a| to float32 precision
+        big = mag > _SQUARE_MAX
+        far = np.log(np.float32(2.0) * mag[big].astype(np.float64)).astype(np.float32)
+        mag[big] = 0.0
+    t = np.multiply(mag, mag)
+    t += np.float32(1.0)
+    np.sqrt(t, out=t)
+    t += mag
+    np.log(t, out=t)
+    if huge:
+        t[big] = far
+    np.copysign(t, a, out=a)
+    return a
+
+
+_SQUARE_MAX = 1e18  # float32 squares overflow above ~1.8e19
 
 
 def _median_and_p80(a: NDArray[np.float32], p80: bool = True) -> tuple[float, float]:
