@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import ndimage
 
 # Sum over 3×3 cells of the ideal Gaussian heat target (σ = 0.6 cell): 2πσ².
 HEAT_MASS = 2.0 * np.pi * 0.6**2
@@ -24,17 +23,26 @@ def read_peaks(
     (trackpy convention) and the score (0–1), for peaks inside ``shape``.
     """
     logit = out[..., 0]
-    cand = logit > float(np.log(_MIN_PEAK / (1.0 - _MIN_PEAK)))
-    if not cand.any():
+    cy, cx = np.nonzero(logit > float(np.log(_MIN_PEAK / (1.0 - _MIN_PEAK))))
+    if not len(cy):
         e = np.zeros(0)
         return e, e, e
-    peak = cand & (logit >= ndimage.maximum_filter(logit, size=3, mode="constant", cval=-np.inf))
-    cy, cx = np.nonzero(peak)
-    heat = 1.0 / (1.0 + np.exp(-logit.astype(np.float64)))
-    # at the frame's edge, the cells beyond it are taken as the edge cells ("nearest"):
-    # a particle cut by the edge otherwise loses up to half its score and is missed
-    mass = ndimage.uniform_filter(heat, size=3, mode="nearest") * 9.0
-    score = np.minimum(mass[cy, cx] / HEAT_MASS, 1.0)
+    # the 3×3 neighbourhoods of the candidates only (a few hundred of 16 000 cells):
+    # a whole-grid maximum and uniform filter cost ~1 ms per 512² frame
+    ring = np.pad(logit, 1, mode="constant", constant_values=-np.inf)
+    edge = np.pad(logit.astype(np.float64), 1, mode="edge")
+    best = np.full(len(cy), -np.inf, dtype=logit.dtype)
+    mass = np.zeros(len(cy))
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            best = np.maximum(best, ring[cy + dy, cx + dx])
+            # at the frame's edge, the cells beyond it are taken as the edge cells
+            # ("nearest"): a particle cut by the edge otherwise loses up to half its
+            # score and is missed
+            mass += 1.0 / (1.0 + np.exp(-edge[cy + dy, cx + dx]))
+    peak = logit[cy, cx] >= best
+    cy, cx = cy[peak], cx[peak]
+    score = np.minimum(mass[peak] / HEAT_MASS, 1.0)
     ok = score >= threshold
     cy, cx, score = cy[ok], cx[ok], score[ok]
     x = (cx + 0.5 + out[cy, cx, 1]) * stride - 0.5

@@ -4,7 +4,7 @@ For each detection, the pixel-integrated Gaussian ``μ = N·Ex·Ey + b`` (Smith 
 al., *Nat. Methods* 7, 373, 2010) is fitted to a small window of photon counts by
 Fisher scoring with the full information matrix of (x, y, N, b[, σ]), which stays
 stable where parameters are correlated (spots cut by the frame edge). All spots
-are fitted at once with array operations. MLE attains the Cramér–Rao bound, which a network
+are fitted in one compiled loop (:mod:`._newton`). MLE attains the Cramér–Rao bound, which a network
 regressing coordinates does not; the network supplies the starting point.
 """
 
@@ -18,6 +18,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import special
 from scipy.spatial import cKDTree
+
+from livetrack.inference._newton import newton
 
 FloatArray = NDArray[np.float64]
 _SQRT2 = math.sqrt(2.0)
@@ -36,25 +38,6 @@ class Fit:
     background: FloatArray
     sigma: FloatArray
     converged: NDArray[np.bool_]
-
-
-def _axis_terms(
-    k: FloatArray, c: FloatArray, s: FloatArray
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """E (pixel integral), dE/dc, dE/dσ along one axis; arrays (K, W).
-
-    ``k`` holds consecutive pixel indices per row, so pixel i's upper edge is pixel
-    i+1's lower one: erf and exp are evaluated once per edge (W+1), not twice per pixel.
-    """
-    t = (k[:, :1] - c - 0.5 + np.arange(k.shape[1] + 1)) / s  # (K, W+1) pixel edges
-    g = np.exp(-0.5 * t * t)
-    f = special.erf(t / _SQRT2)
-    tg = t * g
-    e = 0.5 * (f[:, 1:] - f[:, :-1])
-    inv = 1.0 / (_SQRT2PI * s)
-    de = (g[:, :-1] - g[:, 1:]) * inv
-    ds = (tg[:, :-1] - tg[:, 1:]) * inv
-    return e, de, ds
 
 
 def _axis_integral(k: FloatArray, c: FloatArray, s: FloatArray) -> FloatArray:
@@ -86,80 +69,6 @@ def _neighbour_light(
     extra = np.zeros((shape[0], shape[1] * shape[2]))
     extra[lit] = np.add.reduceat(light[order], first, axis=0)
     return extra.reshape(shape)
-
-
-def _newton(
-    data: FloatArray,
-    kx: FloatArray,
-    ky: FloatArray,
-    x: FloatArray,
-    y: FloatArray,
-    nph: FloatArray,
-    b: FloatArray,
-    s: FloatArray,
-    sigma0: float,
-    iterations: int,
-    fit_sigma: bool,
-    pairs: NDArray[np.int64] | None = None,
-    valid: FloatArray | None = None,
-) -> FloatArray:
-    """In-place Fisher-scoring iterations on (x, y, N, b[, σ]); returns the last x step.
-
-    With ``pairs`` (spots whose windows overlap), each spot's expected counts include
-    its neighbours' current models, re-evaluated every iteration: coordinate-wise
-    Newton on the joint likelihood, so close spots stop pulling each other.
-    """
-    n = len(x)
-    step_x = np.zeros(n)
-    p = 5 if fit_sigma else 4
-    w = kx.shape[1]
-    dm = np.empty((n, p, ky.shape[1], w))  # ∂μ/∂(x, y, N, b[, σ]) per pixel, reused
-    dm[:, 3] = 1.0
-    for _ in range(iterations):
-        ex, dex, dsx = _axis_terms(kx, x[:, None], s[:, None])
-        ey, dey, dsy = _axis_terms(ky, y[:, None], s[:, None])
-        psf = np.multiply(ey[:, :, None], ex[:, None, :], out=dm[:, 2])
-        mu = nph[:, None, None] * psf + b[:, None, None]
-        if pairs is not None and len(pairs):
-            mu += _neighbour_light(pairs, kx, ky, x, y, nph, s, mu.shape)
-        np.maximum(mu, 1e-9, out=mu)
-        inv_mu = 1.0 / mu
-        resid = data * inv_mu - 1.0  # d log L / d mu
-        if valid is not None:  # pixels outside the frame carry no information
-            resid *= valid
-            inv_mu *= valid
-        nn = nph[:, None, None]
-        np.multiply(ey[:, :, None], (nph[:, None] * dex)[:, None, :], out=dm[:, 0])
-        np.multiply((nph[:, None] * dey)[:, :, None], ex[:, None, :], out=dm[:, 1])
-        if fit_sigma:
-            dm[:, 4] = nn * (ey[:, :, None] * dsx[:, None, :] + dsy[:, :, None] * ex[:, None, :])
-        dm_flat = dm.reshape(n, p, -1)  # (K, p, pixels)
-        grad = np.matmul(dm_flat, resid.reshape(n, -1, 1))[:, :, 0]  # (K, p)
-        # Fisher information, one batched matrix product: Σ_pixels ∂μ_i ∂μ_j / μ
-        fisher = np.matmul(dm_flat * inv_mu.reshape(n, 1, -1), dm_flat.transpose(0, 2, 1))
-        fisher += np.eye(p)[None] * 1e-9 * np.trace(fisher, axis1=1, axis2=2)[:, None, None]
-        # Fisher scoring: θ ← θ + I(θ)⁻¹ ∇log L (stable where x and N are correlated)
-        step = np.linalg.solve(fisher, grad[:, :, None])[:, :, 0]
-        step_x = np.clip(step[:, 0], -1.0, 1.0)
-        x += step_x
-        y += np.clip(step[:, 1], -1.0, 1.0)
-        nph[:] = np.maximum(nph + step[:, 2], 1.0)
-        b[:] = np.maximum(b + step[:, 3], 1e-3)
-        if fit_sigma:
-            s[:] = np.clip(s + np.clip(step[:, 4], -0.3, 0.3), 0.5 * sigma0, 2.0 * sigma0)
-        # converged: further steps change positions by < 0.001 px (far below the CRLB)
-        if not fit_sigma and float(np.max(np.abs(step[:, :2]), initial=0.0)) < 1e-3:
-            break
-    return step_x
-
-
-def _models(
-    kx: FloatArray, ky: FloatArray, x: FloatArray, y: FloatArray, nph: FloatArray, s: FloatArray
-) -> FloatArray:
-    ex = _axis_integral(kx, x[:, None], s[:, None])
-    ey = _axis_integral(ky, y[:, None], s[:, None])
-    out: FloatArray = nph[:, None, None] * ey[:, :, None] * ex[:, None, :]
-    return out
 
 
 def refine(
@@ -243,21 +152,21 @@ def refine(
             s[top].copy(),
         )
         vt = valid[top] if valid is not None else None
-        _newton(raw[top], kx[top], ky[top], tx, ty, tn, tb, ts, sigma0, iterations, True, None, vt)
+        newton(raw[top], kx[top], ky[top], tx, ty, tn, tb, ts, sigma0, iterations, True, None, vt)
         if len(top) >= 3 and float(np.median(tn)) > SIGMA_FIT_MIN_PHOTONS:
             s[:] = float(np.median(ts))
     # every spot alone first, then the coupled ones jointly with their neighbours
     b0 = b.copy()
     coupled = np.unique(pairs) if pairs is not None and len(pairs) else np.zeros(0, np.int64)
     if alone_first or not len(coupled):
-        step_x = _newton(raw, kx, ky, x, y, nph, b, s, sigma0, iterations, False, None, valid)
+        step_x = newton(raw, kx, ky, x, y, nph, b, s, sigma0, iterations, False, None, valid)
     else:
         step_x = np.zeros(n)
         one = np.setdiff1d(np.arange(n), coupled)
         if len(one):
             ox, oy, on, ob = x[one], y[one], nph[one], b[one]
             vo = valid[one] if valid is not None else None
-            step_x[one] = _newton(
+            step_x[one] = newton(
                 raw[one], kx[one], ky[one], ox, oy, on, ob, s[one], sigma0, iterations, False,
                 None, vo,
             )  # fmt: skip
@@ -273,7 +182,7 @@ def refine(
         ext = _neighbour_light(lp, kx[c], ky[c], cx_, cy_, nph[c], cs, raw[c].shape)
         cn = np.maximum((raw[c] - ext - cb[:, None, None]).clip(0).sum(axis=(1, 2)), 1.0)
         vc = valid[c] if valid is not None else None
-        step_x[c] = _newton(
+        step_x[c] = newton(
             raw[c], kx[c], ky[c], cx_, cy_, cn, cb, cs, sigma0, iterations + 8, False, lp, vc
         )
         x[c], y[c], nph[c], b[c] = cx_, cy_, cn, cb
