@@ -115,7 +115,9 @@ def run_service_speed(
     def collect() -> None:
         while not stop.is_set():
             r = sub.recv(100)
-            if r is not None:
+            # the warm-up frames' results (seq < 10) wait in the socket until this
+            # thread starts: counted, they put ~0.7 s into the first latencies
+            if r is not None and r.seq >= 10:
                 latencies.append((time.time_ns() - r.t_acq_ns) / 1e6)
                 seqs.append(r.seq)
 
