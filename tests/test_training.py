@@ -158,6 +158,18 @@ def test_normalisation_ignores_offset_and_gain() -> None:
     assert np.allclose(a, b, atol=1e-4)
 
 
+def test_integer_frames_are_normalised_by_table_to_the_same_numbers() -> None:
+    rng = np.random.default_rng(3)
+    frame = rng.poisson(100, (96, 80)).astype(np.uint16)
+    frame[10:20, 10:20] += 3000  # bright spots: a long table
+    for f in (frame, (frame.astype(np.int32) - 150), frame[:, :7]):
+        for compress in (True, False):
+            table = robust_normalise(f, compress=compress)
+            pixels = robust_normalise(f.astype(np.float32), compress=compress)
+            assert table.dtype == np.float32
+            assert np.array_equal(table, pixels)
+
+
 def test_fast_arcsinh_matches_numpy_over_the_whole_float32_range() -> None:
     x = np.concatenate(
         [
@@ -254,3 +266,29 @@ def test_bfloat16_arithmetic_finds_the_same_particles_as_float32(
         resolve_precision("auto")
     with pytest.raises(ValueError, match="precision"):
         KerasDetector(precision="float8")
+
+
+def test_the_xla_compiled_network_finds_what_the_graph_finds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """XLA on CPUs by default; a stack gives each frame's numbers exactly as alone."""
+    from livetrack.inference.detector import KerasDetector, resolve_xla
+    from livetrack.simulation.scenarios import Scenario
+
+    movie, _ = Scenario("xla", 60, 4.0, 3, size=128, seed=22).render()
+    graph, xla = KerasDetector(xla=False), KerasDetector(xla=None)
+    assert (graph.xla, xla.xla) == (False, True)  # CI and this machine: a CPU, float32
+    stacked = xla.network(movie)
+    for k, f in enumerate(movie):
+        alone = xla.network(f[None])[0]
+        assert np.array_equal(alone, stacked[k])
+        assert np.allclose(alone, graph.network(f[None])[0], atol=1e-4)
+        a, b = graph.detect(f, index=k), xla.detect(f, index=k)
+        assert len(a) == len(b)
+        assert np.allclose(np.c_[a.x, a.y], np.c_[b.x, b.y], atol=1e-3)
+    monkeypatch.setenv("LIVETRACK_XLA", "0")
+    assert not resolve_xla(None, "float32")
+    assert resolve_xla(True, "float32")  # an explicit choice wins
+    monkeypatch.setenv("LIVETRACK_XLA", "yes")
+    with pytest.raises(ValueError, match="LIVETRACK_XLA"):
+        resolve_xla(None, "float32")

@@ -93,9 +93,10 @@ class ControlHandling:
             precision = getattr(self.detector, "precision", None) or "auto"
             split = getattr(self.detector, "split_z", None) is not None
             region = getattr(self.detector, "split_region", None)
+            xla = getattr(self.detector, "xla", None)
             # the same arithmetic and read-out as the model it replaces
             det: Detector = KerasDetector(
-                Path(path), precision=precision, split=split, split_region=region
+                Path(path), precision=precision, split=split, split_region=region, xla=xla
             )
         else:
             det = loader(Path(path))

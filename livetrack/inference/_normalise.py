@@ -24,12 +24,43 @@ def robust_normalise(
     mad, _ = _median_and_p80(np.abs(sample - np.float32(med)), p80=False)
     low = sample[sample <= p80]
     scale = max(1.4826 * mad, float(low.std()), 1e-3)
-    out = f.astype(np.float32)
-    out -= np.float32(med)
-    out *= np.float32(1.0 / scale)
+    table = _lookup_table(f, med, scale, compress)
+    if table is not None:  # one gather per pixel: the same numbers, ~1 ms sooner
+        lo, values = table
+        index = f - lo if lo else f
+        return np.take(values, index)
+    return _transform(f.astype(np.float32), med, scale, compress)
+
+
+def _transform(
+    values: NDArray[np.float32], med: float, scale: float, compress: bool
+) -> NDArray[np.float32]:
+    values -= np.float32(med)
+    values *= np.float32(1.0 / scale)
     if compress:
-        fast_arcsinh(out)
-    return out
+        fast_arcsinh(values)
+    return values
+
+
+_TABLE_MAX = 1 << 16
+
+
+def _lookup_table(
+    f: NDArray[np.generic], med: float, scale: float, compress: bool
+) -> tuple[int, NDArray[np.float32]] | None:
+    """For an integer frame: the normalised value of every level from its min to max.
+
+    A camera frame holds at most 65 536 distinct levels, usually a few thousand,
+    so transforming the levels instead of the pixels gives the same float32
+    numbers in a fraction of the time. None for float frames or a wider range.
+    """
+    if f.dtype.kind not in "ui" or f.size == 0:
+        return None
+    lo, hi = int(f.min()), int(f.max())
+    if hi - lo >= _TABLE_MAX or hi - lo > f.size:
+        return None
+    levels = np.arange(lo, hi + 1, dtype=np.int64).astype(np.float32)
+    return lo, _transform(levels, med, scale, compress)
 
 
 def fast_arcsinh(a: NDArray[np.float32]) -> NDArray[np.float32]:

@@ -372,6 +372,7 @@ class Service(ControlHandling):
             "policy": self.policy,
             "detector": str(path) if path is not None else type(self.detector).__name__,
             "precision": getattr(self.detector, "precision", None),
+            "xla": getattr(self.detector, "xla", None),
             "split": getattr(self.detector, "split_z", None) is not None,
             "split_region": list(getattr(self.detector, "split_region", None) or []) or None,
             "active_tracks": self.linker.active,
