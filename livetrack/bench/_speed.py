@@ -131,8 +131,16 @@ def run_service_speed(
         for k in range(10):  # warm-up, not counted
             pub.publish(frames[k % len(frames)], seq=k)
             time.sleep(1.0 / rate_hz)
-        time.sleep(0.5)
-        before = ctl.request("stats")["status"]
+        # the warm-up frames are done (a slow service, e.g. at 2048², still holds one
+        # after 0.5 s, and would count it in the measured window)
+        settle = time.monotonic() + 30
+        while True:
+            time.sleep(0.5)
+            before = ctl.request("stats")["status"]
+            done = before["processed"] + before["skipped"] + before["rejected_total"]
+            idle = done >= before["received"] >= pub.stats.sent
+            if idle or time.monotonic() > settle:
+                break
         pub0 = (pub.stats.offered, pub.stats.sent, pub.stats.dropped)
         latencies.clear()
         th = threading.Thread(target=collect, daemon=True)
