@@ -292,3 +292,32 @@ def test_the_xla_compiled_network_finds_what_the_graph_finds(
     monkeypatch.setenv("LIVETRACK_XLA", "yes")
     with pytest.raises(ValueError, match="LIVETRACK_XLA"):
         resolve_xla(None, "float32")
+
+
+def test_the_space_to_depth_layer_folds_into_the_next_convolution_exactly() -> None:
+    """The compiled path's folded network is the model's own, and refuses other shapes."""
+    import keras
+    import tensorflow as tf
+
+    from livetrack.inference._folded import folded_network
+    from livetrack.training._model import build_detector
+
+    rng = np.random.default_rng(5)
+    frame = rng.normal(size=(2, 64, 96, 1)).astype(np.float32)
+    model = build_detector((8, 8, 8), seed=3)
+    forward = folded_network(model)
+    assert forward is not None
+    want = model(frame, training=False).numpy()
+    got = tf.function(forward, jit_compile=True)(frame).numpy()
+    assert got.shape == want.shape
+    assert np.allclose(got, want, atol=1e-5), np.abs(got - want).max()
+
+    # a bias, an activation, or a second reader of the folded layer: not foldable
+    inp = keras.Input((None, None, 1))
+    x = keras.layers.Conv2D(4, 4, strides=4, use_bias=True)(inp)
+    biased = keras.Model(inp, keras.layers.Conv2D(2, 3, padding="same")(x))
+    assert folded_network(biased) is None
+    x = keras.layers.Conv2D(4, 4, strides=4, use_bias=False)(inp)
+    y = keras.layers.Conv2D(2, 3, padding="same")(x)
+    shared = keras.Model(inp, keras.layers.Concatenate()([x, y]))
+    assert folded_network(shared) is None

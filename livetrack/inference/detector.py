@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from livetrack.artifact import MODEL_NAME, ArtifactError, ModelCard, default_model_dir, read_card
+from livetrack.inference._folded import folded_network
 from livetrack.inference._newton import compile_now
 from livetrack.inference._normalise import robust_normalise
 from livetrack.inference._readout import read_peaks
@@ -97,7 +98,9 @@ def resolve_xla(xla: bool | None, precision: str) -> bool:
     one process. Compilation takes ~0.6 s per frame shape, so a stack of frames
     (a backlog, a movie chunk) runs frame by frame through the one program (on a
     CPU, batching gains little) — and every frame gives the same numbers however
-    it arrives. On a GPU, where batching pays, the traced graph stays.
+    it arrives. On a GPU, where batching pays, the traced graph stays. The compiled
+    program folds the network's space-to-depth layer into the next convolution
+    (:mod:`._folded`; ~1 ms less per 512² frame, the same outputs to 1e-5).
     """
     if xla is None:
         env = os.environ.get("LIVETRACK_XLA", "auto")
@@ -246,9 +249,8 @@ class KerasDetector:
             )
             if not self.xla:
                 return lambda a: graph(a).numpy().astype(np.float32, copy=False)
-            compiled = tf.function(
-                lambda t: self.model(t, training=False), input_signature=spec, jit_compile=True
-            )
+            forward = folded_network(self.model) or (lambda t: self.model(t, training=False))
+            compiled = tf.function(forward, input_signature=spec, jit_compile=True)
 
             def call(a: NDArray[np.float32]) -> NDArray[np.float32]:
                 # a stack runs frame by frame through the same program: a frame gives
