@@ -335,7 +335,9 @@ def serve(
         if classical:
             from livetrack.inference.classical import TrackpyDetector
 
-            detector: object = TrackpyDetector()
+            classic = TrackpyDetector()
+            classic.warm_up()
+            detector: object = classic
         else:
             from livetrack.inference.detector import KerasDetector, set_network_threads
 

@@ -383,7 +383,7 @@ def test_controller_config_errors_name_file_and_key(tmp_path: Any) -> None:
 def _closed_loop(cfg: SimulationConfig, mode: str, seconds: float) -> float:
     """RMS true distance of the followed bead from the centre, service + sockets for real."""
     detector = TrackpyDetector(diameter=9, minmass=300.0)
-    detector.detect(np.zeros((64, 64), np.uint16))  # warm up (imports, JIT) before timing
+    detector.warm_up()  # imports and trackpy's Numba refinement, before the loop runs
     service = Service(
         detector,
         ServiceConfig(

@@ -23,6 +23,19 @@ class TrackpyDetector:
         self.diameter = diameter
         self.minmass = minmass
 
+    def warm_up(self, shape: tuple[int, int] = (64, 64)) -> None:
+        """Locate one spot now, so the first live frame is not late.
+
+        trackpy refines with Numba where it is installed (livetrack depends on it),
+        compiling on the first frame that has a feature: seconds, not cached. A
+        blank frame finds nothing and compiles nothing, hence a spot.
+        """
+        h, w = shape
+        yy, xx = np.mgrid[:h, :w]
+        spot = 5000.0 * np.exp(-((xx - w / 2) ** 2 + (yy - h / 2) ** 2) / (2 * 2.0**2))
+        frame = (100.0 + spot).astype(np.uint16)
+        self.detect(frame)
+
     def detect(self, frame: NDArray[np.generic], threshold: float | None = None) -> Detections:
         """Locate features in one frame."""
         import trackpy
