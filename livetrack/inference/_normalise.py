@@ -27,7 +27,9 @@ def robust_normalise(
     table = _lookup_table(f, med, scale, compress)
     if table is not None:  # one gather per pixel: the same numbers, ~1 ms sooner
         lo, values = table
-        index = f - lo if lo else f
+        # the offsets reach 65 535: int8/int16 arithmetic would wrap (then index from the end)
+        narrow = f.dtype.kind == "i" and f.dtype.itemsize < 4
+        index = (f.astype(np.int32) if narrow else f) - lo if lo else f
         return np.take(values, index)
     return _transform(f.astype(np.float32), med, scale, compress)
 
