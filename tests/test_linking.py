@@ -243,3 +243,34 @@ def test_brightness_decides_between_crossing_particles(penalty: float) -> None:
     assert lone.link(1, [13.5], [10.0], [500.0]).particle[0] == first  # 3.5 px < 4 px
     with pytest.raises(ValueError, match="photons and x differ in length"):
         lone.link(2, [1.0, 2.0], [1.0, 2.0], [1.0])
+
+
+def test_compiled_assignment_is_optimal_on_random_subnets() -> None:
+    """Every frame's links minimise Σd² + R²·(unlinked), as an exact dense solve does."""
+    from scipy.optimize import linear_sum_assignment
+
+    from livetrack.linking._assign import assign
+
+    rng = np.random.default_rng(3)
+    checked = 0
+    for _ in range(300):
+        nt, nd = int(rng.integers(1, 25)), int(rng.integers(1, 25))
+        tracks, dets = rng.uniform(0, 30, (nt, 2)), rng.uniform(0, 30, (nd, 2))
+        dist = np.hypot(*(tracks[:, None] - dets[None]).transpose(2, 0, 1))
+        radius = float(rng.uniform(3, 9))
+        ti, dj = np.nonzero(dist <= radius)
+        if len(ti) == 0:
+            continue
+        d2, r2 = dist[ti, dj] ** 2, np.full(nt, radius**2)
+        got = assign(ti.astype(np.int64), dj.astype(np.int64), d2, r2, nt, nd, 60)
+        assert len(set(got.track.tolist())) == len(got.track)  # one link per track
+        assert len(set(got.detection.tolist())) == len(got.detection)
+        unlinked = nt - len(got.track)
+        cost = float(np.sum(dist[got.track, got.detection] ** 2)) + unlinked * radius**2
+        dense = np.full((nt, nd + nt), 1e9)
+        dense[ti, dj] = d2
+        dense[np.arange(nt), nd + np.arange(nt)] = r2
+        rows, cols = linear_sum_assignment(dense)
+        assert cost == pytest.approx(dense[rows, cols].sum(), rel=1e-9)
+        checked += 1
+    assert checked > 250

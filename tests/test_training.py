@@ -150,6 +150,18 @@ def test_labels_decode_to_the_true_positions() -> None:
     assert np.all(score > 0.8)  # on a cell corner or centre alike
 
 
+def test_two_cells_pointing_at_one_particle_give_one_detection() -> None:
+    """A particle on a cell border can top two cells with equal logits: one peak."""
+    out = np.full((16, 16, 3), -8.0, np.float32)
+    out[..., 1:] = 0.0
+    out[5, 6:8, 0] = 6.0  # two neighbouring cells, the same (saturated) logit
+    out[5, 6, 1], out[5, 7, 1] = 0.45, -0.5  # both offsets point at x ≈ 29.3
+    out[12, 3, 0] = 6.0  # and a lone particle elsewhere
+    px, py, _ = read_peaks(out, 0.1, 4, (64, 64))
+    assert len(px) == 2
+    assert np.sort(px)[1] == pytest.approx((6 + 0.5 + 0.45) * 4 - 0.5)
+
+
 def test_normalisation_ignores_offset_and_gain() -> None:
     rng = np.random.default_rng(0)
     frame = rng.poisson(20, (64, 64)).astype(float)

@@ -1,21 +1,26 @@
 """Assignment of tracks to detections within one frame.
 
 Cost (as trackpy's subnet linker): the sum of squared displacements of the links
-made, plus R² for every track left unlinked. Unambiguous pairs (a track with one
-candidate that has no other claimant) are linked in bulk; the rest is split into
-connected subnets, each solved exactly by the Hungarian method up to a size cap,
+made, plus R² for every track left unlinked. Candidate pairs are split into
+connected subnets. A subnet with one track or one detection takes its shortest
+link; the others are solved exactly by the Hungarian method up to a size cap,
 above which a deterministic greedy rule (shortest links first) takes over.
+
+The whole frame is one Numba-compiled pass. In NumPy/SciPy the same work (sparse
+graphs for the components and the matching) cost ~0.5 ms per frame of 500 tracks,
+almost all of it bookkeeping around subnets of two or three tracks.
+Compilation happens once per machine (cached); :func:`compile_now` does it up front.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
+from numba import njit
 from numpy.typing import NDArray
-from scipy.optimize import linear_sum_assignment
-from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import connected_components, min_weight_full_bipartite_matching
 
 IntArray = NDArray[np.int64]
 FloatArray = NDArray[np.float64]
@@ -31,62 +36,193 @@ class Assignment:
     largest_subnet: int
 
 
-def _greedy(ti: IntArray, dj: IntArray, d2: FloatArray) -> tuple[IntArray, IntArray]:
-    order = np.lexsort((dj, ti, d2))  # shortest first; ties broken by index: deterministic
-    used_t: set[int] = set()
-    used_d: set[int] = set()
-    out_t, out_d = [], []
-    for k in order:
-        t, d = int(ti[k]), int(dj[k])
-        if t not in used_t and d not in used_d:
-            used_t.add(t)
-            used_d.add(d)
-            out_t.append(t)
-            out_d.append(d)
-    return np.array(out_t, np.int64), np.array(out_d, np.int64)
+def _find_py(parent: IntArray, a: int) -> int:
+    root = a
+    while parent[root] != root:
+        root = parent[root]
+    while parent[a] != root:  # path compression
+        parent[a], a = root, parent[a]
+    return root
 
 
-def _exact(ti: IntArray, dj: IntArray, d2: FloatArray, r2: FloatArray) -> tuple[IntArray, IntArray]:
-    """Hungarian method on one subnet; a dummy column per track costs its R²."""
-    tracks, t_local = np.unique(ti, return_inverse=True)
-    dets, d_local = np.unique(dj, return_inverse=True)
-    n, m = len(tracks), len(dets)
-    big = float(r2.max()) * 1e6 + 1.0
-    cost = np.full((n, m + n), big)
-    cost[t_local, d_local] = d2
-    cost[np.arange(n), m + np.arange(n)] = r2[tracks]
-    rows, cols = linear_sum_assignment(cost)
-    real = cols < m
-    keep = real & (cost[rows, cols] < big)
-    return tracks[rows[keep]], dets[cols[keep]]
+def _hungarian_py(cost: FloatArray, row_of_col: IntArray) -> None:
+    """Minimum-cost assignment of every row of ``cost`` (n ≤ m) to a distinct column.
 
-
-def _exact_sparse(
-    ti: IntArray, dj: IntArray, d2: FloatArray, r2: FloatArray
-) -> tuple[IntArray, IntArray]:
-    """All subnets at once: one sparse min-cost perfect matching on an augmented graph.
-
-    Rows are tracks plus one dummy per detection; columns are detections plus one
-    dummy per track. Track→own dummy costs R² (unlinked track), detection dummy→
-    detection costs 0 (unlinked detection), and dummy→dummy edges mirror the
-    candidate pairs so every choice completes to a perfect matching. A constant
-    added to every edge keeps the optimum (all perfect matchings have equally many
-    edges) and keeps zero costs from reading as missing edges.
+    The shortest-augmenting-path Hungarian method with potentials, O(n² m).
+    On return ``row_of_col[j]`` is the row given column j, or -1.
     """
-    tracks, t_loc = np.unique(ti, return_inverse=True)
-    dets, d_loc = np.unique(dj, return_inverse=True)
-    n, m = len(tracks), len(dets)
-    e = len(ti)
-    rows = np.concatenate([t_loc, np.arange(n), n + np.arange(m), n + d_loc])
-    cols = np.concatenate([d_loc, m + np.arange(n), np.arange(m), m + t_loc])
-    cost = np.concatenate([d2, r2[tracks], np.zeros(m), np.zeros(e)]) + 1.0
-    order = np.argsort(rows, kind="stable")  # CSR directly: no COO conversion
-    indptr = np.zeros(n + m + 1, np.int64)
-    np.cumsum(np.bincount(rows, minlength=n + m), out=indptr[1:])
-    graph = csr_matrix((cost[order], cols[order], indptr), shape=(n + m, n + m))
-    match_rows, match_cols = min_weight_full_bipartite_matching(graph)
-    real = (match_rows < n) & (match_cols < m)
-    return tracks[match_rows[real]], dets[match_cols[real]]
+    n, m = cost.shape
+    inf = np.inf
+    u = np.zeros(n + 1)
+    v = np.zeros(m + 1)
+    p = np.zeros(m + 1, np.int64)  # 1-based row matched to column j (0: none)
+    way = np.zeros(m + 1, np.int64)
+    minv = np.empty(m + 1)
+    used = np.empty(m + 1, np.bool_)
+    for i in range(1, n + 1):
+        p[0] = i
+        j0 = 0
+        minv[:] = inf
+        used[:] = False
+        while True:
+            used[j0] = True
+            i0 = p[j0]
+            delta = inf
+            j1 = 0
+            for j in range(1, m + 1):
+                if not used[j]:
+                    cur = cost[i0 - 1, j - 1] - u[i0] - v[j]
+                    if cur < minv[j]:
+                        minv[j] = cur
+                        way[j] = j0
+                    if minv[j] < delta:
+                        delta = minv[j]
+                        j1 = j
+            for j in range(m + 1):
+                if used[j]:
+                    u[p[j]] += delta
+                    v[j] -= delta
+                else:
+                    minv[j] -= delta
+            j0 = j1
+            if p[j0] == 0:
+                break
+        while j0 != 0:
+            j1 = way[j0]
+            p[j0] = p[j1]
+            j0 = j1
+    for j in range(m):
+        row_of_col[j] = p[j + 1] - 1
+
+
+def _assign_py(
+    ti: IntArray,
+    dj: IntArray,
+    d2: FloatArray,
+    r2: FloatArray,
+    n_tracks: int,
+    n_dets: int,
+    max_subnet: int,
+    out_t: IntArray,
+    out_d: IntArray,
+    counts: IntArray,
+) -> None:
+    """Links for one frame into ``out_t``/``out_d``; ``counts`` = (links, fallbacks, largest)."""
+    e = ti.shape[0]
+    # connected subnets: union-find over tracks (0..n_tracks) and detections (after)
+    parent = np.arange(n_tracks + n_dets)
+    for k in range(e):
+        a = _find(parent, ti[k])
+        b = _find(parent, n_tracks + dj[k])
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    comp_of = np.full(n_tracks + n_dets, -1, np.int64)
+    n_comp = 0
+    edge_comp = np.empty(e, np.int64)
+    for k in range(e):
+        r = _find(parent, ti[k])
+        if comp_of[r] < 0:
+            comp_of[r] = n_comp
+            n_comp += 1
+        edge_comp[k] = comp_of[r]
+    # edges grouped by subnet (counting sort keeps each subnet's edges in input order)
+    start = np.zeros(n_comp + 1, np.int64)
+    for k in range(e):
+        start[edge_comp[k] + 1] += 1
+    for c in range(n_comp):
+        start[c + 1] += start[c]
+    fill = start[:-1].copy()
+    order = np.empty(e, np.int64)
+    for k in range(e):
+        c = edge_comp[k]
+        order[fill[c]] = k
+        fill[c] += 1
+    # local indices of tracks and detections within their subnet
+    t_local = np.full(n_tracks, -1, np.int64)
+    d_local = np.full(n_dets, -1, np.int64)
+    t_global = np.empty(n_tracks, np.int64)
+    d_global = np.empty(n_dets, np.int64)
+    used_t = np.zeros(n_tracks, np.bool_)
+    used_d = np.zeros(n_dets, np.bool_)
+    n_links = 0
+    fallbacks = 0
+    largest = 0
+    for c in range(n_comp):
+        a, b = start[c], start[c + 1]
+        nt = 0
+        nd = 0
+        for q in range(a, b):
+            k = order[q]
+            if t_local[ti[k]] < 0:
+                t_local[ti[k]] = nt
+                t_global[nt] = ti[k]
+                nt += 1
+            if d_local[dj[k]] < 0:
+                d_local[dj[k]] = nd
+                d_global[nd] = dj[k]
+                nd += 1
+        largest = max(largest, nt)
+        if nt == 1 or nd == 1:
+            # every other track stays unlinked at the same cost R²: shortest link wins
+            best = order[a]
+            for q in range(a + 1, b):
+                k = order[q]
+                if d2[k] < d2[best] or (
+                    d2[k] == d2[best]
+                    and (ti[k] < ti[best] or (ti[k] == ti[best] and dj[k] < dj[best]))
+                ):
+                    best = k
+            out_t[n_links] = ti[best]
+            out_d[n_links] = dj[best]
+            n_links += 1
+        elif nt > max_subnet:
+            fallbacks += 1
+            # shortest first; ties broken by track, then detection (stable sorts by
+            # the least significant key first): deterministic
+            ks = order[a:b].copy()
+            ks = ks[np.argsort(dj[ks], kind="mergesort")]
+            ks = ks[np.argsort(ti[ks], kind="mergesort")]
+            ks = ks[np.argsort(d2[ks], kind="mergesort")]
+            for q in range(b - a):
+                k = ks[q]
+                if not used_t[ti[k]] and not used_d[dj[k]]:
+                    used_t[ti[k]] = True
+                    used_d[dj[k]] = True
+                    out_t[n_links] = ti[k]
+                    out_d[n_links] = dj[k]
+                    n_links += 1
+        else:
+            # one dummy column per track (unlinked at its R²); other pairs impossible
+            big = 1.0
+            for q in range(nt):
+                big = max(big, r2[t_global[q]])
+            big = big * 1e6 + 1.0
+            cost = np.full((nt, nd + nt), big)
+            for q in range(a, b):
+                k = order[q]
+                cost[t_local[ti[k]], d_local[dj[k]]] = d2[k]
+            for q in range(nt):
+                cost[q, nd + q] = r2[t_global[q]]
+            row_of_col = np.empty(nd + nt, np.int64)
+            _hungarian(cost, row_of_col)
+            for j in range(nd):
+                i = row_of_col[j]
+                if i >= 0 and cost[i, j] < big:
+                    out_t[n_links] = t_global[i]
+                    out_d[n_links] = d_global[j]
+                    n_links += 1
+        for q in range(nt):
+            t_local[t_global[q]] = -1
+        for q in range(nd):
+            d_local[d_global[q]] = -1
+    counts[0] = n_links
+    counts[1] = fallbacks
+    counts[2] = largest
+
+
+_find = njit(cache=True)(_find_py)
+_hungarian = njit(cache=True)(_hungarian_py)
+_assign_kernel = cast(Callable[..., None], njit(cache=True)(_assign_py))
 
 
 def assign(
@@ -106,57 +242,47 @@ def assign(
     ----------
     r2
         Per-track cost of staying unlinked (its squared search radius).
+    n_tracks, n_dets
+        How many tracks and detections the indices refer to.
     max_subnet
         Subnets with more tracks than this are linked greedily.
     """
-    empty = np.zeros(0, np.int64)
-    if len(ti) == 0:
-        return Assignment(empty, empty, 0, 0)
-    n_nodes = n_tracks + n_dets
-    # ti is sorted (row-major candidates), so the CSR structure is immediate
-    indptr = np.zeros(n_nodes + 1, np.int64)
-    indptr[1 : n_tracks + 1] = np.cumsum(np.bincount(ti, minlength=n_tracks))
-    indptr[n_tracks + 1 :] = indptr[n_tracks]
-    graph = csr_matrix((np.ones(len(ti)), n_tracks + dj, indptr), shape=(n_nodes, n_nodes))
-    _, labels = connected_components(graph, directed=True, connection="weak")
-    comp = labels[ti]
-    n_comp = int(labels.max()) + 1
-    # tracks and detections per component (count each node once)
-    t_nodes = np.flatnonzero(np.bincount(ti, minlength=n_tracks))
-    d_nodes = np.flatnonzero(np.bincount(dj, minlength=n_dets))
-    tracks_in = np.bincount(labels[t_nodes], minlength=n_comp)
-    dets_in = np.bincount(labels[n_tracks + d_nodes], minlength=n_comp)
-    # One track (or one detection) in a component: the optimum is its shortest link,
-    # since every other track there stays unlinked at the same cost R².
-    star = (tracks_in[comp] == 1) | (dets_in[comp] == 1)
-    out_t: list[IntArray] = []
-    out_d: list[IntArray] = []
-    if star.any():
-        sc, st, sd, s2 = comp[star], ti[star], dj[star], d2[star]
-        order = np.lexsort((sd, st, s2, sc))  # by component, then shortest, then index
-        first = np.ones(len(order), bool)
-        first[1:] = sc[order][1:] != sc[order][:-1]
-        best = order[first]
-        out_t.append(st[best])
-        out_d.append(sd[best])
-    fallbacks = 0
-    largest = int(tracks_in.max()) if n_comp else 0
-    rest = ~star
-    if rest.any():
-        big = rest & (tracks_in[comp] > max_subnet)
-        if big.any():
-            bc, bt, bd, b2 = comp[big], ti[big], dj[big], d2[big]
-            for c in np.unique(bc):
-                sel = bc == c
-                fallbacks += 1
-                a, b = _greedy(bt[sel], bd[sel], b2[sel])
-                out_t.append(a)
-                out_d.append(b)
-        small = rest & ~big
-        if small.any():
-            a, b = _exact_sparse(ti[small], dj[small], d2[small], r2)
-            out_t.append(a)
-            out_d.append(b)
-    if not out_t:
-        return Assignment(empty, empty, fallbacks, largest)
-    return Assignment(np.concatenate(out_t), np.concatenate(out_d), fallbacks, largest)
+    n = min(n_tracks, n_dets, len(ti))
+    out_t = np.empty(n, np.int64)
+    out_d = np.empty(n, np.int64)
+    counts = np.zeros(3, np.int64)
+    if len(ti):
+        _assign_kernel(
+            np.ascontiguousarray(ti, np.int64),
+            np.ascontiguousarray(dj, np.int64),
+            np.ascontiguousarray(d2, np.float64),
+            np.ascontiguousarray(r2, np.float64),
+            n_tracks,
+            n_dets,
+            max_subnet,
+            out_t,
+            out_d,
+            counts,
+        )
+    k = int(counts[0])
+    return Assignment(out_t[:k], out_d[:k], int(counts[1]), int(counts[2]))
+
+
+_compiled = False
+
+
+def compile_now() -> None:
+    """Compile (or load from the cache) the assignment kernel, once per process."""
+    global _compiled
+    if _compiled:
+        return
+    _compiled = True
+    assign(
+        np.array([0, 0, 1], np.int64),
+        np.array([0, 1, 0], np.int64),
+        np.array([1.0, 2.0, 1.5]),
+        np.array([9.0, 9.0]),
+        2,
+        2,
+        1,
+    )

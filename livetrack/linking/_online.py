@@ -9,7 +9,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy.spatial import cKDTree
 
-from livetrack.linking._assign import assign
+from livetrack.linking._assign import assign, compile_now
 from livetrack.linking._config import LinkingConfig
 
 IntArray = NDArray[np.int64]
@@ -105,6 +105,7 @@ class OnlineLinker:
     """
 
     def __init__(self, config: LinkingConfig | None = None, first_id: int = 0) -> None:
+        compile_now()  # at start-up, not inside the first live frame
         self.config = config or LinkingConfig()
         self._next_id = first_id
         self._tracks = _Tracks()
