@@ -293,8 +293,10 @@ def test_the_xla_compiled_network_finds_what_the_graph_finds(
     from livetrack.simulation.scenarios import Scenario
 
     movie, _ = Scenario("xla", 60, 4.0, 3, size=128, seed=22).render()
-    graph, xla = KerasDetector(xla=False), KerasDetector(xla=None)
-    assert (graph.xla, xla.xla) == (False, True)  # CI and this machine: a CPU, float32
+    # float32 named: on a CPU with native bfloat16 "auto" picks bfloat16, without XLA
+    graph = KerasDetector(xla=False, precision="float32")
+    xla = KerasDetector(xla=None, precision="float32")
+    assert (graph.xla, xla.xla) == (False, True)  # CI and this machine: a CPU
     stacked = xla.network(movie)
     for k, f in enumerate(movie):
         alone = xla.network(f[None])[0]
