@@ -179,7 +179,8 @@ def test_integer_frames_are_normalised_by_table_to_the_same_numbers() -> None:
     # signed frames spanning more than their type's positive half: offsets must not wrap
     wide16 = rng.integers(-30000, 30000, size=(256, 256)).astype(np.int16)
     wide8 = rng.integers(-128, 128, size=(32, 32)).astype(np.int8)
-    for f in (frame, (frame.astype(np.int32) - 150), frame[:, :7], wide16, wide8):
+    eight = (frame % 256).astype(np.uint8)
+    for f in (frame, (frame.astype(np.int32) - 150), frame[:, :7], wide16, wide8, eight):
         for compress in (True, False):
             table = robust_normalise(f, compress=compress)
             pixels = robust_normalise(f.astype(np.float32), compress=compress)

@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 from livetrack.artifact import MODEL_NAME, ArtifactError, ModelCard, default_model_dir, read_card
 from livetrack.inference._folded import folded_network
 from livetrack.inference._newton import compile_now
+from livetrack.inference._normalise import compile_now as compile_normalise
 from livetrack.inference._normalise import robust_normalise
 from livetrack.inference._readout import read_peaks
 from livetrack.inference._refine import refine
@@ -285,9 +286,10 @@ class KerasDetector:
 
         The first call of the compiled network traces it (~200 ms here): a service
         calls this at start-up so the first frames are not late. Detector state
-        (frame count, PSF width) is untouched. The read-out's compiled fit is loaded
-        (or compiled, once per machine: a few seconds) here too.
+        (frame count, PSF width) is untouched. The compiled read-out fit and
+        normalisation are loaded (or compiled, once per machine: a few seconds) here too.
         """
+        compile_normalise()
         self.network(np.zeros((1, *shape), np.uint16))
         compile_now()
 
