@@ -542,3 +542,20 @@ def test_a_subscriber_that_stops_reading_never_slows_the_service() -> None:
     assert got == sorted(got)
     assert got[-1] == n + 4
     assert stalled.missed.get(wire.TOPIC_TRACKS, 0) > 0  # the losses are visible to it
+
+
+def test_status_percentiles_equal_numpys() -> None:
+    """The one-partition p50/p99 of the status equal ``np.percentile`` (linear)."""
+    from livetrack.inference._stats import ServiceStats
+
+    rng = np.random.default_rng(8)
+    for n in (1, 2, 3, 7, 100, 2000, 2500):  # beyond the window too
+        stats = ServiceStats()
+        values = rng.lognormal(2.0, 0.5, n)
+        for v in values:
+            stats.add_latency("model", float(v))
+        kept = values[-2000:]
+        got = stats.percentiles()["model"]
+        assert got["n"] == len(kept)
+        assert got["p50"] == pytest.approx(np.percentile(kept, 50), rel=1e-12)
+        assert got["p99"] == pytest.approx(np.percentile(kept, 99), rel=1e-12)

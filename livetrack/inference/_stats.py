@@ -28,16 +28,12 @@ class ServiceStats:
         self.latency_ms.setdefault(stage, deque(maxlen=WINDOW)).append(ms)
 
     def percentiles(self) -> dict[str, dict[str, float]]:
-        """p50 / p99 per stage over the recent window."""
+        """p50 / p99 per stage over the recent window (``np.percentile``'s values)."""
         out = {}
         for stage, values in self.latency_ms.items():
             if values:
-                a = np.fromiter(values, float)
-                out[stage] = {
-                    "p50": float(np.percentile(a, 50)),
-                    "p99": float(np.percentile(a, 99)),
-                    "n": len(a),
-                }
+                p50, p99 = _p50_p99(np.fromiter(values, float, count=len(values)))
+                out[stage] = {"p50": p50, "p99": p99, "n": len(values)}
         return out
 
     def snapshot(self) -> dict[str, Any]:
@@ -52,3 +48,22 @@ class ServiceStats:
             "control_requests": self.control_requests,
             "latency_ms": self.percentiles(),
         }
+
+
+_QUANTILES = np.array([0.50, 0.99])
+
+
+def _p50_p99(a: np.ndarray) -> tuple[float, float]:
+    """``np.percentile(a, [50, 99])`` (linear interpolation) from one partition.
+
+    The status is computed in the serving loop once a second; two ``np.percentile``
+    calls per stage made that ~1.2 ms (nine stages), i.e. a stall on ~1 frame in
+    100 at 100 frames/s — exactly the frames a p99 counts. This is ~0.4 ms.
+    """
+    n = len(a)
+    r = _QUANTILES * (n - 1)
+    lo = r.astype(np.int64)
+    hi = np.minimum(lo + 1, n - 1)
+    a.partition(np.unique(np.concatenate([lo, hi])))  # in place: ``a`` is ours
+    v = a[lo] + (r - lo) * (a[hi] - a[lo])
+    return float(v[0]), float(v[1])
