@@ -93,7 +93,10 @@ def process(
     brightness_penalty: BrightnessPenalty = 1.0,
     precision: Annotated[
         str,
-        typer.Option(help="Network arithmetic: auto (bfloat16 where native), float32, bfloat16."),
+        typer.Option(
+            help="Network arithmetic: auto (bfloat16 where native), float32, bfloat16, "
+            "int8 (ONNX Runtime: pip install 'livetrack[int8]')."
+        ),
     ] = "auto",
     split: Annotated[
         bool,
@@ -131,8 +134,8 @@ def process(
 
     if f".{fmt}" not in TABLE_SUFFIXES:
         raise _fail(f"--format {fmt!r}: expected parquet, csv or h5")
-    if precision not in ("auto", "float32", "bfloat16"):
-        raise _fail(f"--precision {precision!r}: expected auto, float32 or bfloat16")
+    if precision not in ("auto", "float32", "bfloat16", "int8"):
+        raise _fail(f"--precision {precision!r}: expected auto, float32, bfloat16 or int8")
     if chunk < 1:
         raise _fail("--chunk must be at least 1")
     several = len(movies) > 1

@@ -283,7 +283,10 @@ def serve(
     ] = None,
     precision: Annotated[
         str,
-        typer.Option(help="Network arithmetic: auto (bfloat16 where native), float32, bfloat16."),
+        typer.Option(
+            help="Network arithmetic: auto (bfloat16 where native), float32, bfloat16, "
+            "int8 (ONNX Runtime: pip install 'livetrack[int8]')."
+        ),
     ] = "auto",
     pipeline: Annotated[
         bool,

@@ -314,6 +314,46 @@ def test_the_xla_compiled_network_finds_what_the_graph_finds(
         resolve_xla(None, "float32")
 
 
+def test_the_int8_network_finds_what_float32_finds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ONNX Runtime int8: the same particles, positions equal after MLE refinement."""
+    import sys
+
+    import pandas as pd
+    from scipy.spatial import cKDTree
+
+    import livetrack.inference.detector as detector_module
+    from livetrack.inference.detector import KerasDetector
+    from livetrack.linking.metrics import detection_scores
+    from livetrack.simulation.scenarios import Scenario
+
+    movie, truth = Scenario("int8", 40, 4.0, 3, size=192, seed=23).render()
+    f32 = KerasDetector(precision="float32")
+    int8 = KerasDetector(precision="int8")
+    assert (int8.precision, int8.xla) == ("int8", False)
+    stacked = int8.network(movie)
+    found: dict[str, list[pd.DataFrame]] = {"f32": [], "int8": []}
+    gaps = []
+    for k, f in enumerate(movie):
+        assert np.array_equal(int8.network(f[None])[0], stacked[k])  # stack or alone
+        a, b = f32.detect(f, index=k), int8.detect(f, index=k)
+        found["f32"].append(pd.DataFrame({"frame": k, "x": a.x, "y": a.y}))
+        found["int8"].append(pd.DataFrame({"frame": k, "x": b.x, "y": b.y}))
+        d, _ = cKDTree(np.c_[a.x, a.y]).query(np.c_[b.x, b.y])
+        gaps.append(d)
+    s32, s8 = (detection_scores(truth, pd.concat(found[n])) for n in ("f32", "int8"))
+    assert s32.f1 > 0.9
+    assert s8.f1 >= s32.f1 - 0.02
+    gap = np.concatenate(gaps)
+    # where both found a particle, the refined positions agree far below the CRLB
+    assert np.mean(gap < 0.5) > 0.95
+    assert np.median(gap) < 0.01, np.median(gap)
+    # without ONNX Runtime: a clear error that says what to install
+    monkeypatch.setattr(detector_module, "_INT8_CACHE", {})
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(ArtifactError, match=r"pip install 'livetrack\[int8\]'"):
+        KerasDetector(precision="int8")
+
+
 def test_the_space_to_depth_layer_folds_into_the_next_convolution_exactly() -> None:
     """The compiled path's folded network is the model's own, and refuses other shapes."""
     import keras
