@@ -76,11 +76,7 @@ def set_network_threads(threads: int | None = None) -> int:
     if threads is None and env:
         return int(env)  # TensorFlow reads it itself
     if threads is None:
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except AttributeError:  # not on Linux
-            cores = os.cpu_count() or 1
-        threads = max(1, cores - 1)
+        threads = _spare_cores()
     _quiet_tensorflow()
     import tensorflow as tf
 
@@ -127,8 +123,11 @@ def _network_threads() -> int:
     import tensorflow as tf
 
     threads = int(tf.config.threading.get_intra_op_parallelism_threads())
-    if threads:
-        return threads
+    return threads or _spare_cores()
+
+
+def _spare_cores() -> int:
+    """One fewer than the cores this process may use (at least 1)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
