@@ -57,7 +57,7 @@ def read_peaks(
     if keep.sum() > 1:
         # A particle on a cell border can top two neighbouring cells with equal
         # logits; both offsets then point at it. Fitted as two spots, it split its
-        # photons and became two tracks that swapped ids (~1 frame in 1000).
+        # photons and became two tracks that swapped ids (~1 detection in 1000).
         pairs = cKDTree(np.column_stack([x, y])).query_pairs(
             SAME_PARTICLE_PX, output_type="ndarray"
         )
