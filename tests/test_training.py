@@ -321,7 +321,7 @@ def test_the_int8_network_finds_what_float32_finds(monkeypatch: pytest.MonkeyPat
     import pandas as pd
     from scipy.spatial import cKDTree
 
-    import livetrack.inference.detector as detector_module
+    import livetrack.inference._int8 as int8_module
     from livetrack.inference.detector import KerasDetector
     from livetrack.linking.metrics import detection_scores
     from livetrack.simulation.scenarios import Scenario
@@ -348,7 +348,7 @@ def test_the_int8_network_finds_what_float32_finds(monkeypatch: pytest.MonkeyPat
     assert np.mean(gap < 0.5) > 0.95
     assert np.median(gap) < 0.01, np.median(gap)
     # without ONNX Runtime: a clear error that says what to install
-    monkeypatch.setattr(detector_module, "_INT8_CACHE", {})
+    monkeypatch.setattr(int8_module, "_CACHE", {})
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(ArtifactError, match=r"pip install 'livetrack\[int8\]'"):
         KerasDetector(precision="int8")

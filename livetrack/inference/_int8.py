@@ -13,6 +13,7 @@ errors match float32 (docs/training.md). Needs ``onnxruntime`` and ``onnx``.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -26,6 +27,37 @@ from livetrack.inference._normalise import robust_normalise
 
 Network = Callable[[NDArray[np.float32]], NDArray[np.float32]]
 _EXPECTED = ("fold", "conv1", "conv2", "conv3", "logit", "offset_raw", "offset", "detections")
+
+
+_CACHE: dict[tuple[str, int, int], Network] = {}
+
+
+def spare_cores() -> int:
+    """One fewer than the cores this process may use (at least 1)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
+def network_threads() -> int:
+    """The network's thread count as ``set_network_threads`` left it."""
+    env = os.environ.get("TF_NUM_INTRAOP_THREADS")
+    if env:
+        return int(env)
+    import tensorflow as tf
+
+    return int(tf.config.threading.get_intra_op_parallelism_threads()) or spare_cores()
+
+
+def cached_int8_network(model: Any, model_file: Path, sigma_px: float) -> Network:
+    """:func:`int8_network` for a model file, quantised once per process and thread count."""
+    threads = network_threads()
+    key = (str(model_file.resolve()), model_file.stat().st_mtime_ns, threads)
+    if key not in _CACHE:
+        _CACHE[key] = int8_network(model, sigma_px, threads)
+    return _CACHE[key]
 
 
 def int8_network(model: Any, sigma_px: float, threads: int) -> Network:

@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 
 from livetrack.artifact import MODEL_NAME, ArtifactError, ModelCard, default_model_dir, read_card
 from livetrack.inference._folded import folded_network
+from livetrack.inference._int8 import spare_cores
 from livetrack.inference._newton import compile_now
 from livetrack.inference._normalise import compile_now as compile_normalise
 from livetrack.inference._normalise import robust_normalise
@@ -76,7 +77,7 @@ def set_network_threads(threads: int | None = None) -> int:
     if threads is None and env:
         return int(env)  # TensorFlow reads it itself
     if threads is None:
-        threads = _spare_cores()
+        threads = spare_cores()
     _quiet_tensorflow()
     import tensorflow as tf
 
@@ -110,29 +111,6 @@ def resolve_xla(xla: bool | None, precision: str) -> bool:
 
         xla = keras.backend.backend() == "tensorflow" and precision == "float32" and _cpu_only()
     return bool(xla)
-
-
-_INT8_CACHE: dict[tuple[str, int, int], Any] = {}
-
-
-def _network_threads() -> int:
-    """The network's thread count as :func:`set_network_threads` left it."""
-    env = os.environ.get("TF_NUM_INTRAOP_THREADS")
-    if env:
-        return int(env)
-    import tensorflow as tf
-
-    threads = int(tf.config.threading.get_intra_op_parallelism_threads())
-    return threads or _spare_cores()
-
-
-def _spare_cores() -> int:
-    """One fewer than the cores this process may use (at least 1)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores - 1)
 
 
 def _cpu_only() -> bool:
@@ -258,16 +236,14 @@ class KerasDetector:
 
     def _int8(self) -> Any:
         """The network in int8 through ONNX Runtime (quantised once per process)."""
-        from livetrack.inference._int8 import int8_network
+        from livetrack.inference._int8 import cached_int8_network
 
-        threads = _network_threads()
-        key = (str(self.path.resolve()), (self.path / MODEL_NAME).stat().st_mtime_ns, threads)
-        if key not in _INT8_CACHE:
-            try:
-                _INT8_CACHE[key] = int8_network(self.model, self.card.expects.psf_sigma_px, threads)
-            except (RuntimeError, ValueError) as exc:
-                raise ArtifactError(f"{self.path}: {exc}") from None
-        return _INT8_CACHE[key]
+        try:
+            return cached_int8_network(
+                self.model, self.path / MODEL_NAME, self.card.expects.psf_sigma_px
+            )
+        except (RuntimeError, ValueError) as exc:
+            raise ArtifactError(f"{self.path}: {exc}") from None
 
     def _compile(self) -> Any:
         import keras
