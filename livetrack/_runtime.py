@@ -67,3 +67,12 @@ def package_versions(names: tuple[str, ...]) -> dict[str, str | None]:
 def allocator_tuned() -> bool:
     """Whether :func:`tune_allocator` has been applied in this process."""
     return bool(_applied)
+
+
+def spare_cores() -> int:
+    """One fewer than the cores this process may use (at least 1)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)

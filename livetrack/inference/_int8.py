@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from livetrack._runtime import spare_cores
 from livetrack.inference._normalise import robust_normalise
 
 Network = Callable[[NDArray[np.float32]], NDArray[np.float32]]
@@ -30,15 +31,6 @@ _EXPECTED = ("fold", "conv1", "conv2", "conv3", "logit", "offset_raw", "offset",
 
 
 _CACHE: dict[tuple[str, int, int], Network] = {}
-
-
-def spare_cores() -> int:
-    """One fewer than the cores this process may use (at least 1)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores - 1)
 
 
 def network_threads() -> int:
@@ -204,12 +196,15 @@ def _onnx_graph(model: Any) -> Any:
 def _calibration_frames(sigma_px: float, size: int = 256) -> list[NDArray[np.float32]]:
     """Normalised synthetic frames: Gaussian spots from faint to bright, fixed seed."""
     rng = np.random.default_rng(20261123)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    r = int(np.ceil(6 * sigma_px))  # beyond 6σ a spot adds < 1e-7 of its light
     frames = []
     for photons, count in ((300.0, 150), (1000.0, 100), (3000.0, 60), (20000.0, 30)):
         image = np.full((size, size), 10.0)
         for x, y in rng.uniform(4, size - 4, (count, 2)):
-            image += (
+            y0, y1 = max(int(y) - r, 0), min(int(y) + r + 1, size)
+            x0, x1 = max(int(x) - r, 0), min(int(x) + r + 1, size)
+            yy, xx = np.mgrid[y0:y1, x0:x1]
+            image[y0:y1, x0:x1] += (
                 photons
                 / (2 * np.pi * sigma_px**2)
                 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma_px**2))

@@ -28,28 +28,21 @@ def robust_normalise(
     table = _lookup_table(f, med, scale, compress)
     if table is not None:  # one gather per pixel: the same numbers, ~1 ms sooner
         lo, values = table
-        if f.ndim == 2:
-            out: NDArray[np.float32] = _take_levels(f, lo, values)
-            return out
-        # the offsets reach 65 535: int8/int16 arithmetic would wrap (then index from the end)
-        narrow = f.dtype.kind == "i" and f.dtype.itemsize < 4
-        index = (f.astype(np.int32) if narrow else f) - lo if lo else f
-        return np.take(values, index)
+        out: NDArray[np.float32] = _take_levels(f.reshape(-1), lo, values)
+        return out.reshape(f.shape)
     return _transform(f.astype(np.float32), med, scale, compress)
 
 
 @njit(cache=True, nogil=True)
-def _take_levels(frame, lo, values):  # type: ignore[no-untyped-def]
-    """``values[frame - lo]`` in one compiled pass (offsets in int64: nothing wraps).
+def _take_levels(levels, lo, values):  # type: ignore[no-untyped-def]
+    """``values[levels - lo]`` in one compiled pass (offsets in int64: nothing wraps).
 
     ``np.take`` first widens the uint16 offsets to a new int64 array, then gathers:
     0.22 ms per 512² frame against ~0.1 ms here, in the service's overhead.
     """
-    h, w = frame.shape
-    out = np.empty((h, w), np.float32)
-    for i in range(h):
-        for j in range(w):
-            out[i, j] = values[np.int64(frame[i, j]) - lo]
+    out = np.empty(levels.shape[0], np.float32)
+    for i in range(levels.shape[0]):
+        out[i] = values[np.int64(levels[i]) - lo]
     return out
 
 

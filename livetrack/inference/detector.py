@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from livetrack._runtime import spare_cores
 from livetrack.artifact import MODEL_NAME, ArtifactError, ModelCard, default_model_dir, read_card
 from livetrack.inference._folded import folded_network
-from livetrack.inference._int8 import spare_cores
 from livetrack.inference._newton import compile_now
 from livetrack.inference._normalise import compile_now as compile_normalise
 from livetrack.inference._normalise import robust_normalise
