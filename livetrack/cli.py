@@ -284,8 +284,8 @@ def serve(
     precision: Annotated[
         str,
         typer.Option(
-            help="Network arithmetic: auto (bfloat16 where native), float32, bfloat16, "
-            "int8 (ONNX Runtime: pip install 'livetrack[int8]')."
+            help="Network arithmetic: auto (on a CPU int8 through ONNX Runtime, else "
+            "bfloat16 where native, else float32), float32, bfloat16, int8."
         ),
     ] = "auto",
     pipeline: Annotated[

@@ -288,6 +288,36 @@ def test_bfloat16_arithmetic_finds_the_same_particles_as_float32(
         KerasDetector(precision="float8")
 
 
+def test_auto_precision_is_int8_on_a_cpu_and_falls_back_where_it_cannot_be(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """auto: int8 where ONNX Runtime is installed, else bfloat16/float32; never an error."""
+    import livetrack.inference._int8 as int8_module
+    import livetrack.inference._precision as precision_module
+    from livetrack.inference.detector import KerasDetector, native_bfloat16, resolve_precision
+
+    monkeypatch.delenv("LIVETRACK_PRECISION", raising=False)
+    assert resolve_precision("auto") == "int8"  # CI: a CPU, onnxruntime installed
+    assert KerasDetector().precision == "int8"
+    without = "bfloat16" if native_bfloat16() else "float32"
+    assert resolve_precision("auto", int8=False) == without
+    monkeypatch.setattr(precision_module, "int8_available", lambda: False)
+    assert resolve_precision("auto") == without
+    monkeypatch.undo()
+
+    def unconvertible(model: object) -> None:
+        raise ValueError("precision int8 knows the default detector's layers")
+
+    # a model the int8 writer does not know: auto runs it in float, int8 named refuses
+    monkeypatch.setattr(int8_module, "_CACHE", {})
+    monkeypatch.setattr(int8_module, "_onnx_graph", unconvertible)
+    fallback = KerasDetector()
+    assert (fallback.asked_precision, fallback.precision) == ("auto", without)
+    assert len(fallback.detect(np.full((64, 64), 100, np.uint16))) == 0
+    with pytest.raises(ArtifactError, match="default detector's layers"):
+        KerasDetector(precision="int8")
+
+
 def test_the_xla_compiled_network_finds_what_the_graph_finds(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -357,7 +387,7 @@ def test_the_int8_network_finds_what_float32_finds(monkeypatch: pytest.MonkeyPat
     # without ONNX Runtime: a clear error that says what to install
     monkeypatch.setattr(int8_module, "_CACHE", {})
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
-    with pytest.raises(ArtifactError, match=r"pip install 'livetrack\[int8\]'"):
+    with pytest.raises(ArtifactError, match=r"pip install onnxruntime onnx"):
         KerasDetector(precision="int8")
 
 

@@ -90,7 +90,12 @@ class ControlHandling:
         if loader is None:
             from livetrack.inference.detector import KerasDetector
 
-            precision = getattr(self.detector, "precision", None) or "auto"
+            # "auto" stays auto: the new model may not convert to int8
+            precision = (
+                getattr(self.detector, "asked_precision", None)
+                or getattr(self.detector, "precision", None)
+                or "auto"
+            )
             split = getattr(self.detector, "split_z", None) is not None
             region = getattr(self.detector, "split_region", None)
             xla = getattr(self.detector, "xla", None)

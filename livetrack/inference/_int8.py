@@ -76,8 +76,9 @@ def int8_network(model: Any, sigma_px: float, threads: int) -> Network:
         )
     except ImportError:
         raise RuntimeError(
-            "precision int8 needs ONNX Runtime: pip install 'livetrack[int8]' "
-            "(or use --precision auto)"
+            "precision int8 needs ONNX Runtime and onnx (livetrack's dependencies; "
+            "this environment lacks them): pip install onnxruntime onnx, "
+            "or use --precision auto"
         ) from None
     import onnx
 

@@ -7,7 +7,7 @@ only when a model is actually loaded. The model file is loaded with
 
 from __future__ import annotations
 
-import os
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,12 +16,20 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from livetrack._runtime import spare_cores
 from livetrack.artifact import MODEL_NAME, ArtifactError, ModelCard, default_model_dir, read_card
 from livetrack.inference._folded import folded_network
 from livetrack.inference._newton import compile_now
 from livetrack.inference._normalise import compile_now as compile_normalise
 from livetrack.inference._normalise import robust_normalise
+from livetrack.inference._precision import (
+    _in_bfloat16,
+    _quiet_tensorflow,
+    requested_precision,
+    resolve_precision,
+    resolve_xla,
+)
+from livetrack.inference._precision import native_bfloat16 as native_bfloat16
+from livetrack.inference._precision import set_network_threads as set_network_threads
 from livetrack.inference._readout import read_peaks
 from livetrack.inference._refine import refine
 from livetrack.inference._split import SPLIT_Z, split_merged
@@ -30,110 +38,7 @@ from livetrack.simulation.camera import gaussian_peak_fraction
 # The frame-wide PSF width is estimated once per block of SIGMA_EVERY frames, on the
 # block's first frame (by frame index): live, offline, Dask and resumed runs agree.
 SIGMA_EVERY = 8
-PRECISIONS = ("auto", "float32", "bfloat16", "int8")
-
-
-def native_bfloat16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16)."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
-    except OSError:
-        pass
-    return False
-
-
-def resolve_precision(precision: str = "auto") -> str:
-    """The arithmetic a detector will use: float32, bfloat16 or int8.
-
-    bfloat16 halves the convolutions' memory traffic and runs ~1.4× faster on CPUs
-    with native support; without it, it is emulated and slower, hence ``auto``.
-    int8 (asked for by name; ONNX Runtime, :mod:`._int8`) is ~2.5× faster again.
-    The read-out refines positions on the raw frame in float64, so the network's
-    precision moves scores slightly, not positions (see docs/models.md).
-    """
-    if precision == "auto":
-        precision = os.environ.get("LIVETRACK_PRECISION", "auto")
-        if precision not in PRECISIONS:
-            raise ValueError(f"LIVETRACK_PRECISION={precision!r}: expected one of {PRECISIONS}")
-    if precision == "auto":
-        return "bfloat16" if native_bfloat16() and _cpu_only() else "float32"
-    return precision
-
-
-def set_network_threads(threads: int | None = None) -> int:
-    """Threads for the network's operations (TensorFlow intra-op); call before loading.
-
-    ``None``: the ``TF_NUM_INTRAOP_THREADS`` variable if set, else one fewer than
-    the cores this process may use (at least 1). The serving loop's read-out needs
-    a core of its own; and a parallel convolution split over cores that other
-    processes (the camera) also use waits for its slowest thread, which is what
-    makes the latency tail (see docs/hardening.md). Returns the number in force.
-    """
-    env = os.environ.get("TF_NUM_INTRAOP_THREADS")
-    if threads is None and env:
-        return int(env)  # TensorFlow reads it itself
-    if threads is None:
-        threads = spare_cores()
-    _quiet_tensorflow()
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-    except RuntimeError:  # already initialised in this process: keep what is there
-        return int(tf.config.threading.get_intra_op_parallelism_threads()) or threads
-    return threads
-
-
-def resolve_xla(xla: bool | None, precision: str) -> bool:
-    """Whether single frames run through an XLA-compiled network.
-
-    ``None`` (auto): yes on the TensorFlow backend in float32 on a CPU, unless
-    ``LIVETRACK_XLA=0``. XLA fuses the layers into one compiled program: 12.4 vs
-    13.6 ms per 512² frame on one AVX2 core, frames alternating between the two in
-    one process. Compilation takes ~0.6 s per frame shape, so a stack of frames
-    (a backlog, a movie chunk) runs frame by frame through the one program (on a
-    CPU, batching gains little) — and every frame gives the same numbers however
-    it arrives. On a GPU, where batching pays, the traced graph stays. The compiled
-    program folds the network's space-to-depth layer into the next convolution
-    (:mod:`._folded`; ~1 ms less per 512² frame, the same outputs to 1e-5).
-    """
-    if xla is None:
-        env = os.environ.get("LIVETRACK_XLA", "auto")
-        if env not in ("auto", "0", "1"):
-            raise ValueError(f"LIVETRACK_XLA={env!r}: expected auto, 0 or 1")
-        xla = {"auto": None, "0": False, "1": True}[env]
-    if xla is None:
-        import keras
-
-        xla = keras.backend.backend() == "tensorflow" and precision == "float32" and _cpu_only()
-    return bool(xla)
-
-
-def _cpu_only() -> bool:
-    import keras
-
-    if keras.backend.backend() != "tensorflow":
-        return False  # other backends: keep what the model was trained in
-    import tensorflow as tf
-
-    return not tf.config.list_physical_devices("GPU")
-
-
-def _in_bfloat16(model: Any) -> Any:
-    """The same network computing in bfloat16 (variables, hence weights, stay float32)."""
-    import keras
-
-    config = model.get_config()
-    for layer in config["layers"]:
-        if layer["class_name"] != "InputLayer":
-            layer["config"]["dtype"] = "mixed_bfloat16"
-    clone = keras.Model.from_config(config)
-    clone.set_weights(model.get_weights())
-    return clone
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,11 +61,6 @@ class Detections:
         return {k: getattr(self, k) for k in ("x", "y", "score", "photons", "background", "sigma")}
 
 
-def _quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-
-
 class KerasDetector:
     """A detector artifact ready to run.
 
@@ -172,10 +72,12 @@ class KerasDetector:
         Fit each detection by Poisson MLE (the card's ``refinement``); turn off for
         the network's own sub-pixel estimate.
     precision
-        ``"auto"``: bfloat16 arithmetic where the CPU has it natively (AVX512-BF16 or
-        AMX; weights stay float32), float32 elsewhere. ``"float32"`` or
-        ``"bfloat16"`` force one; the ``LIVETRACK_PRECISION`` variable overrides
-        ``"auto"``. The chosen one is :attr:`precision`.
+        ``"auto"`` (:func:`resolve_precision`): on a CPU, int8 through ONNX Runtime
+        where the model's architecture allows it, else bfloat16 where the CPU has
+        it natively (AVX512-BF16 or AMX; weights stay float32), else float32.
+        ``"float32"``, ``"bfloat16"`` or ``"int8"`` force one; the
+        ``LIVETRACK_PRECISION`` variable overrides ``"auto"``. The chosen one is
+        :attr:`precision`.
     split
         Look for particles hidden in a neighbour's fit (:mod:`._split`): more recall
         in dense frames, ~4–7 ms more read-out per 512² frame at 100 particles.
@@ -196,8 +98,8 @@ class KerasDetector:
         split_region: tuple[float, float, float] | None = None,
         xla: bool | None = None,
     ) -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision {precision!r}: expected one of {PRECISIONS}")
+        #: the precision asked for (``LIVETRACK_PRECISION`` applied), e.g. "auto"
+        self.asked_precision = requested_precision(precision)
         self.path = Path(artifact) if artifact is not None else default_model_dir()
         self.card: ModelCard = read_card(self.path)
         if self.card.outputs.kind != "detector":
@@ -226,10 +128,19 @@ class KerasDetector:
         self.split_z: float | None = SPLIT_Z if split or split_region else None
         self.split_region = split_region
         self.precision = resolve_precision(precision)
+        call = None
+        if self.precision == "int8":
+            try:
+                call = self._int8()
+            except ArtifactError as exc:
+                if self.asked_precision != "auto":
+                    raise
+                self.precision = resolve_precision(precision, int8=False)
+                _log.info("%s; precision auto runs %s instead", exc, self.precision)
         if self.precision == "bfloat16":
             self.model = _in_bfloat16(self.model)
         self.xla = self.precision != "int8" and resolve_xla(xla, self.precision)
-        self._call = self._int8() if self.precision == "int8" else self._compile()
+        self._call = call if call is not None else self._compile()
         self._frames = 0
         self._sigma: float | None = None
         self._sigma_block: int | None = None
