@@ -11,7 +11,6 @@ trackpy's ``Linker.next_level`` per frame, timed on the same frames in this run.
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import os
 import subprocess
@@ -31,6 +30,7 @@ from livetrack.client import (
     ResultSubscriber,
     free_loopback_addresses,
 )
+from livetrack.inference._precision import native_bfloat16
 from livetrack.simulation.scenarios import Scenario
 
 
@@ -233,12 +233,13 @@ def bench_speed(quick: bool) -> list[dict[str, Any]]:
         # offered more than 100 frames/s, and a big frame
         rows.append(run_service_speed(512, 100, 100.0, 20.0, serve_args=("--no-pipeline",)))
         rows.append(run_service_speed(512, 100, 150.0, 20.0, with_trackpy=False))
-        # the network in int8 through ONNX Runtime, where it is installed
-        if importlib.util.find_spec("onnxruntime") is not None:
-            int8 = ("--precision", "int8")
-            rows.append(
-                run_service_speed(512, 100, 100.0, 20.0, with_trackpy=False, serve_args=int8)
+        # the TensorFlow network beside the default (int8 through ONNX Runtime on a CPU)
+        tf_precision = "bfloat16" if native_bfloat16() else "float32"
+        rows.append(
+            run_service_speed(
+                512, 100, 100.0, 20.0, with_trackpy=False, serve_args=("--precision", tf_precision)
             )
+        )
         rows.append(run_service_speed(2048, 100, 20.0, 10.0))
     return rows
 

@@ -1,13 +1,13 @@
-"""The detector network in int8 through ONNX Runtime (``precision="int8"``).
+"""The detector network in int8 through ONNX Runtime (``auto`` on a CPU, or ``"int8"``).
 
 The Keras model is written out as an ONNX graph (its space-to-depth layer folded
 into the next convolution, as in :mod:`._folded`) and quantised statically:
 per-channel int8 weights, uint8 activations whose ranges come from a fixed set of
-synthetic calibration frames, so every process quantises the same way. One 512²
-frame: 3.0 ms on one AVX-512 core, against 6.0 ms for the bfloat16 graph and 10.1
-ms for float32 under XLA. The raw outputs move (logits by up to ~0.4), but the
-read-out refines every position by MLE on the raw frame: detections and their
-errors match float32 (docs/training.md). Needs ``onnxruntime`` and ``onnx``.
+synthetic calibration frames, so every process quantises the same way; the heads
+stay float. One 512² frame: 3.0 ms on one AVX-512 core, against 6.0 ms for the
+bfloat16 graph and 10.1 ms for float32 under XLA. The raw outputs move (logits by
+up to ~0.4), but the read-out refines every position by MLE on the raw frame:
+detections and their errors match float32 (docs/training.md).
 """
 
 from __future__ import annotations
