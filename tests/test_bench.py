@@ -273,3 +273,25 @@ def test_quick_centring_runs_the_closed_loop_in_each_mode(tmp_path: Path) -> Non
     summary = {(r["identity_guard"], r["latency_frames"]): r for r in rows if r["seed"] == "all"}
     assert set(summary) == modes
     assert all(r["seeds_centred"] == "2/2" and r["failed_seeds"] == "-" for r in summary.values())
+
+
+def test_quick_real_section_finds_the_real_colloids_beside_trackpy(tmp_path: Path) -> None:
+    from livetrack.bench._real import REAL
+
+    out, rep = tmp_path / "r.json", tmp_path / "report"
+    result = CliRunner().invoke(
+        app, ["bench", "--quick", "--only", "real", "--json", str(out), "--report", str(rep)]
+    )
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())["real"]
+    if not (REAL / "brightfield.tif").is_file():
+        assert "skipped" in rows[0]
+        return
+    assert [r["precision"] for r in rows] == ["float32", "int8"]
+    for r in rows:
+        assert r["frames"] == 10
+        assert r["reference_positions"] == 50
+        assert r["matched_share"] >= 0.96, r
+        assert r["false_detections"] <= 2, r
+        assert r["median_spread_px"] < 0.6, r
+    assert (rep / "real.png").stat().st_size > 10_000

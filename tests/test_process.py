@@ -268,6 +268,23 @@ def test_real_brightfield_movie_against_trackpys_reference(tmp_path: Path) -> No
 
 
 @pytest.mark.skipif(not REAL_DATA.exists(), reason="real movies not present")
+def test_real_brightfield_movie_with_the_shipped_brightfield_detector() -> None:
+    """The network trained on simulated Lorenz–Mie scenes: five whole tracks, on the rings."""
+    from livetrack.bench._real import brightfield_model_dir
+
+    movie = REAL_DATA / "brightfield_colloids" / "brightfield.tif"
+    ref = pd.read_csv(REAL_DATA / "brightfield_colloids" / "trackpy_brightfield_ring_tracks.csv")
+    table, info, _ = process_movie(
+        movie, DetectorSpec(model=str(brightfield_model_dir())), LinkingConfig(search_range_px=10.0)
+    )
+    assert info.n_frames == 50
+    assert sorted(table.groupby("particle").size()) == [50] * 5  # no break, no extra
+    merged = table.merge(ref, on="frame", suffixes=("", "_ref"))
+    d = np.hypot(merged["x"] - merged["x_ref"], merged["y"] - merged["y_ref"])
+    assert int((d < 2.0).sum()) == 250  # every reference position, within 2 px
+
+
+@pytest.mark.skipif(not REAL_DATA.exists(), reason="real movies not present")
 def test_real_trapped_particle_same_trap_in_clean_and_noisy_video() -> None:
     """DeepTrack 1.0's trapped bead recorded at low and high noise: the same trap.
 

@@ -244,6 +244,19 @@ def test_bad_model_keeps_the_old_one_serving(
     assert svc.results(wire.TOPIC_TRACKS, 1)
 
 
+def test_a_model_for_another_modality_is_refused_and_the_old_one_serves(
+    svc: Running, movie: tuple[np.ndarray, Any]
+) -> None:
+    from livetrack.bench._real import brightfield_model_dir
+
+    reply = svc.control.request("load_model", timeout_ms=60000, path=str(brightfield_model_dir()))
+    assert not reply["ok"]
+    assert "modality 'fluorescence' but the model was trained on 'brightfield'" in reply["error"]
+    frames, _ = movie
+    svc.pub.publish(frames[0], seq=200)
+    assert svc.results(wire.TOPIC_TRACKS, 1)
+
+
 @pytest.mark.slow
 def test_hot_swap_to_the_trained_model_without_dropping_the_stream(
     movie: tuple[np.ndarray, Any],

@@ -445,3 +445,61 @@ def test_the_space_to_depth_layer_folds_into_the_next_convolution_exactly() -> N
     y = keras.layers.Conv2D(2, 3, padding="same")(x)
     shared = keras.Model(inp, keras.layers.Concatenate()([x, y]))
     assert folded_network(shared) is None
+
+
+def test_scene_crops_label_every_particle_inside_and_keep_colloids_apart() -> None:
+    """Brightfield training crops: rendered Lorenz–Mie scenes, labels at the true centres."""
+    from livetrack.config import load_simulation_config
+    from livetrack.training._scene_crops import render_scene_crops
+
+    sim = load_simulation_config(presets_dir() / "brightfield_colloid_detector.toml")
+    crops = render_scene_crops(sim, 24, [3, 0], 64, (1, 3))
+    assert crops.images.shape == (24, 64, 64, 1)
+    assert crops.targets.shape == (24, 16, 16, 4)
+    again = render_scene_crops(sim, 24, [3, 0], 64, (1, 3))
+    assert np.array_equal(crops.images, again.images)  # seeded
+    labelled = 0
+    for tgt, truth in zip(crops.targets, crops.truths, strict=True):
+        x, y, _ = read_peaks(
+            np.concatenate([np.log(tgt[..., :1] + 1e-9) - np.log1p(-tgt[..., :1] + 1e-9),
+                            tgt[..., 1:3]], axis=-1),
+            0.5, 4, (64, 64),
+        )  # fmt: skip
+        assert len(x) == len(truth["x"])  # every particle inside the crop, once
+        if len(x):
+            d = np.hypot(x[:, None] - truth["x"], y[:, None] - truth["y"]).min(axis=0)
+            assert np.all(d < 0.05)
+            pair = np.hypot(*(np.c_[x, y][:, None] - np.c_[x, y][None]).transpose(2, 0, 1))
+            assert np.all(pair[np.triu_indices(len(x), 1)] >= 16.0 - 0.1)
+        labelled += len(x)
+    assert labelled >= 24  # at least one particle inside most crops
+    with pytest.raises(ValueError, match="on the fly"):
+        render_scene_crops(load_simulation_config("fluorescent_beads"), 2, 0, 64, (0, 1))
+
+
+def test_a_brightfield_detector_trains_on_rendered_scenes(tmp_path: Path) -> None:
+    """The detector path for brightfield: fixed rendered set, threshold from crops, no MLE."""
+    from livetrack.inference.detector import KerasDetector
+    from livetrack.training import train
+
+    text = (presets_dir() / "brightfield_colloid_detector.toml").read_text()
+    for old, new in (
+        ("train_samples = 24000", "train_samples = 256"),
+        ("validation_crops = 1000", "validation_crops = 32"),
+        ("epochs = 30", "epochs = 3"),
+    ):
+        assert old in text
+        text = text.replace(old, new)
+    cfg = tmp_path / "bf.toml"
+    cfg.write_text(text)
+    result = train(cfg, tmp_path / "bf", verbose=0, workers=1)
+    assert result.history["val_loss"][-1] < result.history["val_loss"][0]
+    card = read_card(tmp_path / "bf")
+    assert (card.expects.modality, card.outputs.refinement) == ("brightfield", "none")
+    assert card.training.steps == 256 // 32
+    assert "held_out_crops" in card.metrics
+    det = KerasDetector(tmp_path / "bf", precision="float32")
+    assert det.refine_positions is False
+    frame = np.random.default_rng(1).poisson(70, (66, 90)).astype(np.uint8)
+    d = det.detect(frame)
+    assert np.all(np.isnan(d.photons))  # nothing fitted: the network's positions

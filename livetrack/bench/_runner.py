@@ -15,6 +15,7 @@ from livetrack.bench._accuracy import bench_detection, bench_localization
 from livetrack.bench._centring import bench_centring
 from livetrack.bench._linking import bench_linking
 from livetrack.bench._overhead import bench_overhead
+from livetrack.bench._real import bench_real, plot_real
 from livetrack.bench._reconnect import bench_reconnect
 from livetrack.bench._simulation import bench_simulation
 from livetrack.bench._single import bench_single
@@ -33,6 +34,7 @@ SECTIONS: dict[str, Section] = {
     "speed": bench_speed,
     "sizing": bench_sizing,
     "single": bench_single,
+    "real": bench_real,
     "overload": bench_overload,
     "storm": bench_storm,
     "reconnect": bench_reconnect,
@@ -148,6 +150,8 @@ def write_plots(report: dict[str, Any], folder: Path) -> list[Path]:
     if report.get("detection"):
         ev.plot_detection(report["detection"], folder / "detection.png")
         out.append(folder / "detection.png")
+    if report.get("real") and plot_real(report["real"], folder / "real.png"):
+        out.append(folder / "real.png")
     rows = [r for r in report.get("speed", []) if r.get("latency_samples_ms")]
     if rows:
         import matplotlib

@@ -107,7 +107,10 @@ class ControlHandling:
             det = loader(Path(path))
         card = getattr(det, "card", None)
         if card is not None:
-            check_fits(card, modality="fluorescence", override=self.config.force_model)
+            # the stream's modality is the serving model's (fluorescence for a classical one)
+            serving = getattr(self.detector, "card", None)
+            modality = serving.expects.modality if serving is not None else "fluorescence"
+            check_fits(card, modality=modality, override=self.config.force_model)
         warm_up = getattr(det, "warm_up", None)
         if warm_up is not None:  # here, off the loop: its first frame is not late either
             warm_up()

@@ -121,6 +121,18 @@ def calibrate_threshold(model: Any, sim: SimulationConfig, seed: int) -> dict[st
     return best
 
 
+def crop_threshold(
+    outputs: np.ndarray, truths: list[dict[str, np.ndarray]], crop: int
+) -> dict[str, Any]:
+    """The score threshold with the best F1 on held-out crops (scene modalities)."""
+    best: dict[str, Any] = {"mean_f1": -1.0}
+    for thr in np.round(np.arange(0.3, 0.91, 0.05), 2):
+        f1 = held_out_metrics(outputs, truths, crop, float(thr))["f1"]
+        if f1 > best["mean_f1"]:
+            best = {"threshold": float(thr), "mean_f1": float(f1)}
+    return best
+
+
 def held_out_metrics(
     outputs: np.ndarray, truths: list[dict[str, np.ndarray]], crop: int, threshold: float
 ) -> dict[str, Any]:
@@ -221,6 +233,32 @@ def train(
 
     from livetrack.training._model import build_detector, detector_loss
 
+    # brightfield and holography: Lorenz–Mie particles are too slow to draw on the
+    # fly, so a fixed set is rendered first (livetrack.training._scene_crops)
+    scene = sim.preset.modality != "fluorescence"
+    val_truths: list[dict[str, np.ndarray]] = []
+    if scene:
+        from livetrack.training._scene_crops import render_scene_crops_parallel
+
+        if verbose:
+            print(
+                f"rendering {cfg.train_samples} + {cfg.validation_crops} "
+                f"{sim.preset.modality} crops ({cfg.crop}² px, {workers} processes)",
+                file=sys.stderr,
+            )
+        spread = cfg.randomisation.particles_per_crop
+        crops = render_scene_crops_parallel(
+            sim, cfg.train_samples, cfg.seed, cfg.crop, spread, workers
+        )
+        held = render_scene_crops_parallel(
+            sim, cfg.validation_crops, cfg.seed + 1, cfg.crop, spread, workers
+        )
+        val, val_truths = Batch(held.images, held.targets), held.truths
+        steps = len(crops.images) // cfg.batch_size
+    else:
+        val = validation_batch(sim, cfg, val_truths)
+        steps = cfg.steps_per_epoch
+
     out = Path(output)
     ckpt_dir = out / "checkpoint"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -234,14 +272,12 @@ def train(
     model.compile(
         optimizer=keras.optimizers.Adam(
             keras.optimizers.schedules.CosineDecay(
-                cfg.learning_rate, cfg.epochs * cfg.steps_per_epoch, alpha=0.05
+                cfg.learning_rate, cfg.epochs * steps, alpha=0.05
             )
         ),
         loss=detector_loss(cfg.positive_weight),
         jit_compile=False,
     )
-    val_truths: list[dict[str, np.ndarray]] = []
-    val = validation_batch(sim, cfg, val_truths)
 
     class _State(keras.callbacks.Callback):  # type: ignore[misc]
         def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
@@ -258,25 +294,27 @@ def train(
     ]
     if verbose:
         print(f"training {cfg.name} from {path} on {device}", file=sys.stderr)
+    data: dict[str, Any] = (
+        {"x": crops.images, "y": crops.targets, "batch_size": cfg.batch_size, "shuffle": True}
+        if scene
+        else {"x": _dataset(sim, cfg, workers), "steps_per_epoch": steps, "shuffle": False}
+    )
     hist = model.fit(
-        _dataset(sim, cfg, workers),
-        steps_per_epoch=cfg.steps_per_epoch,
+        **data,
         epochs=cfg.epochs,
         initial_epoch=initial_epoch,
         validation_data=(val.images, val.targets),
         validation_batch_size=64,
         callbacks=callbacks,
         verbose=verbose,
-        shuffle=False,  # the stream is random already; keras warns otherwise
     )
     history = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
-    chosen = calibrate_threshold(model, sim, cfg.seed)
-    held_out = held_out_metrics(
-        model.predict(val.images, batch_size=64, verbose=0),
-        val_truths,
-        cfg.crop,
-        chosen["threshold"],
-    )
+    val_out = model.predict(val.images, batch_size=64, verbose=0)
+    if scene:  # no full-frame scenarios for Lorenz–Mie scenes: the held-out crops
+        chosen = crop_threshold(val_out, val_truths, cfg.crop)
+    else:
+        chosen = calibrate_threshold(model, sim, cfg.seed)
+    held_out = held_out_metrics(val_out, val_truths, cfg.crop, chosen["threshold"])
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / MODEL_NAME)
     seconds = time.perf_counter() - t_start
@@ -299,12 +337,15 @@ def train(
             camera_quantum_efficiency=cam.quantum_efficiency,
             camera_read_noise_e=cam.read_noise_e,
         ),
-        outputs=Outputs(threshold=chosen["threshold"]),
+        # Lorenz–Mie particles are no Gaussian spots: the network's positions stand
+        outputs=Outputs(
+            threshold=chosen["threshold"], refinement="none" if scene else "gaussian_mle"
+        ),
         training=Training(
             config_file=str(path),
             config=cfg.model_dump(mode="json"),
             seed=cfg.seed,
-            steps=cfg.steps_per_epoch,
+            steps=steps,
             epochs=len(history.get("loss", [])) + initial_epoch,
             seconds=round(seconds, 1),
             versions=package_versions(("livetrack", "tensorflow", "keras", "numpy")),
