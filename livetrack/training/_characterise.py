@@ -99,6 +99,28 @@ def render_crops(
 RenderCrops = Callable[[SimulationConfig, int, Sequence[int], int, int, float], HoloCrops]
 
 
+def seeded_map(
+    render: Callable[..., Any], sim: SimulationConfig, n: int, seed: int, workers: int, *args: Any
+) -> list[Any]:
+    """``render(sim, n_k, [seed, k], *args)`` for k < ``workers``, in as many processes.
+
+    The ``n`` items are split as evenly as possible; each process draws from its
+    own seeded stream. ``render`` must be a module-level function (it is pickled).
+    """
+    sizes = [n // workers + (k < n % workers) for k in range(workers)]
+    # spawn, not fork: the caller may already run TensorFlow's threads
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(
+            pool.map(
+                render,
+                [sim] * workers,
+                sizes,
+                [[seed, k] for k in range(workers)],
+                *([a] * workers for a in args),
+            )
+        )
+
+
 def render_crops_parallel(
     sim: SimulationConfig,
     n: int,
@@ -117,25 +139,12 @@ def render_crops_parallel(
     render = render or render_crops
     if workers <= 1 or n < 64:
         return render(sim, n, [seed, 0], crop, downsample, jitter_px)
-    sizes = [n // workers + (k < n % workers) for k in range(workers)]
-    # spawn, not fork: the caller may already run TensorFlow's threads
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        parts = list(
-            pool.map(
-                render,
-                [sim] * workers,
-                sizes,
-                [[seed, k] for k in range(workers)],
-                [crop] * workers,
-                [downsample] * workers,
-                [jitter_px] * workers,
-            )
-        )
+    parts = seeded_map(render, sim, n, seed, workers, crop, downsample, jitter_px)
     baselines = [p.baseline for p in parts]
     return HoloCrops(
         np.concatenate([p.images for p in parts]),
         np.concatenate([p.truth for p in parts]),
-        None if any(b is None for b in baselines) else np.concatenate(baselines),  # type: ignore[arg-type]
+        None if any(b is None for b in baselines) else np.concatenate(baselines),
     )
 
 

@@ -15,9 +15,7 @@ labelled.
 from __future__ import annotations
 
 import math
-import multiprocessing
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +24,7 @@ from numpy.typing import NDArray
 from livetrack.config import SimulationConfig
 from livetrack.inference._normalise import robust_normalise
 from livetrack.simulation import Scene
-from livetrack.training._characterise import parameter_ranges
+from livetrack.training._characterise import parameter_ranges, seeded_map
 from livetrack.training._data import STRIDE, heatmap_targets
 
 #: the brightness varies by exp(±VARY); CLIP_SHARE of the crops saturate at the top
@@ -132,19 +130,7 @@ def render_scene_crops_parallel(
     """:func:`render_scene_crops` in ``workers`` processes, each on its own seeded stream."""
     if workers <= 1 or n < 64:
         return render_scene_crops(sim, n, [seed, 0], crop, particles)
-    sizes = [n // workers + (k < n % workers) for k in range(workers)]
-    # spawn, not fork: the caller may already run TensorFlow's threads
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        parts = list(
-            pool.map(
-                render_scene_crops,
-                [sim] * workers,
-                sizes,
-                [[seed, k] for k in range(workers)],
-                [crop] * workers,
-                [particles] * workers,
-            )
-        )
+    parts = seeded_map(render_scene_crops, sim, n, seed, workers, crop, particles)
     return SceneCrops(
         np.concatenate([p.images for p in parts]),
         np.concatenate([p.targets for p in parts]),
