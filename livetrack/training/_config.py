@@ -71,7 +71,9 @@ class TrainingConfig(_Frozen):
     # characteriser and localiser: crops of this size around each particle,
     # block-averaged by ``downsample``; ``train_samples`` crops rendered once, the
     # position jittered as much as the detector errs (localiser: as far as the
-    # particle may be from the crop's centre)
+    # particle may be from the crop's centre). A brightfield or holography
+    # detector also trains on ``train_samples`` rendered crops (steps_per_epoch
+    # is then train_samples / batch_size)
     downsample: Annotated[int, Field(ge=1, le=8)] = 2
     train_samples: Annotated[int, Field(ge=16)] = 20000
     position_jitter_px: Annotated[float, Field(ge=0)] = 1.5
