@@ -193,6 +193,10 @@ def test_quick_sizing_section_compares_with_a_lorenz_mie_fit(tmp_path: Path) -> 
     for name in ("radius_um", "refractive_index", "z_um"):
         assert 0 <= row["ours"][name]["within_1_sigma"] <= 1
     assert row["ours_ms_per_particle"] > 0
+    # the physical limit beside it: the hologram fixes the index far better than 0.01
+    assert row["crlb"]["spheres"] == 10
+    assert 0 < row["crlb"]["index_median"] < 0.01
+    assert 0 < row["crlb"]["radius_relative_median"] < 0.05
     assert row["pylorenzmie"]["crops"] == 5
     assert row["pylorenzmie"]["ms_per_particle"] > 0
 

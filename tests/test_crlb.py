@@ -107,3 +107,18 @@ def test_dense_bound_is_the_isolated_one_alone_and_grows_with_neighbours_and_edg
         assert c <= prev * (1 + 1e-6)
         prev = c
     assert prev == pytest.approx(alone, rel=0.01)
+
+
+def test_hologram_crlb_scales_with_photons_and_grows_for_small_spheres() -> None:
+    """Shot-noise limited: 4× the light halves every bound; a small sphere says less."""
+    from livetrack.simulation.crlb import hologram_crlb
+
+    kw = {"pixel_um": 0.048, "n_medium": 1.34, "wavelength_um": 0.447, "size": 48}
+    dim = hologram_crlb(0.8, 1.5, 10.0, photons=1000.0, **kw)
+    bright = hologram_crlb(0.8, 1.5, 10.0, photons=4000.0, **kw)
+    np.testing.assert_allclose(dim / bright, 2.0, rtol=0.02)
+    small = hologram_crlb(0.3, 1.4, 10.0, photons=1000.0, **kw)
+    assert small[1] > 3 * dim[1]  # the index of a small, low-contrast sphere is poorly fixed
+    assert np.all(np.isfinite(dim)) and np.all(dim > 0)
+    noisy = hologram_crlb(0.8, 1.5, 10.0, photons=1000.0, read_noise_e=30.0, **kw)
+    assert np.all(noisy > dim)

@@ -41,6 +41,41 @@ def _pylorenzmie_fit(
     return np.array([res["a_p"], res["n_p"], res["z_p"] * px], float), dt
 
 
+def _crlb(sim: Any, truth: np.ndarray, crop: int) -> dict[str, Any]:
+    """Cramér–Rao bounds of radius, index and height for these spheres.
+
+    At the preset's nominal illumination, from the crop size the network reads.
+    """
+    from livetrack.simulation.crlb import hologram_crlb
+
+    cam = sim.camera
+    bounds = np.array(
+        [
+            hologram_crlb(
+                a,
+                m,
+                z,
+                photons=sim.holography.illumination_photons,
+                pixel_um=sim.pixel_size_um,
+                n_medium=sim.optics.medium_index,
+                wavelength_um=sim.optics.wavelength_um,
+                quantum_efficiency=cam.quantum_efficiency,
+                read_noise_e=cam.read_noise_e,
+                gain_adu_per_e=cam.gain_adu_per_e,
+                size=crop,
+            )
+            for a, m, z in truth
+        ]
+    )
+    return {
+        "spheres": len(truth),
+        "radius_relative_median": float(np.median(bounds[:, 0] / truth[:, 0])),
+        "index_median": float(np.median(bounds[:, 1])),
+        "index_90th_percentile": float(np.percentile(bounds[:, 1], 90)),
+        "z_um_median": float(np.median(bounds[:, 2])),
+    }
+
+
 def bench_sizing(quick: bool, model: str | Path | None = None) -> list[dict[str, Any]]:
     """Our characteriser vs a pylorenzmie fit on the same held-out crops."""
     from livetrack.artifact import characteriser_model_dir
@@ -76,6 +111,7 @@ def bench_sizing(quick: bool, model: str | Path | None = None) -> list[dict[str,
         "downsample": ds,
         "ours_ms_per_particle": ours_ms,
         "ours": ours,
+        "crlb": _crlb(sim, full.truth[: 10 if quick else 60], crop),
     }
     try:
         import pylorenzmie  # noqa: F401
