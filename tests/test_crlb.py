@@ -119,6 +119,7 @@ def test_hologram_crlb_scales_with_photons_and_grows_for_small_spheres() -> None
     np.testing.assert_allclose(dim / bright, 2.0, rtol=0.02)
     small = hologram_crlb(0.3, 1.4, 10.0, photons=1000.0, **kw)
     assert small[1] > 3 * dim[1]  # the index of a small, low-contrast sphere is poorly fixed
-    assert np.all(np.isfinite(dim)) and np.all(dim > 0)
+    assert np.all(np.isfinite(dim))
+    assert np.all(dim > 0)
     noisy = hologram_crlb(0.8, 1.5, 10.0, photons=1000.0, read_noise_e=30.0, **kw)
     assert np.all(noisy > dim)
