@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from livetrack._cli_options import BrightnessPenalty, Memory, SearchRange
+from livetrack._cli_options import BrightnessPenalty, Memory, Precision, SearchRange
 
 console = Console(stderr=True, soft_wrap=True)
 log = logging.getLogger("livetrack.process")
@@ -91,13 +91,7 @@ def process(
     search_range: SearchRange = 8.0,
     memory: Memory = 2,
     brightness_penalty: BrightnessPenalty = 1.0,
-    precision: Annotated[
-        str,
-        typer.Option(
-            help="Network arithmetic: auto (bfloat16 where native), float32, bfloat16, "
-            "int8 (ONNX Runtime: pip install 'livetrack[int8]')."
-        ),
-    ] = "auto",
+    precision: Precision = "auto",
     split: Annotated[
         bool,
         typer.Option(
@@ -122,6 +116,7 @@ def process(
     from livetrack import __version__
     from livetrack._runtime import package_versions
     from livetrack.artifact import ArtifactError, check_fits, default_model_dir, read_card
+    from livetrack.inference._precision import PRECISIONS
     from livetrack.inference.movies import MovieError, MovieReader
     from livetrack.inference.process import (
         TABLE_SUFFIXES,
@@ -134,8 +129,8 @@ def process(
 
     if f".{fmt}" not in TABLE_SUFFIXES:
         raise _fail(f"--format {fmt!r}: expected parquet, csv or h5")
-    if precision not in ("auto", "float32", "bfloat16", "int8"):
-        raise _fail(f"--precision {precision!r}: expected auto, float32, bfloat16 or int8")
+    if precision not in PRECISIONS:
+        raise _fail(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
     if chunk < 1:
         raise _fail("--chunk must be at least 1")
     several = len(movies) > 1

@@ -9,3 +9,10 @@ Memory = Annotated[int, typer.Option(help="Frames a track may be missed.")]
 BrightnessPenalty = Annotated[
     float, typer.Option(help="Weight of a brightness change in the link cost (0: distance only).")
 ]
+Precision = Annotated[
+    str,
+    typer.Option(
+        help="Network arithmetic: auto (on a CPU int8 through ONNX Runtime, else "
+        "bfloat16 where native, else float32), float32, bfloat16, int8."
+    ),
+]

@@ -172,6 +172,11 @@ def localiser_model_dir() -> Path:
     return Path(str(resources.files("livetrack") / "models" / "trapped-colloid-localiser"))
 
 
+def brightfield_model_dir() -> Path:
+    """The multi-particle brightfield detector shipped inside the package (~2 µm colloids)."""
+    return Path(str(resources.files("livetrack") / "models" / "brightfield-colloid-detector"))
+
+
 def characteriser_model_dir() -> Path:
     """The holography characteriser shipped inside the package."""
     return Path(str(resources.files("livetrack") / "models" / "holography-characteriser"))

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from livetrack import __version__
-from livetrack._cli_options import BrightnessPenalty, Memory, SearchRange
+from livetrack._cli_options import BrightnessPenalty, Memory, Precision, SearchRange
 from livetrack.config import ConfigError
 
 app = typer.Typer(
@@ -281,13 +281,7 @@ def serve(
             "whose public keys are in KEYS/clients are served.",
         ),
     ] = None,
-    precision: Annotated[
-        str,
-        typer.Option(
-            help="Network arithmetic: auto (on a CPU int8 through ONNX Runtime, else "
-            "bfloat16 where native, else float32), float32, bfloat16, int8."
-        ),
-    ] = "auto",
+    precision: Precision = "auto",
     pipeline: Annotated[
         bool,
         typer.Option(help="Real-time: run the next frame's network during this one's read-out."),

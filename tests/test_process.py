@@ -270,7 +270,7 @@ def test_real_brightfield_movie_against_trackpys_reference(tmp_path: Path) -> No
 @pytest.mark.skipif(not REAL_DATA.exists(), reason="real movies not present")
 def test_real_brightfield_movie_with_the_shipped_brightfield_detector() -> None:
     """The network trained on simulated Lorenz–Mie scenes: five whole tracks, on the rings."""
-    from livetrack.bench._real import brightfield_model_dir
+    from livetrack.artifact import brightfield_model_dir
 
     movie = REAL_DATA / "brightfield_colloids" / "brightfield.tif"
     ref = pd.read_csv(REAL_DATA / "brightfield_colloids" / "trackpy_brightfield_ring_tracks.csv")

@@ -247,7 +247,7 @@ def test_bad_model_keeps_the_old_one_serving(
 def test_a_model_for_another_modality_is_refused_and_the_old_one_serves(
     svc: Running, movie: tuple[np.ndarray, Any]
 ) -> None:
-    from livetrack.bench._real import brightfield_model_dir
+    from livetrack.artifact import brightfield_model_dir
 
     reply = svc.control.request("load_model", timeout_ms=60000, path=str(brightfield_model_dir()))
     assert not reply["ok"]

@@ -17,17 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from livetrack.artifact import brightfield_model_dir
 from livetrack.bench._single import REAL
 
 #: a detection this close to a reference position is that particle
 MATCH_PX = 3.0
-
-
-def brightfield_model_dir() -> Path:
-    """The multi-particle brightfield detector shipped inside the package."""
-    from importlib import resources
-
-    return Path(str(resources.files("livetrack") / "models" / "brightfield-colloid-detector"))
 
 
 def _agreement(movie: np.ndarray, ref: Any, detector: Any) -> dict[str, Any]:

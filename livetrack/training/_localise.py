@@ -13,7 +13,6 @@ detector's normalisation, so the camera's offset and gain do not matter.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +24,7 @@ from livetrack.inference._normalise import robust_normalise
 from livetrack.inference.single import radial_symmetry_centre
 from livetrack.simulation import Scene
 from livetrack.training._characterise import HoloCrops, parameter_ranges, per_quantity
+from livetrack.training._scene_crops import snap_varied
 
 PARAMETERS = ("dx_px", "dy_px")
 
@@ -58,10 +58,7 @@ def render_localiser_crops(
     scene = Scene(cfg, rng)
     c = (crop - 1) / 2.0
     px = cfg.pixel_size_um
-    full_scale = float(2**cfg.camera.bit_depth - 1)
     photons = scene.system.state.photons.copy()
-    holo = cfg.holography
-    illum = holo.illumination_photons
     images = np.empty((n, crop, crop, 1), np.float32)
     truth = np.empty((n, 2))
     baseline = np.empty((n, 2))
@@ -80,16 +77,7 @@ def render_localiser_crops(
             if name in ranges:
                 arr[:] = rng.uniform(*ranges[name])
         # domain randomisation: brightness (hence the noise) over a factor of 16
-        gain = math.exp(rng.uniform(-vary, vary))
-        st.photons[:] = photons * gain
-        st.on[:] = True
-        scene.config = cfg.model_copy(
-            update={"holography": holo.model_copy(update={"illumination_photons": illum * gain})}
-        )
-        frame = scene.snap().frame.astype(np.float64)
-        if rng.random() < clip_share:  # a saturating camera clips the bright core
-            top = np.quantile(frame, rng.uniform(0.9, 0.995))
-            np.minimum(frame, min(top, full_scale), out=frame)
+        frame = snap_varied(scene, cfg, rng, photons, vary, clip_share)
         images[i, ..., 0] = robust_normalise(frame)
         truth[i] = (dx, dy)
         bx, by = radial_symmetry_centre(frame)

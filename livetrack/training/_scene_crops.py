@@ -43,6 +43,39 @@ class SceneCrops:
     truths: list[dict[str, NDArray[np.float64]]]
 
 
+def snap_varied(
+    scene: Scene,
+    cfg: SimulationConfig,
+    rng: np.random.Generator,
+    photons: NDArray[np.float64],
+    vary: float,
+    clip_share: float,
+) -> NDArray[np.float64]:
+    """Render ``scene`` with its brightness ×e^±``vary``; clip ``clip_share`` of frames.
+
+    ``photons``: the particles' nominal brightness (fluorescence); the holography
+    illumination of ``cfg`` scales with it. A clipped frame saturates at a random
+    quantile (90–99.5 %) or the camera's full scale, as 8-bit cameras clip bright cores.
+    """
+    gain = math.exp(rng.uniform(-vary, vary))
+    st = scene.system.state
+    st.photons[:] = photons * gain
+    st.on[:] = True
+    holo = cfg.holography
+    scene.config = cfg.model_copy(
+        update={
+            "holography": holo.model_copy(
+                update={"illumination_photons": holo.illumination_photons * gain}
+            )
+        }
+    )
+    frame = scene.snap().frame.astype(np.float64)
+    if rng.random() < clip_share:
+        top = np.quantile(frame, rng.uniform(0.9, 0.995))
+        np.minimum(frame, min(top, float(2**cfg.camera.bit_depth - 1)), out=frame)
+    return frame
+
+
 def render_scene_crops(
     sim: SimulationConfig,
     n: int,
@@ -60,9 +93,7 @@ def render_scene_crops(
     ranges = parameter_ranges(sim)
     scene = Scene(cfg, rng)
     px = cfg.pixel_size_um
-    full_scale = float(2**cfg.camera.bit_depth - 1)
     photons = scene.system.state.photons.copy()
-    holo = cfg.holography
     sep = max(float(sim.particles.min_separation_px), 1.0)
     reach = sep / 2  # centres up to half a separation outside: their rings show at the edge
     images = np.empty((n, crop, crop, 1), np.float32)
@@ -93,20 +124,7 @@ def render_scene_crops(
             ("z_um", st.z_um),
         ):
             arr[:] = rng.uniform(*ranges[name], len(arr))
-        gain = math.exp(rng.uniform(-VARY, VARY))
-        st.photons[:] = photons * gain
-        st.on[:] = True
-        scene.config = cfg.model_copy(
-            update={
-                "holography": holo.model_copy(
-                    update={"illumination_photons": holo.illumination_photons * gain}
-                )
-            }
-        )
-        frame = scene.snap().frame.astype(np.float64)
-        if rng.random() < CLIP_SHARE:
-            top = np.quantile(frame, rng.uniform(0.9, 0.995))
-            np.minimum(frame, min(top, full_scale), out=frame)
+        frame = snap_varied(scene, cfg, rng, photons, VARY, CLIP_SHARE)
         images[i, ..., 0] = robust_normalise(frame)
         x_arr, y_arr = np.asarray(xs), np.asarray(ys)
         inside = (x_arr >= -0.5) & (x_arr < crop - 0.5) & (y_arr >= -0.5) & (y_arr < crop - 0.5)
