@@ -43,6 +43,8 @@ class Expects(_Frozen):
     camera_gain_adu_per_e: Annotated[float, Field(gt=0)] = 1.0
     camera_quantum_efficiency: Annotated[float, Field(gt=0, le=1)] = 1.0
     camera_read_noise_e: Annotated[float, Field(ge=0)] = 0.0
+    # the medium's refractive index: a hologram fit needs it (None: not stated)
+    medium_index: Annotated[float, Field(gt=0)] | None = None
 
 
 class Outputs(_Frozen):

@@ -199,6 +199,13 @@ def test_quick_sizing_section_compares_with_a_lorenz_mie_fit(tmp_path: Path) -> 
     assert 0 < row["crlb"]["radius_relative_median"] < 0.05
     assert row["pylorenzmie"]["crops"] == 5
     assert row["pylorenzmie"]["ms_per_particle"] > 0
+    # our fit from the network's estimates: well below the network's error
+    fit = row["ours_then_fit"]
+    assert fit["crops"] == 20
+    assert fit["refractive_index"]["rmse"] < min(0.01, row["ours"]["refractive_index"]["rmse"])
+    assert fit["radius_um"]["relative_rmse"] < row["ours"]["radius_um"]["relative_rmse"]
+    assert 0.9 < fit["reduced_chi2_median"] < 1.1
+    assert fit["seconds_per_particle_median"] > 0
 
 
 def test_quick_single_section_sets_the_localiser_beside_classical_centring(

@@ -94,3 +94,69 @@ def test_crops_are_centred_on_the_particle() -> None:
     img = normalise_hologram(frame[77 - 32 : 77 + 32, 131 - 32 : 131 + 32], 1)
     assert np.allclose(img[1:, 1:], img[1:, 1:][::-1, ::-1], atol=0.05)
     assert np.allclose(img, img.T, atol=0.2)  # nearly round (the polarisation breaks it)
+
+
+def test_the_shipped_characteriser_with_the_fit_measures_spheres_in_a_frame() -> None:
+    """Network, then fit: one sphere inside, one with its crop cut by the frame's edge."""
+    from livetrack.artifact import characteriser_model_dir
+    from livetrack.inference.characterise import Characteriser
+    from livetrack.simulation.camera import expose
+    from livetrack.simulation.lorenzmie import hologram
+
+    sim, _, _ = load_training_config(presets_dir() / "holography_spheres.toml")
+    px = sim.pixel_size_um
+    x, y = np.array([200.3, 30.4]), np.array([110.6, 140.3])  # apart: the crops see one sphere
+    a, m, z = np.array([0.9, 0.7]), np.array([1.59, 1.52]), np.array([12.0, 10.0])
+    intensity, _ = hologram(
+        (256, 320), x, y, z / px, a, m, pixel_um=px, n_medium=sim.optics.medium_index,
+        wavelength_um=sim.optics.wavelength_um, patch_half_width=96,
+    )  # fmt: skip
+    rng = np.random.default_rng(7)
+    frame = expose(intensity * 4000.0, sim.camera, rng)
+    ch = Characteriser(characteriser_model_dir())
+    found_x, found_y = x + rng.normal(0, 0.7, 2), y + rng.normal(0, 0.7, 2)
+    net = ch.characterise(frame, found_x, found_y)
+    assert net.position is None
+    got = ch.characterise(frame, found_x, found_y, fit=True)
+    assert list(got.edge) == [False, True]
+    assert got.position is not None
+    assert got.reduced_chi2 is not None
+    assert np.all(np.abs(got.mean[:, 1] - m) < 1e-3)
+    assert np.all(np.abs(got.mean[:, 0] - a) < 5e-3)
+    assert np.all(np.abs(got.position - np.column_stack([x, y])) < 0.05)
+    assert np.all(got.reduced_chi2 < 1.1)
+    assert np.all(got.sigma < net.sigma)  # the fit states (and earns) a smaller σ
+    assert {"fit_x", "fit_y", "fit_reduced_chi2"} <= set(got.as_dict())
+
+
+def test_the_fit_needs_the_medium_index_on_the_card(
+    tiny: tuple[Path, dict[str, list[float]]], tmp_path: Path
+) -> None:
+    import shutil
+
+    from livetrack.artifact import write_card
+    from livetrack.inference.characterise import Characteriser
+
+    out, _ = tiny
+    assert read_card(out).expects.medium_index == 1.34  # train writes it
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    card = read_card(old)
+    write_card(
+        old,
+        card.model_copy(update={"expects": card.expects.model_copy(update={"medium_index": None})}),
+    )
+    ch = Characteriser(old)
+    frame = np.full((80, 80), 100, np.uint8)
+    assert ch.characterise(frame, np.array([40.0]), np.array([40.0])).mean.shape == (1, 3)
+    with pytest.raises(ArtifactError, match="medium_index"):
+        ch.characterise(frame, np.array([40.0]), np.array([40.0]), fit=True)
+
+
+def test_saturation_is_guessed_from_a_full_scale_maximum() -> None:
+    from livetrack.inference.characterise import guess_saturation
+
+    assert guess_saturation(np.array([[3, 255]], np.uint16)) == 255.0
+    assert guess_saturation(np.array([[3, 4095]], np.uint16)) == 4095.0
+    assert guess_saturation(np.array([[3, 4000]], np.uint16)) == np.inf
+    assert guess_saturation(np.array([[3, 127]], np.uint8)) == np.inf

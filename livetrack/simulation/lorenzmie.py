@@ -56,6 +56,37 @@ def mie_coefficients(
     return ab
 
 
+def _series(
+    ab: ComplexArray, kr: FloatArray, cos_t: FloatArray, sgn: complex | ComplexArray
+) -> tuple[ComplexArray, ComplexArray, ComplexArray]:
+    """The sums over multipoles that depend on the distance and polar angle only.
+
+    E_s = Σ E_n (i a_n N_e1n − b_n M_o1n), BH eq. 4.45, with the angular factors
+    cos φ, sin φ and 1/kr left out: they are applied by the callers.
+    """
+    sin_kr, cos_kr = np.sin(kr), np.cos(kr)
+    xi_prev = cos_kr + sgn * sin_kr  # ξ_{-1}
+    xi = sin_kr - sgn * cos_kr  # ξ_0
+    pi_prev = np.zeros_like(kr)
+    pi_n = np.ones_like(kr)
+    s_r = np.zeros(kr.shape, complex)
+    s_t = np.zeros(kr.shape, complex)
+    s_p = np.zeros(kr.shape, complex)
+    for n in range(1, ab.shape[0]):
+        tau_n = n * cos_t * pi_n - (n + 1) * pi_prev
+        xi_n = (2 * n - 1) * xi / kr - xi_prev
+        dxi_n = xi - n * xi_n / kr  # ξ_n'
+        en = (1j**n) * (2 * n + 1) / (n * (n + 1))
+        a = 1j * en * ab[n, 0]
+        b = en * ab[n, 1]
+        s_r += a * (n * (n + 1)) * pi_n * xi_n
+        s_t += a * tau_n * dxi_n - b * pi_n * xi_n
+        s_p += -a * pi_n * dxi_n + b * tau_n * xi_n
+        pi_prev, pi_n = pi_n, ((2 * n + 1) * cos_t * pi_n - (n + 1) * pi_prev) / n
+        xi_prev, xi = xi, xi_n
+    return s_r, s_t, s_p
+
+
 def scattered_field(
     ab: ComplexArray,
     dx_px: FloatArray,
@@ -83,29 +114,7 @@ def scattered_field(
     cos_p = np.divide(kx, krho, out=np.ones_like(kx), where=~on_axis)
     sin_p = np.divide(ky, krho, out=np.zeros_like(ky), where=~on_axis)
     # outgoing (z > 0) or, seen from the camera, converging (z < 0) spherical waves
-    sgn = 1j * np.sign(kz)
-    sin_kr, cos_kr = np.sin(kr), np.cos(kr)
-    xi_prev = cos_kr + sgn * sin_kr  # ξ_{-1}
-    xi = sin_kr - sgn * cos_kr  # ξ_0
-    pi_prev = np.zeros_like(kr)
-    pi_n = np.ones_like(kr)
-    e_r = np.zeros(kr.shape, complex)
-    e_t = np.zeros(kr.shape, complex)
-    e_p = np.zeros(kr.shape, complex)
-    for n in range(1, ab.shape[0]):
-        tau_n = n * cos_t * pi_n - (n + 1) * pi_prev
-        xi_n = (2 * n - 1) * xi / kr - xi_prev
-        dxi_n = xi - n * xi_n / kr  # ξ_n'
-        en = (1j**n) * (2 * n + 1) / (n * (n + 1))
-        a = 1j * en * ab[n, 0]
-        b = en * ab[n, 1]
-        # E_s = Σ E_n (i a_n N_e1n − b_n M_o1n), BH eq. 4.45, with the angular factors
-        # cos φ, sin φ and 1/kr applied after the sum.
-        e_r += a * (n * (n + 1)) * pi_n * xi_n
-        e_t += a * tau_n * dxi_n - b * pi_n * xi_n
-        e_p += -a * pi_n * dxi_n + b * tau_n * xi_n
-        pi_prev, pi_n = pi_n, ((2 * n + 1) * cos_t * pi_n - (n + 1) * pi_prev) / n
-        xi_prev, xi = xi, xi_n
+    e_r, e_t, e_p = _series(ab, kr, cos_t, 1j * np.sign(kz))
     e_r *= cos_p * sin_t / kr**2
     e_t *= cos_p / kr
     e_p *= sin_p / kr
@@ -114,6 +123,69 @@ def scattered_field(
     out[1] = e_r * sin_t * sin_p + e_t * cos_t * sin_p + e_p * cos_p
     out[2] = e_r * cos_t - e_t * sin_t
     out *= np.exp(-1j * k * z_px)
+    return out
+
+
+def sphere_hologram(
+    dx_px: FloatArray,
+    dy_px: FloatArray,
+    z_px: float,
+    radius_um: float,
+    n_particle: float,
+    *,
+    pixel_um: float,
+    n_medium: float,
+    wavelength_um: float,
+    step_px: float = 0.1,
+) -> FloatArray:
+    """One sphere's normalised hologram at offsets ``dx, dy`` (pixels, any shape).
+
+    Fast, for fitting: the multipole sums depend on the distance from the axis
+    only, so they are computed on a radial grid of ``step_px`` and interpolated
+    (linearly, with the spherical wave's phase taken out, so that what is
+    interpolated varies slowly); the azimuthal factors are exact. Agrees with
+    :func:`hologram` to ~1e-4 of the background at 0.1 px, 3–6× faster on a
+    96 px crop.
+    """
+    dx = np.asarray(dx_px, np.float64)
+    dy = np.asarray(dy_px, np.float64)
+    rho = np.hypot(dx, dy)
+    n_grid = math.ceil(float(rho.max(initial=0.0)) / step_px) + 2
+    k = 2.0 * math.pi * n_medium / wavelength_um * pixel_um  # per pixel
+    z = float(z_px)
+    outside = 1.01 * radius_um / pixel_um  # the field is only valid outside the sphere
+    if abs(z) < outside:
+        z = math.copysign(outside, z)
+    kz = k * z
+    s = math.copysign(1.0, kz)
+    kr = np.hypot(k * step_px * np.arange(n_grid), kz)
+    cos_t = kz / kr
+    sin_t = np.sqrt(np.clip(1.0 - cos_t**2, 0.0, None))
+    s_r, s_t, s_p = _series(
+        mie_coefficients(radius_um, n_particle, n_medium, wavelength_um), kr, cos_t, 1j * s
+    )
+    # radial parts of E_x = cos²φ A − sin²φ B, E_y = cosφ sinφ (A + B), E_z = cosφ C,
+    # demodulated by the outgoing wave exp(i s (kr − |kz|))
+    table = np.stack(
+        [
+            s_r * sin_t**2 / kr**2 + s_t * cos_t / kr,
+            s_p / kr,
+            s_r * sin_t * cos_t / kr**2 - s_t * sin_t / kr,
+        ]
+    ) * np.exp(-1j * (kz + s * (kr - abs(kz))))
+    pos = rho / step_px
+    i = np.minimum(pos.astype(np.intp), n_grid - 2)
+    f = pos - i
+    a, b, c = (table[:, i] * (1.0 - f) + table[:, i + 1] * f) * np.exp(
+        1j * s * (np.hypot(k * rho, kz) - abs(kz))
+    )
+    safe = np.where(rho > 0, rho, 1.0)
+    cos_p = np.where(rho > 0, dx / safe, 1.0)
+    sin_p = dy / safe
+    ex = cos_p**2 * a - sin_p**2 * b
+    ey = cos_p * sin_p * (a + b)
+    ez = cos_p * c
+    out: FloatArray = (1.0 + ex.real) ** 2 + ex.imag**2 + np.abs(ey) ** 2 + np.abs(ez) ** 2
     return out
 
 

@@ -59,21 +59,22 @@ def parameter_ranges(sim: SimulationConfig) -> dict[str, tuple[float, float]]:
     return out
 
 
-def render_crops(
-    sim: SimulationConfig,
-    n: int,
-    seed: Sequence[int] | int,
-    crop: int,
-    downsample: int,
-    jitter_px: float,
-) -> HoloCrops:
-    """``n`` noisy single-sphere crops with parameters drawn over the preset's ranges."""
+def render_raw_crops(
+    sim: SimulationConfig, n: int, seed: Sequence[int] | int, crop: int, jitter_px: float
+) -> tuple[NDArray[np.generic], NDArray[np.float64]]:
+    """``n`` noisy single-sphere crops as the camera gives them (ADU), and their truth.
+
+    Radius, index and height are drawn uniformly over the preset's ranges, the
+    position within ``jitter_px`` of the crop's centre, the illumination within
+    a factor e^±0.7 of the preset's. Truth columns: radius (µm), index, height
+    (µm), x, y (crop pixels).
+    """
     rng = np.random.default_rng(seed)
     ranges = parameter_ranges(sim)
     px = sim.pixel_size_um
     c = (crop - 1) / 2.0
-    images = np.empty((n, crop // downsample, crop // downsample, 1), np.float32)
-    truth = np.empty((n, 3))
+    frames = []
+    truth = np.empty((n, 5))
     for i in range(n):
         a, m, z = (rng.uniform(*ranges[k]) for k in PARAMETERS)
         x, y = c + rng.uniform(-jitter_px, jitter_px, 2)
@@ -90,10 +91,30 @@ def render_crops(
         )
         # domain randomisation: the illumination's brightness (hence the noise) varies
         illum = sim.holography.illumination_photons * math.exp(rng.uniform(-0.7, 0.7))
-        frame = expose(intensity * illum, sim.camera, rng)
+        frames.append(expose(intensity * illum, sim.camera, rng))
+        truth[i] = (a, m, z, x, y)
+    shape = (0, crop, crop)
+    return (np.stack(frames) if frames else np.zeros(shape, np.uint16)), truth
+
+
+def render_crops(
+    sim: SimulationConfig,
+    n: int,
+    seed: Sequence[int] | int,
+    crop: int,
+    downsample: int,
+    jitter_px: float,
+) -> HoloCrops:
+    """``n`` noisy single-sphere crops with parameters drawn over the preset's ranges.
+
+    Normalised for the network (:func:`render_raw_crops`, then
+    :func:`~livetrack.inference._normalise.normalise_hologram`).
+    """
+    frames, truth = render_raw_crops(sim, n, seed, crop, jitter_px)
+    images = np.empty((n, crop // downsample, crop // downsample, 1), np.float32)
+    for i, frame in enumerate(frames):
         images[i, ..., 0] = normalise_hologram(frame, downsample, sim.camera.offset_adu)
-        truth[i] = (a, m, z)
-    return HoloCrops(images, truth)
+    return HoloCrops(images, truth[:, :3])
 
 
 RenderCrops = Callable[[SimulationConfig, int, Sequence[int], int, int, float], HoloCrops]

@@ -175,6 +175,7 @@ def train_characteriser(
             camera_gain_adu_per_e=cam.gain_adu_per_e,
             camera_quantum_efficiency=cam.quantum_efficiency,
             camera_read_noise_e=cam.read_noise_e,
+            medium_index=sim.optics.medium_index,
         ),
         outputs=Outputs(
             kind="localiser" if localiser else "characteriser",
