@@ -50,6 +50,10 @@ def test_tiny_characteriser_trains_and_states_its_accuracy(
     assert card.outputs.crop_px == 64
     held = card.metrics["held_out_crops"]
     assert held["crops"] == 48
+    # σ calibrated on the validation crops (68.3 % within 1σ there), applied on load
+    assert len(card.outputs.sigma_scale) == 3
+    assert all(s > 0 for s in card.outputs.sigma_scale)
+    assert held["sigma_scale"] == list(card.outputs.sigma_scale)
     for name in ("radius_um", "refractive_index", "z_um"):
         assert 0 <= held[name]["within_1_sigma"] <= 1
         assert held[name]["rmse"] > 0
@@ -160,3 +164,19 @@ def test_saturation_is_guessed_from_a_full_scale_maximum() -> None:
     assert guess_saturation(np.array([[3, 4095]], np.uint16)) == 4095.0
     assert guess_saturation(np.array([[3, 4000]], np.uint16)) == np.inf
     assert guess_saturation(np.array([[3, 127]], np.uint8)) == np.inf
+
+
+def test_sigma_calibration_puts_68_percent_within_one_sigma() -> None:
+    from livetrack.inference.characterise import decode
+    from livetrack.training._characterise import calibrate_sigma
+
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(-1, 1, (4000, 2))
+    stated = np.full((4000, 2), 0.1)
+    mean = truth + rng.normal(0, 1, (4000, 2)) * stated * np.array([1.5, 0.8])  # σ off
+    scale = calibrate_sigma(mean, stated, truth)
+    assert scale == pytest.approx((1.5, 0.8), rel=0.06)
+    raw = np.column_stack([mean, 2 * np.log(stated)])
+    _, sigma = decode(raw, (0.0, 0.0), (1.0, 1.0), scale)
+    within = np.mean(np.abs(mean - truth) <= sigma, axis=0)
+    assert np.allclose(within, 0.6827, atol=0.002)

@@ -165,7 +165,7 @@ def bench_sizing(quick: bool, model: str | Path | None = None) -> list[dict[str,
     images = np.concatenate([ch.crops(frame, c, c)[0] for frame in frames])
     raw = np.asarray(ch.model.predict(images, batch_size=256, verbose=0), np.float64)
     ours_ms = (time.perf_counter() - t0) * 1e3 / n
-    mean, sigma = decode(raw, ch.target_centre, ch.target_half_width)
+    mean, sigma = decode(raw, ch.target_centre, ch.target_half_width, ch.sigma_scale)
     ours = held_out_metrics(mean, sigma, truth[:, :3])
     k_fit = 20 if quick else n
     row: dict[str, Any] = {

@@ -56,12 +56,18 @@ def decode(
     raw: NDArray[np.floating],
     centre: Sequence[float] | NDArray[np.float64],
     half: Sequence[float] | NDArray[np.float64],
+    sigma_scale: Sequence[float] | NDArray[np.float64] = (),
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Network output (N, 2k) → physical means and standard deviations (N, k) each."""
+    """Network output (N, 2k) → physical means and standard deviations (N, k) each.
+
+    ``sigma_scale`` (the card's calibration, empty: none) multiplies each σ.
+    """
     r = np.asarray(raw, np.float64)
     k = r.shape[1] // 2
     c, h = np.asarray(centre), np.asarray(half)
     sigma = np.exp(0.5 * np.clip(r[:, k:], -12.0, 6.0)) * h
+    if len(sigma_scale):
+        sigma = sigma * np.asarray(sigma_scale, np.float64)
     return r[:, :k] * h + c, sigma
 
 
@@ -113,6 +119,7 @@ class Characteriser:
         self.downsample = int(out.downsample)
         self.target_centre = np.asarray(out.target_centre, np.float64)
         self.target_half_width = np.asarray(out.target_half_width, np.float64)
+        self.sigma_scale = np.asarray(out.sigma_scale, np.float64)
 
     def crops(
         self, frame: NDArray[np.generic], x: NDArray[np.floating], y: NDArray[np.floating]
@@ -165,7 +172,7 @@ class Characteriser:
             empty = (np.zeros((0, 2)), np.zeros(0)) if fit else (None, None)
             return Characterisation(z, z.copy(), np.zeros(0, bool), *empty)
         raw = np.asarray(self.model(images, training=False), np.float64)
-        mean, sigma = decode(raw, self.target_centre, self.target_half_width)
+        mean, sigma = decode(raw, self.target_centre, self.target_half_width, self.sigma_scale)
         if not fit:
             return Characterisation(mean, sigma, edge)
         return self._fit(np.asarray(frame), xs, ys, mean, sigma, edge, saturation_adu)

@@ -42,6 +42,7 @@ class CropLocaliser:
         self.passes = passes
         self.target_centre = np.asarray(out.target_centre, np.float64)
         self.target_half_width = np.asarray(out.target_half_width, np.float64)
+        self.sigma_scale = np.asarray(out.sigma_scale, np.float64)
         self._call = self._compile()
 
     def _compile(self) -> Any:
@@ -64,7 +65,7 @@ class CropLocaliser:
     ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Offsets from the crops' centres and their σ (N, 2) each, for normalised crops."""
         raw = np.asarray(self._call(np.asarray(images, np.float32)), np.float64)
-        return decode(raw, self.target_centre, self.target_half_width)
+        return decode(raw, self.target_centre, self.target_half_width, self.sigma_scale)
 
     @property
     def reach_px(self) -> float:

@@ -22,6 +22,7 @@ from livetrack.simulation import GaussianPSF
 from livetrack.training._characterise import (
     PARAMETERS,
     build_characteriser,
+    calibrate_sigma,
     gaussian_nll,
     held_out_metrics,
     parameter_ranges,
@@ -133,16 +134,24 @@ def train_characteriser(
         shuffle=True,
     )
     history = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
+    # calibrate σ on the validation crops, then measure on crops neither step saw
+    val_raw = model.predict(val_set.images, batch_size=256, verbose=0)
+    sigma_scale = calibrate_sigma(*decode(val_raw, centre, half), val_set.truth)
+    held_set = render_crops_parallel(
+        sim, cfg.validation_crops, cfg.seed + 3, cfg.crop, cfg.downsample,
+        cfg.position_jitter_px, workers, render,
+    )  # fmt: skip
     t0 = time.perf_counter()
-    raw = model.predict(val_set.images, batch_size=256, verbose=0)
+    raw = model.predict(held_set.images, batch_size=256, verbose=0)
     per_crop_ms = (time.perf_counter() - t0) * 1e3 / len(raw)
-    mean, sigma = decode(raw, centre, half)
+    mean, sigma = decode(raw, centre, half, sigma_scale)
     metrics = (
-        localiser_metrics(mean, sigma, val_set.truth, val_set.baseline)
+        localiser_metrics(mean, sigma, held_set.truth, held_set.baseline)
         if localiser
-        else held_out_metrics(mean, sigma, val_set.truth)
+        else held_out_metrics(mean, sigma, held_set.truth)
     )
     metrics["network_ms_per_particle_batched"] = per_crop_ms
+    metrics["sigma_scale"] = list(sigma_scale)
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / MODEL_NAME)
     cam = sim.camera
@@ -189,6 +198,7 @@ def train_characteriser(
             downsample=cfg.downsample,
             target_centre=tuple(float(v) for v in centre),
             target_half_width=tuple(float(v) for v in half),
+            sigma_scale=sigma_scale,
         ),
         training=Training(
             config_file=str(config_path),
