@@ -166,3 +166,38 @@ def test_a_region_split_on_a_crop_equals_the_split_on_the_whole_frame() -> None:
         assert len(crop[0]) == len(whole[0]) > len(cx)
         for a, b in zip(crop, whole, strict=True):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize(("photons", "width"), [(800.0, 2.6), (800.0, 1.6), (3000.0, 2.0)])
+def test_the_frames_psf_width_is_found_away_from_the_cards(photons: float, width: float) -> None:
+    """One width pooled over isolated spots; unresolved pairs (twice as bright) ignored."""
+    rng = np.random.default_rng(int(photons * width))
+    g = (np.arange(14) + 1) * 32.0
+    gx, gy = np.meshgrid(g, g)
+    x, y = (
+        gx.ravel() + rng.uniform(-0.5, 0.5, gx.size),
+        gy.ravel() + rng.uniform(-0.5, 0.5, gx.size),
+    )
+    n = np.full(x.size, photons)
+    pairs = rng.choice(x.size, 12, replace=False)  # 12 spots with a hidden partner 1.5 px away
+    px, py = x[pairs] + 1.5, y[pairs]
+    all_x, all_y = np.concatenate([x, px]), np.concatenate([y, py])
+    img = (
+        GaussianPSF(width)
+        .render(all_x, all_y, np.zeros(all_x.size), np.concatenate([n, n[pairs]]), (470, 470))
+        .image
+    )
+    counts = rng.poisson(img + 10.0).astype(float)
+    fit = refine(counts, x + rng.normal(0, 0.3, x.size), y + rng.normal(0, 0.3, x.size), 2.0)
+    assert np.median(fit.sigma) == pytest.approx(width, rel=0.03)
+    lone = np.setdiff1d(np.arange(x.size), pairs)
+    rmse = np.sqrt(np.mean(np.concatenate([fit.x[lone] - x[lone], fit.y[lone] - y[lone]]) ** 2))
+    assert rmse / crlb_pixelated(photons, 10.0, width) < 1.15
+
+
+def test_faint_spots_keep_the_cards_width_when_the_frame_cannot_tell() -> None:
+    rng = np.random.default_rng(5)
+    x, y = np.array([40.0, 120.0, 200.0]), np.array([50.0, 60.0, 70.0])
+    img = GaussianPSF(2.6).render(x, y, np.zeros(3), np.full(3, 150.0), (128, 256)).image
+    fit = refine(rng.poisson(img + 10.0).astype(float), x, y, 2.0)
+    assert np.all(fit.sigma == 2.0)  # 3 faint spots do not fix the width to 2 %

@@ -252,7 +252,8 @@ def test_batched_detection_equals_frame_by_frame() -> None:
     from livetrack.simulation.scenarios import Scenario
 
     movie, _ = Scenario("batch", 30, 5.0, 3, size=128, seed=11).render()
-    one = [KerasDetector().detect(f) for f in movie]  # fresh detector: same σ-estimate schedule
+    single = KerasDetector()  # a fresh one each way: the same σ-estimate schedule
+    one = [single.detect(f) for f in movie]
     many = KerasDetector().detect_many(list(movie))
     for a, b in zip(one, many, strict=True):
         assert np.allclose(a.x, b.x, atol=1e-4)
