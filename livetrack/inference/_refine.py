@@ -25,9 +25,9 @@ FloatArray = NDArray[np.float64]
 _SQRT2 = math.sqrt(2.0)
 _SQRT2PI = math.sqrt(2.0 * math.pi)
 # The PSF width: profile likelihood over these multiples of the card's width.
-_WIDTH_GRID = (0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.35, 1.5)
+_WIDTH_GRID = (0.7, 0.85, 1.0, 1.15, 1.3, 1.5)
 # spots it is measured on: isolated ones, at most this many
-_WIDTH_SPOTS = 64
+_WIDTH_SPOTS = 32
 # a spot brighter than this multiple of the isolated spots' median is taken as an
 # unresolved pair (two spots' light, a wider spot): it would widen the estimate
 _WIDTH_MERGED = 1.5
@@ -116,9 +116,9 @@ def _pooled_width(
     at three close widths around the best (twice), where a parabola gives the
     maximum of the summed Poisson log-likelihood. One shared width is far better
     determined than each faint spot's own (whose median was biased by their noise),
-    and spots too bright to be single —
-    unresolved pairs, which look like one wide spot — are left out. ``None`` (keep
-    ``sigma0``) when fewer than 3 spots qualify or the width is not known to 2 %.
+    and spots too bright to be single — unresolved pairs, which look like one wide
+    spot — are left out. ``None`` (keep ``sigma0``) when fewer than 3 spots qualify
+    or the width is not known to 2 %.
     """
     n = len(x)
     alone = np.ones(n, bool)
@@ -139,21 +139,23 @@ def _pooled_width(
     mask = valid[top] if valid is not None else np.ones_like(data)
     vt = valid[top] if valid is not None else None
 
+    # each width's fit starts from the last one's (warm: a step or two each)
+    tx, ty, tn, tb = x[top].copy(), y[top].copy(), nph[top].copy(), b[top].copy()
+
     def loglik(w: float) -> float:
-        tx, ty, tn, tb = x[top].copy(), y[top].copy(), nph[top].copy(), b[top].copy()
         ts = np.full(len(top), w)
-        newton(data, kx[top], ky[top], tx, ty, tn, tb, ts, sigma0, 3 * iterations, False, None, vt)
+        newton(data, kx[top], ky[top], tx, ty, tn, tb, ts, sigma0, 2 * iterations, False, None, vt)
         return _loglik(data, mask, kx[top], ky[top], tx, ty, tn, tb, w)
 
     widths = sigma0 * np.asarray(_WIDTH_GRID)
-    k = int(np.clip(np.argmax([loglik(w) for w in widths]), 1, len(widths) - 2))
-    # then a parabola through three close points around the best: over the coarse
-    # grid's ±10 % the log-likelihood is skewed, and its vertex off by ~2 %
-    middle = float(widths[k])
-    best = middle
+    grid = [loglik(w) for w in widths]
+    k = int(np.clip(np.argmax(grid), 1, len(widths) - 2))
+    # then parabolas through three close points around the best: the grid's steps
+    # are too coarse for one to place the vertex to 1 %
+    middle, l1 = float(widths[k]), grid[k]
     for _ in range(2):
         h = 0.02 * middle
-        l0, l1, l2 = (loglik(middle + d) for d in (-h, 0.0, h))
+        l0, l2 = loglik(middle - h), loglik(middle + h)
         curv = (l2 - 2.0 * l1 + l0) / (h * h)  # the second derivative
         if curv >= 0:
             return None
@@ -161,8 +163,8 @@ def _pooled_width(
         best = float(np.clip(middle + np.clip(step, -3 * h, 3 * h), widths[0], widths[-1]))
         if math.sqrt(-1.0 / curv) > _WIDTH_PRECISION * best:
             return None
-        middle = best
-    return best
+        middle, l1 = best, loglik(best)
+    return middle
 
 
 def refine(
@@ -182,14 +184,14 @@ def refine(
     """Fit every spot; pixels of a window that fall outside the frame are ignored.
 
     With ``fit_sigma`` the PSF width is first estimated once for the frame from its
-    brightest isolated spots (:func:`_pooled_width`: one width shared by all, as σ
+    isolated spots (:func:`_pooled_width`: one width shared by all, as σ
     and N trade off in each faint spot alone), then every spot is fitted with it.
     With ``passes`` > 1, spots whose windows overlap are fitted jointly (each one's
     model includes its neighbours'). Gaussian read noise (σ in photoelectrons) is
     handled as in Huang et al. (Nat. Methods 2013): σ² is added to data and model,
     which makes the Poisson likelihood fit the Poisson + Gaussian counts. ``offset``
-    and ``scale`` turn the image into photons,
-    ``(image − offset) / scale``, on the fit windows only. ``alone_first=False``
+    and ``scale`` turn the image into photons, ``(image − offset) / scale``, on the
+    fit windows only. ``alone_first=False``
     skips the separate fit of spots that are then fitted jointly anyway (starts
     that are already good, e.g. a refit).
     """
