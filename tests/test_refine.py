@@ -200,4 +200,4 @@ def test_faint_spots_keep_the_cards_width_when_the_frame_cannot_tell() -> None:
     x, y = np.array([40.0, 120.0, 200.0]), np.array([50.0, 60.0, 70.0])
     img = GaussianPSF(2.6).render(x, y, np.zeros(3), np.full(3, 150.0), (128, 256)).image
     fit = refine(rng.poisson(img + 10.0).astype(float), x, y, 2.0)
-    assert np.all(fit.sigma == 2.0)  # 3 faint spots do not fix the width to 2 %
+    assert np.all(fit.sigma == 2.0)  # 3 faint spots do not fix the width to 3 %

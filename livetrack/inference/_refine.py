@@ -24,15 +24,22 @@ from livetrack.inference._newton import newton
 FloatArray = NDArray[np.float64]
 _SQRT2 = math.sqrt(2.0)
 _SQRT2PI = math.sqrt(2.0 * math.pi)
-# The PSF width: profile likelihood over these multiples of the card's width.
-_WIDTH_GRID = (0.7, 0.85, 1.0, 1.15, 1.3, 1.5)
+# The PSF width: the profile likelihood is bracketed in steps of this fraction of the
+# card's width, moved at most this many times, within this range of it, then
+# refined by a parabola through points this fraction apart
+_WIDTH_STEP = 0.15
+_WIDTH_MOVES = 4
+_WIDTH_RANGE = (0.55, 1.65)
+_WIDTH_FINE = 0.02
 # spots it is measured on: isolated ones, at most this many
-_WIDTH_SPOTS = 32
+_WIDTH_SPOTS = 40
 # a spot brighter than this multiple of the isolated spots' median is taken as an
 # unresolved pair (two spots' light, a wider spot): it would widen the estimate
 _WIDTH_MERGED = 1.5
 # keep the card's width unless the frame's is known to within this fraction
-_WIDTH_PRECISION = 0.02
+_WIDTH_PRECISION = 0.03
+# ... and differs from the card's by this many standard errors
+_WIDTH_SIGNIFICANT = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,18 +119,24 @@ def _pooled_width(
 ) -> float | None:
     """The frame's PSF width: the maximum of the likelihood pooled over isolated spots.
 
-    Each spot is fitted (x, y, N, b) at each width of a grid around ``sigma0``, then
-    at three close widths around the best (twice), where a parabola gives the
-    maximum of the summed Poisson log-likelihood. One shared width is far better
+    Each spot is fitted (x, y, N, b) at each of three widths around ``sigma0`` (15 %
+    apart, moved while the best is at an end), then at three close widths around
+    the parabola's vertex, where a second parabola gives the maximum of the summed
+    Poisson log-likelihood. One shared width is far better
     determined than each faint spot's own (whose median was biased by their noise),
     and spots too bright to be single — unresolved pairs, which look like one wide
-    spot — are left out. ``None`` (keep ``sigma0``) when fewer than 3 spots qualify
-    or the width is not known to 2 %.
+    spot — are left out. ``None`` (keep ``sigma0``) when fewer than 3 spots qualify,
+    the width is not known to 3 %, or it is within 2 standard errors of ``sigma0``
+    (the card's width stands unless the frame says otherwise).
     """
     n = len(x)
+    hw = (kx.shape[1] - 1) / 2
     alone = np.ones(n, bool)
-    if pairs is not None and len(pairs):
-        alone[np.unique(pairs)] = False
+    if n > 1:
+        # no neighbour whose tail (3σ) reaches the window's corners: at 600 particles
+        # per 512², neighbours at 10-14 px widened the estimate by 5 %
+        near, _ = cKDTree(np.column_stack([x, y])).query(np.column_stack([x, y]), k=2)
+        alone = near[:, 1] > math.sqrt(2.0) * hw + 3.0 * sigma0
     pool = np.flatnonzero(alone)
     if len(pool) < 3:
         return None
@@ -147,24 +160,42 @@ def _pooled_width(
         newton(data, kx[top], ky[top], tx, ty, tn, tb, ts, sigma0, 2 * iterations, False, None, vt)
         return _loglik(data, mask, kx[top], ky[top], tx, ty, tn, tb, w)
 
-    widths = sigma0 * np.asarray(_WIDTH_GRID)
-    grid = [loglik(w) for w in widths]
-    k = int(np.clip(np.argmax(grid), 1, len(widths) - 2))
-    # then parabolas through three close points around the best: the grid's steps
-    # are too coarse for one to place the vertex to 1 %
-    middle, l1 = float(widths[k]), grid[k]
-    for _ in range(2):
-        h = 0.02 * middle
-        l0, l2 = loglik(middle - h), loglik(middle + h)
-        curv = (l2 - 2.0 * l1 + l0) / (h * h)  # the second derivative
-        if curv >= 0:
-            return None
-        step = -(l2 - l0) / (2.0 * h * curv)  # Newton's step to the vertex
-        best = float(np.clip(middle + np.clip(step, -3 * h, 3 * h), widths[0], widths[-1]))
-        if math.sqrt(-1.0 / curv) > _WIDTH_PRECISION * best:
-            return None
-        middle, l1 = best, loglik(best)
-    return middle
+    # bracket the best width (steps of 15 %, moved outward while the best is at an
+    # end), then one parabola through three close points around the bracket's vertex
+    step = _WIDTH_STEP * sigma0
+    widths = [sigma0 - step, sigma0, sigma0 + step]
+    lls = [loglik(w) for w in widths]
+    for _ in range(_WIDTH_MOVES):
+        k = int(np.argmax(lls))
+        if k == 1:
+            break
+        w = widths[k] + (step if k == 2 else -step)
+        if not _WIDTH_RANGE[0] * sigma0 <= w <= _WIDTH_RANGE[1] * sigma0:
+            break
+        widths = [*widths[1:], w] if k == 2 else [w, *widths[:2]]
+        lls = [*lls[1:], loglik(w)] if k == 2 else [loglik(w), *lls[:2]]
+    middle = widths[1] + _vertex(step, *lls)
+    h = _WIDTH_FINE * middle
+    l0, l1, l2 = loglik(middle - h), loglik(middle), loglik(middle + h)
+    curv = (l2 - 2.0 * l1 + l0) / (h * h)  # the second derivative
+    if curv >= 0:
+        return None
+    best, se = middle + _vertex(h, l0, l1, l2), math.sqrt(-1.0 / curv)
+    # the card's width stands unless the frame's is known well and differs from it
+    if se > _WIDTH_PRECISION * best or abs(best - sigma0) < _WIDTH_SIGNIFICANT * se:
+        return None
+    return best
+
+
+def _vertex(h: float, l0: float, l1: float, l2: float) -> float:
+    """Offset of a parabola's vertex from the middle of three points ``h`` apart.
+
+    Limited to ± ``h`` (a flat or upward curve: no vertex worth trusting beyond).
+    """
+    curv = l2 - 2.0 * l1 + l0
+    if curv >= 0:
+        return h if l2 > l0 else -h
+    return float(np.clip(-h * (l2 - l0) / (2.0 * curv), -h, h))
 
 
 def refine(

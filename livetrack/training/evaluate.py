@@ -50,7 +50,13 @@ def _rmse_matched(
 
 
 def detect_movie(detector: Any, frames: np.ndarray) -> pd.DataFrame:
-    """Every frame through ``detector``: one table with ``frame``, ``x``, ``y``."""
+    """Every frame through ``detector``: one table with ``frame``, ``x``, ``y``.
+
+    A new stream for the detector: what it learnt of the last movie (the PSF width)
+    must not carry over to this one.
+    """
+    if hasattr(detector, "reset"):
+        detector.reset()
     rows = []
     for i, f in enumerate(frames):
         d = detector.detect(f)
@@ -101,6 +107,8 @@ def localization_sweep(
                 + background
             )
             frame = expose(img, cam, rng)
+            if hasattr(detector, "reset"):
+                detector.reset()  # each frame its own stream: its own PSF width
             d = detector.detect(frame)
             r, found = _rmse_matched(d.x, d.y, tx, ty)
             acc["ours"].append(r)
