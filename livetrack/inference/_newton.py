@@ -89,6 +89,90 @@ def _solve_py(a: FloatArray, rhs: FloatArray, out: FloatArray) -> None:
         out[k] = acc / a[k, k]
 
 
+def _terms_py(
+    data: FloatArray,
+    valid: FloatArray,
+    has_valid: bool,
+    i: int,
+    mu: FloatArray,
+    ex: FloatArray,
+    dex: FloatArray,
+    dsx: FloatArray,
+    ey: FloatArray,
+    dey: FloatArray,
+    dsy: FloatArray,
+    ni: float,
+    ndex: FloatArray,
+    fit_sigma: bool,
+    grad: FloatArray,
+    fisher: FloatArray,
+) -> None:
+    """Spot ``i``'s score and Fisher information of (x, y, N, b[, σ]) given ``mu``.
+
+    Fills ``grad`` and the whole (symmetric, slightly ridged) ``fisher``.
+    """
+    w = data.shape[2]
+    p = 5 if fit_sigma else 4
+    # sums over the window's pixels, in scalars (registers): the gradient g and
+    # the Fisher information f (upper triangle) of (x, y, N, b[, σ])
+    g0 = g1 = g2 = g3 = g4 = 0.0
+    f00 = f01 = f02 = f03 = f11 = f12 = f13 = f22 = f23 = f33 = 0.0
+    f04 = f14 = f24 = f34 = f44 = 0.0
+    for c in range(w):
+        ndex[c] = ni * dex[c]
+    for r in range(w):
+        eyr = ey[r]
+        ndeyr = ni * dey[r]
+        dsyr = dsy[r]
+        for c in range(w):
+            inv_mu = 1.0 / max(mu[r, c], 1e-9)
+            resid = data[i, r, c] * inv_mu - 1.0  # d log L / d mu
+            if has_valid:  # pixels outside the frame carry no information
+                resid *= valid[i, r, c]
+                inv_mu *= valid[i, r, c]
+            d0 = eyr * ndex[c]
+            d1 = ndeyr * ex[c]
+            d2 = eyr * ex[c]
+            g0 += d0 * resid
+            g1 += d1 * resid
+            g2 += d2 * resid
+            g3 += resid
+            w0, w1, w2 = d0 * inv_mu, d1 * inv_mu, d2 * inv_mu
+            f00 += w0 * d0
+            f01 += w0 * d1
+            f02 += w0 * d2
+            f03 += w0
+            f11 += w1 * d1
+            f12 += w1 * d2
+            f13 += w1
+            f22 += w2 * d2
+            f23 += w2
+            f33 += inv_mu
+            if fit_sigma:
+                d4 = ni * (eyr * dsx[c] + dsyr * ex[c])
+                g4 += d4 * resid
+                f04 += w0 * d4
+                f14 += w1 * d4
+                f24 += w2 * d4
+                f34 += inv_mu * d4
+                f44 += d4 * inv_mu * d4
+    grad[0], grad[1], grad[2], grad[3] = g0, g1, g2, g3
+    fisher[0, 0], fisher[0, 1], fisher[0, 2], fisher[0, 3] = f00, f01, f02, f03
+    fisher[1, 1], fisher[1, 2], fisher[1, 3] = f11, f12, f13
+    fisher[2, 2], fisher[2, 3], fisher[3, 3] = f22, f23, f33
+    if fit_sigma:
+        grad[4] = g4
+        fisher[0, 4], fisher[1, 4], fisher[2, 4] = f04, f14, f24
+        fisher[3, 4], fisher[4, 4] = f34, f44
+    trace = 0.0
+    for a in range(p):
+        trace += fisher[a, a]
+        for bb in range(a):
+            fisher[a, bb] = fisher[bb, a]
+    for a in range(p):
+        fisher[a, a] += 1e-9 * trace
+
+
 def _iterate_py(
     data: FloatArray,
     kx0: FloatArray,
@@ -133,65 +217,8 @@ def _iterate_py(
                 for r in range(w):
                     for c in range(w):
                         mu[r, c] += nph[j] * ny[r] * nx[c]
-            # sums over the window's pixels, in scalars (registers): the gradient g and
-            # the Fisher information f (upper triangle) of (x, y, N, b[, σ])
-            g0 = g1 = g2 = g3 = g4 = 0.0
-            f00 = f01 = f02 = f03 = f11 = f12 = f13 = f22 = f23 = f33 = 0.0
-            f04 = f14 = f24 = f34 = f44 = 0.0
-            ni = nph[i]
-            for c in range(w):
-                ndex[c] = ni * dex[c]
-            for r in range(w):
-                eyr = ey[r]
-                ndeyr = ni * dey[r]
-                dsyr = dsy[r]
-                for c in range(w):
-                    inv_mu = 1.0 / max(mu[r, c], 1e-9)
-                    resid = data[i, r, c] * inv_mu - 1.0  # d log L / d mu
-                    if has_valid:  # pixels outside the frame carry no information
-                        resid *= valid[i, r, c]
-                        inv_mu *= valid[i, r, c]
-                    d0 = eyr * ndex[c]
-                    d1 = ndeyr * ex[c]
-                    d2 = eyr * ex[c]
-                    g0 += d0 * resid
-                    g1 += d1 * resid
-                    g2 += d2 * resid
-                    g3 += resid
-                    w0, w1, w2 = d0 * inv_mu, d1 * inv_mu, d2 * inv_mu
-                    f00 += w0 * d0
-                    f01 += w0 * d1
-                    f02 += w0 * d2
-                    f03 += w0
-                    f11 += w1 * d1
-                    f12 += w1 * d2
-                    f13 += w1
-                    f22 += w2 * d2
-                    f23 += w2
-                    f33 += inv_mu
-                    if fit_sigma:
-                        d4 = ni * (eyr * dsx[c] + dsyr * ex[c])
-                        g4 += d4 * resid
-                        f04 += w0 * d4
-                        f14 += w1 * d4
-                        f24 += w2 * d4
-                        f34 += inv_mu * d4
-                        f44 += d4 * inv_mu * d4
-            grad[0], grad[1], grad[2], grad[3] = g0, g1, g2, g3
-            fisher[0, 0], fisher[0, 1], fisher[0, 2], fisher[0, 3] = f00, f01, f02, f03
-            fisher[1, 1], fisher[1, 2], fisher[1, 3] = f11, f12, f13
-            fisher[2, 2], fisher[2, 3], fisher[3, 3] = f22, f23, f33
-            if fit_sigma:
-                grad[4] = g4
-                fisher[0, 4], fisher[1, 4], fisher[2, 4] = f04, f14, f24
-                fisher[3, 4], fisher[4, 4] = f34, f44
-            trace = 0.0
-            for a in range(p):
-                trace += fisher[a, a]
-                for bb in range(a):
-                    fisher[a, bb] = fisher[bb, a]
-            for a in range(p):
-                fisher[a, a] += 1e-9 * trace
+            _terms(data, valid, has_valid, i, mu, ex, dex, dsx, ey, dey, dsy, nph[i], ndex,
+                   fit_sigma, grad, fisher)  # fmt: skip
             _solve(fisher, grad, step)
             for a in range(p):
                 steps[i, a] = step[a]
@@ -210,10 +237,82 @@ def _iterate_py(
     return step_x
 
 
+def _width_py(
+    data: FloatArray,
+    kx0: FloatArray,
+    ky0: FloatArray,
+    x: FloatArray,
+    y: FloatArray,
+    nph: FloatArray,
+    b: FloatArray,
+    sigma: float,
+    iterations: int,
+    valid: FloatArray,
+    has_valid: bool,
+) -> tuple[float, float]:
+    """Fisher scoring of one width shared by all spots, with each spot's x, y, N, b.
+
+    Each spot's (x, y, N, b) block is eliminated (Schur complement), so the width's
+    step and information are sums over spots; then every spot takes its own step
+    given the width's. Returns the width and its Fisher information.
+    """
+    n, w = data.shape[0], data.shape[2]
+    ex, dex, dsx = np.empty(w), np.empty(w), np.empty(w)
+    ey, dey, dsy = np.empty(w), np.empty(w), np.empty(w)
+    mu = np.empty((w, w))
+    ndex = np.empty(w)
+    grad = np.empty(5)
+    fisher = np.empty((5, 5))
+    a4 = np.empty((4, 4))
+    r4 = np.empty(4)
+    u = np.empty((n, 4))
+    v = np.empty((n, 4))
+    info = 0.0
+    for _ in range(iterations):
+        total_g = 0.0
+        total_d = 0.0
+        for i in range(n):
+            _axis(kx0[i], x[i], sigma, ex, dex, dsx)
+            _axis(ky0[i], y[i], sigma, ey, dey, dsy)
+            for r in range(w):
+                for c in range(w):
+                    mu[r, c] = nph[i] * (ey[r] * ex[c]) + b[i]
+            _terms(data, valid, has_valid, i, mu, ex, dex, dsx, ey, dey, dsy, nph[i], ndex,
+                   True, grad, fisher)  # fmt: skip
+            for k in range(2):  # u = A⁻¹ g, v = A⁻¹ c (A: the spot's own block)
+                for r in range(4):
+                    r4[r] = grad[r] if k == 0 else fisher[r, 4]
+                    for c in range(4):
+                        a4[r, c] = fisher[r, c]
+                _solve(a4, r4, u[i] if k == 0 else v[i])
+            cu = 0.0
+            cv = 0.0
+            for r in range(4):
+                cu += fisher[r, 4] * u[i, r]
+                cv += fisher[r, 4] * v[i, r]
+            total_g += grad[4] - cu
+            total_d += fisher[4, 4] - cv
+        if total_d <= 0.0:
+            return sigma, 0.0
+        info = total_d
+        step = min(max(total_g / total_d, -0.15 * sigma), 0.15 * sigma)
+        for i in range(n):
+            x[i] += min(max(u[i, 0] - v[i, 0] * step, -1.0), 1.0)
+            y[i] += min(max(u[i, 1] - v[i, 1] * step, -1.0), 1.0)
+            nph[i] = max(nph[i] + u[i, 2] - v[i, 2] * step, 1.0)
+            b[i] = max(b[i] + u[i, 3] - v[i, 3] * step, 1e-3)
+        sigma += step
+        if abs(step) < 1e-4 * sigma:
+            break
+    return sigma, info
+
+
 _axis = njit(cache=True)(_axis_py)
 _integral = njit(cache=True)(_integral_py)
 _solve = njit(cache=True)(_solve_py)
+_terms = njit(cache=True)(_terms_py)
 _iterate = cast(Callable[..., FloatArray], njit(cache=True)(_iterate_py))
+_width = cast(Callable[..., tuple[float, float]], njit(cache=True)(_width_py))
 _NO_VALID = np.ones((1, 1, 1))
 
 
@@ -266,6 +365,37 @@ def newton(
     )  # fmt: skip
 
 
+def pooled_width(
+    data: FloatArray,
+    kx: FloatArray,
+    ky: FloatArray,
+    x: FloatArray,
+    y: FloatArray,
+    nph: FloatArray,
+    b: FloatArray,
+    sigma0: float,
+    iterations: int = 8,
+    valid: FloatArray | None = None,
+) -> tuple[float, float]:
+    """Maximum-likelihood PSF width shared by the spots, and its standard error.
+
+    The spots' x, y, N, b (float64 arrays) are updated in place, as by
+    :func:`newton`; the standard error is ∞ where the width is not determined.
+    """
+    for a in (x, y, nph, b):
+        if a.dtype != np.float64 or not a.flags.c_contiguous:
+            raise TypeError(f"pooled_width updates float64 arrays in place, got {a.dtype}")
+    sigma, info = _width(
+        np.ascontiguousarray(data, np.float64),
+        np.ascontiguousarray(kx[:, 0], np.float64),
+        np.ascontiguousarray(ky[:, 0], np.float64),
+        x, y, nph, b, float(sigma0), int(iterations),
+        np.ascontiguousarray(valid, np.float64) if valid is not None else _NO_VALID,
+        valid is not None,
+    )  # fmt: skip
+    return float(sigma), (1.0 / math.sqrt(info) if info > 0 else math.inf)
+
+
 def compile_now() -> None:
     """Compile (or load from the cache) the kernels: a service calls this at start-up."""
     k = np.arange(-3.0, 4.0)[None]
@@ -273,3 +403,5 @@ def compile_now() -> None:
     for fit_sigma in (False, True):
         x, y, nph, b, s = (np.array([v]) for v in (0.1, 0.2, 100.0, 1.0, 1.5))
         newton(data, k, k, x, y, nph, b, s, 1.5, 1, fit_sigma, None, np.ones((1, 7, 7)))
+    x, y, nph, b = (np.array([v]) for v in (0.1, 0.2, 100.0, 1.0))
+    pooled_width(data, k, k, x, y, nph, b, 1.5, 1, np.ones((1, 7, 7)))

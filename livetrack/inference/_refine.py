@@ -19,20 +19,15 @@ from numpy.typing import NDArray
 from scipy import special
 from scipy.spatial import cKDTree
 
-from livetrack.inference._newton import newton
+from livetrack.inference._newton import newton, pooled_width
 
 FloatArray = NDArray[np.float64]
 _SQRT2 = math.sqrt(2.0)
 _SQRT2PI = math.sqrt(2.0 * math.pi)
-# The PSF width: the profile likelihood is bracketed in steps of this fraction of the
-# card's width, moved at most this many times, within this range of it, then
-# refined by a parabola through points this fraction apart
-_WIDTH_STEP = 0.15
-_WIDTH_MOVES = 4
+# The PSF width: a frame's outside this range of the card's is not believed
 _WIDTH_RANGE = (0.55, 1.65)
-_WIDTH_FINE = 0.02
 # spots it is measured on: isolated ones, at most this many
-_WIDTH_SPOTS = 40
+_WIDTH_SPOTS = 64
 # a spot brighter than this multiple of the isolated spots' median is taken as an
 # unresolved pair (two spots' light, a wider spot): it would widen the estimate
 _WIDTH_MERGED = 1.5
@@ -85,25 +80,6 @@ def _neighbour_light(
     return extra.reshape(shape)
 
 
-def _loglik(
-    data: FloatArray,
-    mask: FloatArray,
-    kx: FloatArray,
-    ky: FloatArray,
-    x: FloatArray,
-    y: FloatArray,
-    nph: FloatArray,
-    b: FloatArray,
-    width: float,
-) -> float:
-    """Summed Poisson log-likelihood of spots at one PSF width (constants dropped)."""
-    s = np.full((len(x), 1), width)
-    ex = _axis_integral(kx, x[:, None], s)
-    ey = _axis_integral(ky, y[:, None], s)
-    mu = np.maximum(nph[:, None, None] * ey[:, :, None] * ex[:, None, :] + b[:, None, None], 1e-9)
-    return float(np.sum(mask * (data * np.log(mu) - mu)))
-
-
 def _pooled_width(
     raw: FloatArray,
     kx: FloatArray,
@@ -119,15 +95,15 @@ def _pooled_width(
 ) -> float | None:
     """The frame's PSF width: the maximum of the likelihood pooled over isolated spots.
 
-    Each spot is fitted (x, y, N, b) at each of three widths around ``sigma0`` (15 %
-    apart, moved while the best is at an end), then at three close widths around
-    the parabola's vertex, where a second parabola gives the maximum of the summed
-    Poisson log-likelihood. One shared width is far better
-    determined than each faint spot's own (whose median was biased by their noise),
-    and spots too bright to be single — unresolved pairs, which look like one wide
-    spot — are left out. ``None`` (keep ``sigma0``) when fewer than 3 spots qualify,
-    the width is not known to 3 %, or it is within 2 standard errors of ``sigma0``
-    (the card's width stands unless the frame says otherwise).
+    One width shared by all spots and each spot's x, y, N and b are fitted jointly
+    by Fisher scoring (:func:`~livetrack.inference._newton.pooled_width`: the
+    spots' own parameters eliminated, so a step costs one pass over the windows).
+    One shared width is far better determined than each faint spot's own (whose
+    median was biased by their noise), and spots too bright to be single —
+    unresolved pairs, which look like one wide spot — are left out. ``None`` (keep
+    ``sigma0``) when fewer than 3 spots qualify, the width is not known to 3 %, or
+    it is within 2 standard errors of ``sigma0`` (the card's width stands unless
+    the frame says otherwise).
     """
     n = len(x)
     hw = (kx.shape[1] - 1) / 2
@@ -148,54 +124,19 @@ def _pooled_width(
     top = ranked[np.linspace(0, len(ranked) - 1, min(len(ranked), _WIDTH_SPOTS)).astype(int)]
     if len(top) < 3:
         return None
-    data = raw[top]
-    mask = valid[top] if valid is not None else np.ones_like(data)
     vt = valid[top] if valid is not None else None
-
-    # each width's fit starts from the last one's (warm: a step or two each)
     tx, ty, tn, tb = x[top].copy(), y[top].copy(), nph[top].copy(), b[top].copy()
-
-    def loglik(w: float) -> float:
-        ts = np.full(len(top), w)
-        newton(data, kx[top], ky[top], tx, ty, tn, tb, ts, sigma0, 2 * iterations, False, None, vt)
-        return _loglik(data, mask, kx[top], ky[top], tx, ty, tn, tb, w)
-
-    # bracket the best width (steps of 15 %, moved outward while the best is at an
-    # end), then one parabola through three close points around the bracket's vertex
-    step = _WIDTH_STEP * sigma0
-    widths = [sigma0 - step, sigma0, sigma0 + step]
-    lls = [loglik(w) for w in widths]
-    for _ in range(_WIDTH_MOVES):
-        k = int(np.argmax(lls))
-        if k == 1:
-            break
-        w = widths[k] + (step if k == 2 else -step)
-        if not _WIDTH_RANGE[0] * sigma0 <= w <= _WIDTH_RANGE[1] * sigma0:
-            break
-        widths = [*widths[1:], w] if k == 2 else [w, *widths[:2]]
-        lls = [*lls[1:], loglik(w)] if k == 2 else [loglik(w), *lls[:2]]
-    middle = widths[1] + _vertex(step, *lls)
-    h = _WIDTH_FINE * middle
-    l0, l1, l2 = loglik(middle - h), loglik(middle), loglik(middle + h)
-    curv = (l2 - 2.0 * l1 + l0) / (h * h)  # the second derivative
-    if curv >= 0:
-        return None
-    best, se = middle + _vertex(h, l0, l1, l2), math.sqrt(-1.0 / curv)
+    ts = np.full(len(top), sigma0)
+    # settle each spot at the card's width, then score the shared width with them
+    newton(raw[top], kx[top], ky[top], tx, ty, tn, tb, ts, sigma0, iterations, False, None, vt)
+    best, se = pooled_width(raw[top], kx[top], ky[top], tx, ty, tn, tb, sigma0, 12, vt)
+    lo, hi = _WIDTH_RANGE
     # the card's width stands unless the frame's is known well and differs from it
-    if se > _WIDTH_PRECISION * best or abs(best - sigma0) < _WIDTH_SIGNIFICANT * se:
+    if not (lo * sigma0 <= best <= hi * sigma0) or se > _WIDTH_PRECISION * best:
+        return None
+    if abs(best - sigma0) < _WIDTH_SIGNIFICANT * se:
         return None
     return best
-
-
-def _vertex(h: float, l0: float, l1: float, l2: float) -> float:
-    """Offset of a parabola's vertex from the middle of three points ``h`` apart.
-
-    Limited to ± ``h`` (a flat or upward curve: no vertex worth trusting beyond).
-    """
-    curv = l2 - 2.0 * l1 + l0
-    if curv >= 0:
-        return h if l2 > l0 else -h
-    return float(np.clip(-h * (l2 - l0) / (2.0 * curv), -h, h))
 
 
 def refine(
