@@ -34,7 +34,7 @@ _WIDTH_MERGED = 1.5
 # keep the card's width unless the frame's is known to within this fraction
 _WIDTH_PRECISION = 0.03
 # ... and differs from the card's by this many standard errors
-_WIDTH_SIGNIFICANT = 2.0
+_WIDTH_SIGNIFICANT = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +102,7 @@ def _pooled_width(
     median was biased by their noise), and spots too bright to be single —
     unresolved pairs, which look like one wide spot — are left out. ``None`` (keep
     ``sigma0``) when fewer than 3 spots qualify, the width is not known to 3 %, or
-    it is within 2 standard errors of ``sigma0`` (the card's width stands unless
+    it is within 3 standard errors of ``sigma0`` (the card's width stands unless
     the frame says otherwise).
     """
     n = len(x)
