@@ -100,21 +100,9 @@ def _our_fit(
     from concurrent.futures import ProcessPoolExecutor
 
     from livetrack.inference.characterise import guess_saturation
-    from livetrack.inference.hologram_fit import HologramCamera, HologramOptics
     from livetrack.training._characterise import held_out_metrics
 
-    ex = ch.card.expects
-    optics = HologramOptics(ex.pixel_size_um, ex.wavelength_um, ex.medium_index)
-    camera = HologramCamera(
-        ex.camera_offset_adu,
-        ex.camera_gain_adu_per_e,
-        ex.camera_read_noise_e,
-        guess_saturation(frames),
-    )
-    span = (
-        list(ch.target_centre - ch.target_half_width),
-        list(ch.target_centre + ch.target_half_width),
-    )
+    optics, camera, span = ch.fit_settings(guess_saturation(frames))
     jobs = [(f, m, s, optics, camera, span) for f, m, s in zip(frames, mean, sigma, strict=True)]
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
         done = list(pool.map(_fit_one, jobs))

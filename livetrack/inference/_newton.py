@@ -89,6 +89,31 @@ def _solve_py(a: FloatArray, rhs: FloatArray, out: FloatArray) -> None:
         out[k] = acc / a[k, k]
 
 
+def _own_model_py(
+    kx0: float,
+    ky0: float,
+    x: float,
+    y: float,
+    s: float,
+    n: float,
+    b: float,
+    ex: FloatArray,
+    dex: FloatArray,
+    dsx: FloatArray,
+    ey: FloatArray,
+    dey: FloatArray,
+    dsy: FloatArray,
+    mu: FloatArray,
+) -> None:
+    """One spot's axis integrals and derivatives, and its own model ``N·Ex·Ey + b``."""
+    _axis(kx0, x, s, ex, dex, dsx)
+    _axis(ky0, y, s, ey, dey, dsy)
+    w = mu.shape[0]
+    for r in range(w):
+        for c in range(w):
+            mu[r, c] = n * (ey[r] * ex[c]) + b
+
+
 def _terms_py(
     data: FloatArray,
     valid: FloatArray,
@@ -205,11 +230,9 @@ def _iterate_py(
     for _ in range(iterations):
         largest = 0.0
         for i in range(n):
-            _axis(kx0[i], x[i], s[i], ex, dex, dsx)
-            _axis(ky0[i], y[i], s[i], ey, dey, dsy)
-            for r in range(w):
-                for c in range(w):
-                    mu[r, c] = nph[i] * (ey[r] * ex[c]) + b[i]
+            _own_model(
+                kx0[i], ky0[i], x[i], y[i], s[i], nph[i], b[i], ex, dex, dsx, ey, dey, dsy, mu
+            )
             for q in range(nb_start[i], nb_start[i + 1]):  # neighbours' current light
                 j = nb_idx[q]
                 _integral(kx0[i], x[j], s[j], nx)
@@ -272,11 +295,9 @@ def _width_py(
         total_g = 0.0
         total_d = 0.0
         for i in range(n):
-            _axis(kx0[i], x[i], sigma, ex, dex, dsx)
-            _axis(ky0[i], y[i], sigma, ey, dey, dsy)
-            for r in range(w):
-                for c in range(w):
-                    mu[r, c] = nph[i] * (ey[r] * ex[c]) + b[i]
+            _own_model(
+                kx0[i], ky0[i], x[i], y[i], sigma, nph[i], b[i], ex, dex, dsx, ey, dey, dsy, mu
+            )
             _terms(data, valid, has_valid, i, mu, ex, dex, dsx, ey, dey, dsy, nph[i], ndex,
                    True, grad, fisher)  # fmt: skip
             for k in range(2):  # u = A⁻¹ g, v = A⁻¹ c (A: the spot's own block)
@@ -311,6 +332,7 @@ _axis = njit(cache=True)(_axis_py)
 _integral = njit(cache=True)(_integral_py)
 _solve = njit(cache=True)(_solve_py)
 _terms = njit(cache=True)(_terms_py)
+_own_model = njit(cache=True)(_own_model_py)
 _iterate = cast(Callable[..., FloatArray], njit(cache=True)(_iterate_py))
 _width = cast(Callable[..., tuple[float, float]], njit(cache=True)(_width_py))
 _NO_VALID = np.ones((1, 1, 1))

@@ -14,13 +14,16 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from livetrack.artifact import MODEL_NAME, ArtifactError, ModelCard, read_card
 from livetrack.inference._normalise import normalise_hologram
+
+if TYPE_CHECKING:
+    from livetrack.inference.hologram_fit import HologramCamera, HologramOptics
 
 COLUMNS = ("radius_um", "refractive_index", "z_um")
 
@@ -177,6 +180,34 @@ class Characteriser:
             return Characterisation(mean, sigma, edge)
         return self._fit(np.asarray(frame), xs, ys, mean, sigma, edge, saturation_adu)
 
+    def fit_settings(
+        self, saturation_adu: float
+    ) -> tuple[HologramOptics, HologramCamera, tuple[list[float], list[float]]]:
+        """What :func:`~livetrack.inference.hologram_fit.fit_sphere` needs, from the card.
+
+        The optics and camera, and the search range for a poor fit: all the network
+        was trained on. Raises :class:`ArtifactError` if the card lacks the medium's
+        refractive index.
+        """
+        from livetrack.inference.hologram_fit import HologramCamera, HologramOptics
+
+        ex = self.card.expects
+        if ex.medium_index is None:
+            raise ArtifactError(
+                f"{self.path}: the card does not state the medium's refractive index "
+                "(expects.medium_index), which the fit needs; retrain with this "
+                "version of livetrack or add it to card.json"
+            )
+        optics = HologramOptics(ex.pixel_size_um, ex.wavelength_um, ex.medium_index)
+        camera = HologramCamera(
+            ex.camera_offset_adu, ex.camera_gain_adu_per_e, ex.camera_read_noise_e, saturation_adu
+        )
+        search_range = (
+            list(self.target_centre - self.target_half_width),
+            list(self.target_centre + self.target_half_width),
+        )
+        return optics, camera, search_range
+
     def _fit(
         self,
         frame: NDArray[np.generic],
@@ -187,28 +218,13 @@ class Characteriser:
         edge: NDArray[np.bool_],
         saturation_adu: float | None,
     ) -> Characterisation:
-        from livetrack.inference.hologram_fit import HologramCamera, HologramOptics, fit_sphere
+        from livetrack.inference.hologram_fit import fit_sphere
 
-        ex = self.card.expects
-        if ex.medium_index is None:
-            raise ArtifactError(
-                f"{self.path}: the card does not state the medium's refractive index "
-                "(expects.medium_index), which the fit needs; retrain with this "
-                "version of livetrack or add it to card.json"
-            )
-        if saturation_adu is None:
-            saturation_adu = guess_saturation(frame)
-        optics = HologramOptics(ex.pixel_size_um, ex.wavelength_um, ex.medium_index)
-        camera = HologramCamera(
-            ex.camera_offset_adu, ex.camera_gain_adu_per_e, ex.camera_read_noise_e, saturation_adu
+        optics, camera, search_range = self.fit_settings(
+            guess_saturation(frame) if saturation_adu is None else saturation_adu
         )
         h, w = frame.shape
         half = (self.crop - 1) / 2.0
-        # where a fit is poor, search all the network was trained on
-        search_range = (
-            list(self.target_centre - self.target_half_width),
-            list(self.target_centre + self.target_half_width),
-        )
         out_mean, out_sigma = mean.copy(), sigma.copy()
         position = np.column_stack([x, y])
         chi2 = np.full(len(x), np.nan)

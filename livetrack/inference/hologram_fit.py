@@ -94,9 +94,9 @@ class _Pixels:
         raw = np.asarray(window, np.float64)[::stride, ::stride]
         rows, cols = np.mgrid[0 : window.shape[0] : stride, 0 : window.shape[1] : stride]
         self.optics = optics
-        self.gain = camera.gain_adu_per_e
-        self.extra_var = camera.read_noise_e**2 + 1.0 / (12.0 * self.gain**2)  # read, rounding
-        electrons = (raw - camera.offset_adu) / self.gain
+        gain = camera.gain_adu_per_e
+        self.extra_var = camera.read_noise_e**2 + 1.0 / (12.0 * gain**2)  # read, rounding
+        electrons = (raw - camera.offset_adu) / gain
         high = raw >= camera.full_scale_adu
         low = raw <= 0.0
         ok = ~(high | low)
@@ -105,12 +105,19 @@ class _Pixels:
         order = [ok, high, low]
         self.cols = np.concatenate([cols[k] for k in order]).astype(float)
         self.rows = np.concatenate([rows[k] for k in order]).astype(float)
-        self.n_ok, self.n_high = int(ok.sum()), int(high.sum())
+        self.n_ok = int(ok.sum())
         self.e = electrons[ok]
         self.sigma = np.sqrt(np.maximum(self.e, 1.0) + self.extra_var)
-        # censored pixels: the value's edge in electrons (half a count inside the limit)
-        self.high_e = (camera.full_scale_adu - 0.5 - camera.offset_adu) / self.gain
-        self.low_e = (0.5 - camera.offset_adu) / self.gain
+        # censored pixels: the value's edge in electrons (half a count inside the limit),
+        # and the side the value lies on (+1: at least, saturated; −1: at most, zero)
+        n_high, n_low = int(high.sum()), int(low.sum())
+        self.edge = np.concatenate(
+            [
+                np.full(n_high, (camera.full_scale_adu - 0.5 - camera.offset_adu) / gain),
+                np.full(n_low, (0.5 - camera.offset_adu) / gain),
+            ]
+        )
+        self.side = np.concatenate([np.ones(n_high), -np.ones(n_low)])
 
     @property
     def count(self) -> int:
@@ -142,12 +149,9 @@ class _Pixels:
         shape = model[: self.n_ok]
         b = self.brightness(shape)
         parts = [(b * shape - self.e) / self.sigma]
-        if len(model) > self.n_ok:
+        if len(self.edge):
             mu = b * model[self.n_ok :]
-            edge = np.full(len(mu), self.low_e)
-            edge[: self.n_high] = self.high_e
-            sign = np.where(np.arange(len(mu)) < self.n_high, 1.0, -1.0)
-            t = sign * (mu - edge) / np.sqrt(np.maximum(mu, 1.0) + self.extra_var)
+            t = self.side * (mu - self.edge) / np.sqrt(np.maximum(mu, 1.0) + self.extra_var)
             parts.append(np.sqrt(-2.0 * _log_ndtr(t)))
         return np.concatenate(parts)
 
@@ -172,10 +176,7 @@ def _grid(
     box: tuple[NDArray[np.float64], NDArray[np.float64]],
 ) -> list[NDArray[np.float64]]:
     """Points of a grid over radius, index and height (± ``reach``), lowest χ² first."""
-    axes = [
-        centre[k] + reach[k] * np.linspace(-1.0, 1.0, counts[k]) if counts[k] > 1 else [centre[k]]
-        for k in range(3)
-    ]
+    axes = [centre[k] + reach[k] * np.linspace(-1.0, 1.0, counts[k]) for k in range(3)]
     out = []
     for a in axes[0]:
         for m in axes[1]:
@@ -250,10 +251,11 @@ def fit_sphere(
     steps = span * np.maximum(np.asarray(start_sigma, np.float64), _MIN_SIGMA)
     coarse = _Pixels(window, optics, camera, stride=2, step_px=0.25)
 
+    data_weighted = _Pixels(window, optics, camera)
+
     def polish(starts: list[NDArray[np.float64]]) -> tuple[Any, _Pixels]:
         """Fit from each start; weigh the best's pixels by its model and fit again."""
-        fits = [_local(_Pixels(window, optics, camera), theta, box) for theta in starts]
-        best = min(fits, key=lambda r: r.cost)
+        best = min((_local(data_weighted, theta, box) for theta in starts), key=lambda r: r.cost)
         pixels = _Pixels(window, optics, camera)
         pixels.weigh_by_model(best.x)
         return _local(pixels, best.x, box), pixels
