@@ -3,9 +3,12 @@
 The NumPy form of these iterations spent ~5 ms per 512² frame of 100 spots in
 array bookkeeping (each operation touches a few thousand numbers); one compiled
 loop over spots and pixels does the same arithmetic in well under a millisecond.
-Every spot's step is computed from the parameters at the start of the iteration,
-then all are applied (as the array form did), so coupled spots see their
-neighbours' previous models.
+Spots step one after another (Gauss–Seidel): a spot coupled to its neighbours
+sees their latest models. Stepping together (Jacobi, as the array form did), a
+close pair oscillated — each took the light the other had just given up — and a
+split of a merged pair was judged on a fit that had not settled (300 particles
+at SNR 7, with the refit after splits in :mod:`._split`: RMSE 1.28 × CRLB
+stepping together, 1.07 one after another).
 
 Compilation takes a few seconds once per machine (cached beside this file, or in
 ``NUMBA_CACHE_DIR``); :func:`compile_now` does it up front.
@@ -198,6 +201,28 @@ def _terms_py(
         fisher[a, a] += 1e-9 * trace
 
 
+def _apply_py(
+    i: int,
+    step: FloatArray,
+    step_x: FloatArray,
+    x: FloatArray,
+    y: FloatArray,
+    nph: FloatArray,
+    b: FloatArray,
+    s: FloatArray,
+    fit_sigma: bool,
+    sigma0: float,
+) -> None:
+    """Spot ``i`` takes its step (limited: ±1 px, N ≥ 1, b > 0, σ within ×0.5–2)."""
+    step_x[i] = min(max(step[0], -1.0), 1.0)
+    x[i] += step_x[i]
+    y[i] += min(max(step[1], -1.0), 1.0)
+    nph[i] = max(nph[i] + step[2], 1.0)
+    b[i] = max(b[i] + step[3], 1e-3)
+    if fit_sigma:
+        s[i] = min(max(s[i] + min(max(step[4], -0.3), 0.3), 0.5 * sigma0), 2.0 * sigma0)
+
+
 def _iterate_py(
     data: FloatArray,
     kx0: FloatArray,
@@ -217,7 +242,6 @@ def _iterate_py(
 ) -> FloatArray:
     n, w = data.shape[0], data.shape[2]
     p = 5 if fit_sigma else 4
-    steps = np.zeros((n, p))
     step_x = np.zeros(n)
     ex, dex, dsx = np.empty(w), np.empty(w), np.empty(w)
     ey, dey, dsy = np.empty(w), np.empty(w), np.empty(w)
@@ -243,17 +267,9 @@ def _iterate_py(
             _terms(data, valid, has_valid, i, mu, ex, dex, dsx, ey, dey, dsy, nph[i], ndex,
                    fit_sigma, grad, fisher)  # fmt: skip
             _solve(fisher, grad, step)
-            for a in range(p):
-                steps[i, a] = step[a]
             largest = max(largest, abs(step[0]), abs(step[1]))
-        for i in range(n):  # all spots move together: each step saw the others' old models
-            step_x[i] = min(max(steps[i, 0], -1.0), 1.0)
-            x[i] += step_x[i]
-            y[i] += min(max(steps[i, 1], -1.0), 1.0)
-            nph[i] = max(nph[i] + steps[i, 2], 1.0)
-            b[i] = max(b[i] + steps[i, 3], 1e-3)
-            if fit_sigma:
-                s[i] = min(max(s[i] + min(max(steps[i, 4], -0.3), 0.3), 0.5 * sigma0), 2.0 * sigma0)
+            # at once: the next spot's model sees this one's new light (Gauss–Seidel)
+            _apply(i, step, step_x, x, y, nph, b, s, fit_sigma, sigma0)
         # converged: further steps change positions by < 0.001 px (far below the CRLB)
         if not fit_sigma and largest < 1e-3:
             break
@@ -332,6 +348,7 @@ _axis = njit(cache=True)(_axis_py)
 _integral = njit(cache=True)(_integral_py)
 _solve = njit(cache=True)(_solve_py)
 _terms = njit(cache=True)(_terms_py)
+_apply = njit(cache=True)(_apply_py)
 _own_model = njit(cache=True)(_own_model_py)
 _iterate = cast(Callable[..., FloatArray], njit(cache=True)(_iterate_py))
 _width = cast(Callable[..., tuple[float, float]], njit(cache=True)(_width_py))
@@ -358,8 +375,8 @@ def newton(
     ``data`` (K, W, W) photon counts (+ read-noise variance) per window, ``kx``/``ky``
     (K, W) the windows' pixel columns / rows. With ``pairs`` (spots whose windows
     overlap), each spot's expected counts include its neighbours' current models,
-    re-evaluated every iteration: coordinate-wise Newton on the joint likelihood, so
-    close spots stop pulling each other. ``valid`` (K, W, W): 0 where a window
+    updated as each neighbour steps (Gauss–Seidel): coordinate-wise Newton on the
+    joint likelihood, so close spots stop pulling each other. ``valid`` (K, W, W): 0 where a window
     leaves the frame.
     """
     n = len(x)
