@@ -92,7 +92,10 @@ class ModelCard(_Frozen):
     outputs: Outputs
     training: Training
     metrics: dict[str, Any] = {}
+    #: floating-point operations of one forward pass (multiply–adds × 2): per 512²
+    #: frame for a detector, per crop for a crop model
     flops_per_512: float | None = None
+    flops_per_crop: float | None = None
     parameters: int | None = None
 
 

@@ -75,6 +75,8 @@ def test_artifact_round_trips(
     assert 0 < card.outputs.threshold < 1
     assert "held_out_crops" in card.metrics
     assert "livetrack train" in card.training.command
+    assert card.flops_per_512 is not None
+    assert card.flops_per_512 > 1e6
     det = KerasDetector(path)
     frame = np.random.default_rng(0).poisson(110, (70, 90)).astype(np.uint16)  # not a multiple of 4
     d = det.detect(frame)
@@ -132,6 +134,23 @@ def test_broken_artifacts_are_refused(tmp_path: Path) -> None:
     (tmp_path / "a" / "card.json").write_text(json.dumps(data))
     with pytest.raises(ArtifactError, match=r"card_version 99"):
         read_card(tmp_path / "a")
+
+
+def test_flops_are_counted_per_layer_at_the_size_asked_for() -> None:
+    """A convolution and a dense layer, counted by hand: 2 × multiply–adds each."""
+    import keras
+
+    from livetrack.training._flops import count_flops
+
+    inp = keras.Input((None, None, 1))
+    conv = keras.layers.Conv2D(4, 3, padding="same")(inp)
+    fully = keras.Model(inp, keras.layers.Conv2D(2, 1)(conv))
+    # 3×3×1→4 then 1×1×4→2 over every pixel: 2·(36 + 8) per pixel
+    assert count_flops(fully, (8, 8, 1)) == 2 * 64 * (36 + 8)
+    assert count_flops(fully, (16, 8, 1)) == 2 * 128 * (36 + 8)
+    crop = keras.Input((6, 6, 1))
+    head = keras.layers.Dense(3)(keras.layers.Flatten()(keras.layers.Conv2D(2, 3)(crop)))
+    assert count_flops(keras.Model(crop, head), (6, 6, 1)) == 2 * (16 * 9 * 2 + 32 * 3)
 
 
 def test_labels_decode_to_the_true_positions() -> None:
@@ -235,6 +254,9 @@ def test_shipped_default_model_detects_fresh_simulated_particles() -> None:
 
     assert (default_model_dir() / "model.keras").stat().st_size < 5 * 1024 * 1024
     det = KerasDetector()
+    # the real-time budget on a CPU: about 1 GFLOP per 512² frame or less
+    assert det.card.flops_per_512 is not None
+    assert det.card.flops_per_512 < 1e9
     sc = Scenario("fresh", 50, 4.0, 2, size=256, seed=987654)
     movie, truth = sc.render()
     found = []

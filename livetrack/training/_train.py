@@ -20,6 +20,7 @@ from livetrack.config import SimulationConfig
 from livetrack.simulation import GaussianPSF
 from livetrack.training._config import TrainingConfig, load_training_config
 from livetrack.training._data import Batch, make_batch
+from livetrack.training._flops import count_flops
 
 STATE = "training_state.json"
 
@@ -357,6 +358,7 @@ def train(
             "threshold_calibration": chosen,
             "history": history,
         },
+        flops_per_512=float(count_flops(model, (512, 512, 1))),
         parameters=int(model.count_params()),
     )
     write_card(out, card)

@@ -30,6 +30,7 @@ from livetrack.training._characterise import (
     scales,
 )
 from livetrack.training._config import TrainingConfig
+from livetrack.training._flops import count_flops
 from livetrack.training._localise import (
     PARAMETERS as OFFSETS,
 )
@@ -216,6 +217,7 @@ def train_characteriser(
             "ranges": {k: list(v) for k, v in ranges.items()},
             "history": history,
         },
+        flops_per_crop=float(count_flops(model, tuple(model.input_shape[1:]))),
         parameters=int(model.count_params()),
     )
     write_card(out, card)
