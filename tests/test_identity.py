@@ -211,6 +211,29 @@ def test_a_track_lost_in_a_long_merge_is_found_again_by_brightness(guard: bool) 
         assert ctl.followed == 2
 
 
+def test_tracks_that_meet_before_any_reference_learn_one_and_catch_the_next_swap() -> None:
+    # ours (3700) starts within reach of a neighbour (3000): an encounter is open
+    # before either brightness is known. Apart, both learn their first reference
+    # (nothing else tells who is who); when they meet again and trade ids, the guard
+    # sees it
+    guard = BrightnessIdentity()
+    rng = np.random.default_rng(4)
+    ids = np.array([1, 2])
+
+    def frame(gap: float, photons: list[float]) -> int:
+        ph = np.asarray(photons) * rng.normal(1.0, 0.02, 2)
+        return guard.check(0, ids, np.array([[50.0, 50.0], [50.0 + gap, 50.0]]), ph)
+
+    rows = [frame(8.0, [6700, 6700]) for _ in range(3)]  # merged from the start
+    rows += [frame(20.0, [3700, 3000]) for _ in range(10)]
+    assert guard.reference_of(1) == pytest.approx(3700, rel=0.05)
+    rows += [frame(6.0, [6700, 6700]) for _ in range(3)]  # they meet again...
+    rows += [frame(20.0, [3000, 3700]) for _ in range(10)]  # ...and leave with ids traded
+    assert rows[:16] == [0] * 16
+    assert rows[16:].count(1) == 1  # the frame it switched in (the caller moves to row 1)
+    assert guard.switches == 1
+
+
 def test_a_stale_reference_on_a_partner_does_not_cause_a_switch() -> None:
     # track 2's particle traded ids with a third while crowded away from ours, so its
     # reference (3810) is stale: its new particle reads 2600. After it passes ours,

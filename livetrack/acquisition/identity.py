@@ -176,6 +176,8 @@ class BrightnessIdentity:
             self._partners |= crowd
             self._waited = 0
         frozen = self._partners | {me} if self._partners else set()
+        mine = self._tracks.get(me)
+        blind = mine is None or not math.isfinite(mine.reference)
         tracks: dict[int, _Track] = {}
         for row, alone in zip(watched.tolist(), isolated.tolist(), strict=True):
             tid = int(ids[row])
@@ -187,7 +189,13 @@ class BrightnessIdentity:
                 t.recent.clear()  # a crowded or unmeasured frame breaks the run
                 continue
             t.recent.append(p)
-            if tid not in frozen:
+            # while ours has no reference, no encounter can be decided: the tracks take
+            # their first isolated window even in one, as all that will be known of who
+            # is who (centring bench seed 8: the bead and a neighbour stayed within
+            # reach for its first seconds, nothing was learnt, and a swap then went
+            # unnoticed). Once ours is known, a partner first seen in an encounter is
+            # judged against ours instead
+            if tid not in frozen or (blind and not math.isfinite(t.reference)):
                 self._learn(t, p)
         for tid, t in self._tracks.items():  # missed or out of reach for a while: kept
             if tid not in tracks and (t.unseen < KEEP_UNSEEN or tid in self._partners):
