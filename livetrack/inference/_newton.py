@@ -376,8 +376,8 @@ def newton(
     (K, W) the windows' pixel columns / rows. With ``pairs`` (spots whose windows
     overlap), each spot's expected counts include its neighbours' current models,
     updated as each neighbour steps (Gauss–Seidel): coordinate-wise Newton on the
-    joint likelihood, so close spots stop pulling each other. ``valid`` (K, W, W): 0 where a window
-    leaves the frame.
+    joint likelihood, so close spots stop pulling each other. ``valid`` (K, W, W):
+    0 where a window leaves the frame.
     """
     n = len(x)
     if pairs is not None and len(pairs):
