@@ -89,7 +89,7 @@ def process(
         float | None, typer.Option(help="Pixel size when the movie does not say.")
     ] = None,
     search_range: SearchRange = 8.0,
-    memory: Memory = 2,
+    memory: Memory = 10,
     brightness_penalty: BrightnessPenalty = 1.0,
     precision: Precision = "auto",
     split: Annotated[

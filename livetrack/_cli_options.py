@@ -5,7 +5,9 @@ from typing import Annotated
 import typer
 
 SearchRange = Annotated[float, typer.Option(help="Linking search range (px).")]
-Memory = Annotated[int, typer.Option(help="Frames a track may be missed.")]
+Memory = Annotated[
+    int, typer.Option(help="Frames a track may be missed (one hidden in an encounter).")
+]
 BrightnessPenalty = Annotated[
     float, typer.Option(help="Weight of a brightness change in the link cost (0: distance only).")
 ]

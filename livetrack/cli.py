@@ -313,7 +313,7 @@ def serve(
         str, typer.Option(help="Interface for --metrics-port (off-loopback needs --insecure).")
     ] = "127.0.0.1",
     search_range: SearchRange = 8.0,
-    memory: Memory = 2,
+    memory: Memory = 10,
     brightness_penalty: BrightnessPenalty = 1.0,
     seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
 ) -> None:

@@ -15,7 +15,16 @@ class LinkingConfig(BaseModel):
     search_range_px
         Largest displacement between consecutive frames (pixels), after prediction.
     memory
-        How many observed frames a track may go undetected before it ends.
+        How many observed frames a track may go undetected before it ends. Two
+        particles closer than the optics resolve are detected as one spot, often
+        for several frames; a track kept this long comes out again with its own id.
+    gap_penalty
+        Weight of a missed track's log gap in the link cost (the Gaussian's
+        normalisation): cost = d² / g + w R² ln g for a track last linked g frames
+        ago, R the search range. Without it a track missed for long searches so
+        wide, at so low a cost per px², that it outbids live tracks for their
+        detections. With R about 3.7 Brownian steps (s) plus localisation error,
+        the Gaussian's own weight 2s²/R² is 0.07–0.1.
     predictor
         ``none`` (Brownian), ``velocity`` (each track's own smoothed velocity) or
         ``drift`` (the median displacement of all tracks: stage or flow drift).
@@ -41,7 +50,8 @@ class LinkingConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     search_range_px: Annotated[float, Field(gt=0.0)] = 8.0
-    memory: Annotated[int, Field(ge=0, le=1000)] = 2
+    memory: Annotated[int, Field(ge=0, le=1000)] = 10
+    gap_penalty: Annotated[float, Field(ge=0.0, le=10.0)] = 0.07
     predictor: Literal["none", "velocity", "drift"] = "none"
     grow_search_with_gap: bool = True
     max_subnet: Annotated[int, Field(ge=1, le=10000)] = 60

@@ -207,11 +207,16 @@ class OnlineLinker:
             # searches wider (√gap), but scored in raw px² it would outbid a live
             # track for that track's own detection, as leaving it unlinked (R² gap)
             # costs more. Each track then alternated between two ids for one particle.
+            # The log-gap term is the rest of the Gaussian's likelihood: once tracks
+            # are kept for ten frames or more, the scaled cost alone let a long-missed
+            # track take a live track's detection (at the edge, particles flowing out).
             spread = (radius / cfg.search_range_px) ** 2
             d2 = dist[ok] ** 2 / spread[ti]
             r2 = np.full(n_t, cfg.search_range_px**2)
             if cfg.brightness_penalty > 0:
                 d2 = self._penalise(d2, t.photons[ti], fa[dj], r2[ti])
+            if cfg.gap_penalty > 0:
+                d2 = d2 + cfg.gap_penalty * r2[ti] * np.log(spread[ti])
             result = assign(ti, dj, d2, r2, n_t, n_d, cfg.max_subnet)
             fallbacks = result.fallbacks
             self.stats.largest_subnet = max(self.stats.largest_subnet, result.largest_subnet)
