@@ -207,9 +207,9 @@ class OnlineLinker:
             # searches wider (√gap), but scored in raw px² it would outbid a live
             # track for that track's own detection, as leaving it unlinked (R² gap)
             # costs more. Each track then alternated between two ids for one particle.
-            # The log-gap term is the rest of the Gaussian's likelihood: once tracks
-            # are kept for ten frames or more, the scaled cost alone let a long-missed
-            # track take a live track's detection (at the edge, particles flowing out).
+            # The log-gap term is the rest of the Gaussian's likelihood: with tracks
+            # kept ten frames, the scaled cost alone lets a long-missed track, whose
+            # search is √10 wider, take detections from live tracks.
             spread = (radius / cfg.search_range_px) ** 2
             d2 = dist[ok] ** 2 / spread[ti]
             r2 = np.full(n_t, cfg.search_range_px**2)
