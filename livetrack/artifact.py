@@ -136,6 +136,14 @@ def write_card(artifact: str | Path, card: ModelCard) -> Path:
     return p
 
 
+def save_evaluation(artifact: str | Path, card: ModelCard, figures: dict[str, Any]) -> Path:
+    """Store an evaluation's localisation and detection figures in the card's metrics."""
+    keep = {k: figures[k] for k in ("localization", "detection")}
+    return write_card(
+        artifact, card.model_copy(update={"metrics": {**card.metrics, "evaluation": keep}})
+    )
+
+
 def check_fits(
     card: ModelCard,
     *,

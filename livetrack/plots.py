@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,10 +41,7 @@ def plot_table(
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import trackpy
-
-    from livetrack.inference.process import read_table
+    from livetrack.offline.process import read_table
 
     table_path = Path(table_path)
     out = Path(output)
@@ -53,11 +51,22 @@ def plot_table(
         if col not in t.columns:
             raise KeyError(f"{table_path}: no '{col}' column; not a track table")
     mpp, rate = _scales(table_path, pixel_size_um, fps)
-    written = []
+    written = [
+        _save(_trajectories(t, movie), out / "trajectories.png"),
+        _save(_msd(t, mpp, rate), out / "msd.png"),
+    ]
+    if {"radius_um", "refractive_index"} <= set(t.columns):
+        written.append(_save(_size_index(t), out / "size_index.png"))
+    written.append(_save(_detections(t), out / "detections.png"))
+    return written
+
+
+def _trajectories(t: pd.DataFrame, movie: str | None) -> Any:
+    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 7))
     if movie is not None:
-        from livetrack.inference.movies import MovieReader
+        from livetrack.offline.movies import MovieReader
 
         r = MovieReader(movie)
         img = r.read(0, 1)[0]
@@ -72,7 +81,12 @@ def plot_table(
         ax.invert_yaxis()
     n_tracks = t["particle"].nunique()
     ax.set_title(f"{n_tracks} trajectories, {t['frame'].nunique()} frames")
-    written.append(_save(fig, out / "trajectories.png"))
+    return fig
+
+
+def _msd(t: pd.DataFrame, mpp: float | None, rate: float | None) -> Any:
+    import matplotlib.pyplot as plt
+    import trackpy
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
     long = t.groupby("particle").filter(lambda g: len(g) >= 5)
@@ -99,16 +113,23 @@ def plot_table(
         ax.set_ylabel(f"MSD ({unit_y})")
         ax.legend()
     ax.set_title("ensemble mean squared displacement")
-    written.append(_save(fig, out / "msd.png"))
+    return fig
 
-    if {"radius_um", "refractive_index"} <= set(t.columns):
-        fig, ax = plt.subplots(figsize=(5.5, 4.5))
-        per = t.groupby("particle")[["radius_um", "refractive_index"]].median()
-        ax.scatter(per["radius_um"], per["refractive_index"], s=10, alpha=0.7)
-        ax.set_xlabel("radius (µm)")
-        ax.set_ylabel("refractive index")
-        ax.set_title("size and index per particle (median over its track)")
-        written.append(_save(fig, out / "size_index.png"))
+
+def _size_index(t: pd.DataFrame) -> Any:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    per = t.groupby("particle")[["radius_um", "refractive_index"]].median()
+    ax.scatter(per["radius_um"], per["refractive_index"], s=10, alpha=0.7)
+    ax.set_xlabel("radius (µm)")
+    ax.set_ylabel("refractive index")
+    ax.set_title("size and index per particle (median over its track)")
+    return fig
+
+
+def _detections(t: pd.DataFrame) -> Any:
+    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     counts = t.groupby("frame").size()
@@ -116,8 +137,7 @@ def plot_table(
     ax.set_xlabel("frame")
     ax.set_ylabel("detections")
     ax.set_ylim(bottom=0)
-    written.append(_save(fig, out / "detections.png"))
-    return written
+    return fig
 
 
 def _save(fig: object, path: Path) -> Path:

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 import zmq
 
-from livetrack import protocol as wire
 from livetrack.acquisition import (
     AcquisitionConfig,
     ActuationServer,
@@ -29,10 +28,11 @@ from livetrack.acquisition import (
     run_control_loop,
     simulated_core,
 )
-from livetrack.client import FramePublisher, free_loopback_addresses
 from livetrack.config import ConfigError, Distribution, SimulationConfig
-from livetrack.inference.classical import TrackpyDetector
-from livetrack.inference.service import Service, ServiceConfig
+from livetrack.detection.classical import TrackpyDetector
+from livetrack.service.service import Service, ServiceConfig
+from livetrack.wire import protocol as wire
+from livetrack.wire.client import FramePublisher, free_loopback_addresses
 
 from .conftest import small
 
@@ -430,6 +430,7 @@ def _closed_loop(cfg: SimulationConfig, mode: str, seconds: float) -> float:
     return float(np.sqrt(np.mean(d**2)))
 
 
+@pytest.mark.slow
 def test_closed_loop_centring_keeps_the_bead_near_the_centre(beads: SimulationConfig) -> None:
     # one bead: the loop itself, not identity through encounters (the demo measures those)
     cfg = still(beads, diffusion=0.2, number=1, photons={"mean": 5000.0, "min": 3000.0})

@@ -11,7 +11,10 @@ from typer.testing import CliRunner
 
 from livetrack.cli import app
 
+from .conftest import REAL_DATA
 
+
+@pytest.mark.slow
 def test_quick_bench_report_is_complete(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     rep = tmp_path / "report"
@@ -34,6 +37,7 @@ def test_quick_bench_report_is_complete(tmp_path: Path) -> None:
     assert "| preset |" in (rep / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_quick_linking_section_is_complete_and_sane(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(app, ["bench", "--quick", "--only", "linking", "--json", str(out)])
@@ -68,7 +72,9 @@ def test_quick_linking_section_is_complete_and_sane(tmp_path: Path) -> None:
 def test_unknown_part_is_refused() -> None:
     result = CliRunner().invoke(app, ["bench", "--only", "nonsense"])
     assert result.exit_code == 2
-    assert "unknown benchmark part" in result.output
+    # typer refuses it, naming the value and the parts there are
+    assert "'nonsense' is not one of" in result.output
+    assert "'linking'" in result.output
 
 
 def test_quick_accuracy_sections_have_the_agreed_keys(tmp_path: Path) -> None:
@@ -93,6 +99,7 @@ def test_quick_accuracy_sections_have_the_agreed_keys(tmp_path: Path) -> None:
         assert 0.0 <= r["f1"] <= 1.0
 
 
+@pytest.mark.slow
 def test_quick_speed_section_goes_through_the_real_service(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(app, ["bench", "--quick", "--only", "speed", "--json", str(out)])
@@ -128,6 +135,7 @@ def test_report_has_plots(tmp_path: Path) -> None:
         assert f"({name})" in (rep / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_quick_overload_accounts_for_every_frame_in_both_policies(tmp_path: Path) -> None:
     """10× the service's capacity: nothing is lost unaccounted, lossless keeps order."""
     out = tmp_path / "bench.json"
@@ -145,6 +153,7 @@ def test_quick_overload_accounts_for_every_frame_in_both_policies(tmp_path: Path
     assert rows["realtime"]["skipped"] > 0  # it was overloaded, and said so
 
 
+@pytest.mark.slow
 def test_quick_storm_rejects_every_bad_message_and_keeps_every_good_frame(
     tmp_path: Path,
 ) -> None:
@@ -180,6 +189,7 @@ def test_quick_overhead_section_times_the_service_without_a_model(tmp_path: Path
         assert row["overhead_p50_ms"] >= row[f"{part}_p50_ms"] > 0
 
 
+@pytest.mark.slow
 def test_quick_sizing_section_compares_with_a_lorenz_mie_fit(tmp_path: Path) -> None:
     from livetrack.artifact import characteriser_model_dir
 
@@ -191,7 +201,8 @@ def test_quick_sizing_section_compares_with_a_lorenz_mie_fit(tmp_path: Path) -> 
     (row,) = json.loads(out.read_text())["sizing"]
     assert row["crops"] == 100
     for name in ("radius_um", "refractive_index", "z_um"):
-        assert 0 <= row["ours"][name]["within_1_sigma"] <= 1
+        # the calibrated σ covers about 68 % of the errors (100 crops: ± 0.05)
+        assert 0.5 <= row["ours"][name]["within_1_sigma"] <= 0.85, name
     assert row["ours_ms_per_particle"] > 0
     # the physical limit beside it: the hologram fixes the index far better than 0.01
     assert row["crlb"]["spheres"] == 10
@@ -208,11 +219,13 @@ def test_quick_sizing_section_compares_with_a_lorenz_mie_fit(tmp_path: Path) -> 
     assert fit["seconds_per_particle_median"] > 0
 
 
+@pytest.mark.slow
 def test_quick_single_section_sets_the_localiser_beside_classical_centring(
     tmp_path: Path,
 ) -> None:
     out = tmp_path / "s.json"
-    result = CliRunner().invoke(app, ["bench", "--quick", "--only", "single", "--json", str(out)])
+    args = ["bench", "--quick", "--only", "single", "--json", str(out)]
+    result = CliRunner().invoke(app, [*args, "--real-data", str(REAL_DATA)])
     assert result.exit_code == 0, result.output
     rows = json.loads(out.read_text())["single"]
     sim = [r for r in rows if r["data"] == "simulated"]
@@ -222,7 +235,8 @@ def test_quick_single_section_sets_the_localiser_beside_classical_centring(
         assert r["crops"] == 60
         for k in ("localiser_rmse_px", "radial_symmetry_rmse_px", "trackpy_rmse_px"):
             assert 0 < r[k] < 1.0, k
-        assert 0 <= r["within_1_sigma"] <= 1
+        # the calibrated σ covers about 68 % of the errors (60 crops: ± 0.06)
+        assert 0.45 <= r["within_1_sigma"] <= 0.9, r
     real = [r for r in rows if r["data"].startswith("real brightfield")]
     if real:  # the real movies sit beside a checkout, not in an installed package
         assert real[0]["frames"] == 250
@@ -235,6 +249,7 @@ def test_quick_single_section_sets_the_localiser_beside_classical_centring(
         assert all(0 < g <= b < 1.35 * g for g, b in zip(good, bad, strict=True))
 
 
+@pytest.mark.slow
 def test_quick_reconnect_after_kill_9_counts_every_frame(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     args = ["bench", "--quick", "--only", "reconnect", "--json", str(out)]
@@ -263,6 +278,7 @@ def test_the_report_names_the_gpu_it_ran_on(
     assert machine_info()["gpu"] == "GPU 0: NVIDIA H100 80GB HBM3"
 
 
+@pytest.mark.slow
 def test_quick_centring_runs_the_closed_loop_in_each_mode(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     args = ["bench", "--quick", "--only", "centring", "--json", str(out)]
@@ -287,15 +303,12 @@ def test_quick_centring_runs_the_closed_loop_in_each_mode(tmp_path: Path) -> Non
 
 
 def test_quick_real_section_finds_the_real_colloids_beside_trackpy(tmp_path: Path) -> None:
-    from livetrack.bench._real import REAL
-
     out, rep = tmp_path / "r.json", tmp_path / "report"
-    result = CliRunner().invoke(
-        app, ["bench", "--quick", "--only", "real", "--json", str(out), "--report", str(rep)]
-    )
+    args = ["bench", "--quick", "--only", "real", "--json", str(out), "--report", str(rep)]
+    result = CliRunner().invoke(app, [*args, "--real-data", str(REAL_DATA)])
     assert result.exit_code == 0, result.output
     rows = json.loads(out.read_text())["real"]
-    if not (REAL / "brightfield.tif").is_file():
+    if not (REAL_DATA / "brightfield_colloids" / "brightfield.tif").is_file():
         assert "skipped" in rows[0]
         return
     assert [r["precision"] for r in rows] == ["float32", "int8"]

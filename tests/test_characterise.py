@@ -40,6 +40,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, list
     return out, result.history
 
 
+@pytest.mark.slow
 def test_tiny_characteriser_trains_and_states_its_accuracy(
     tiny: tuple[Path, dict[str, list[float]]],
 ) -> None:
@@ -55,7 +56,8 @@ def test_tiny_characteriser_trains_and_states_its_accuracy(
     assert all(s > 0 for s in card.outputs.sigma_scale)
     assert held["sigma_scale"] == list(card.outputs.sigma_scale)
     for name in ("radius_um", "refractive_index", "z_um"):
-        assert 0 <= held[name]["within_1_sigma"] <= 1
+        # a tiny model, but calibrated: about 68 % within 1σ (48 crops: ± 0.07)
+        assert 0.4 <= held[name]["within_1_sigma"] <= 0.95, (name, held[name])
         assert held[name]["rmse"] > 0
     assert card.training.command.startswith("livetrack train")
 
@@ -63,8 +65,8 @@ def test_tiny_characteriser_trains_and_states_its_accuracy(
 def test_characteriser_reads_spheres_in_a_frame_and_detectors_refuse_it(
     tiny: tuple[Path, dict[str, list[float]]],
 ) -> None:
-    from livetrack.inference.characterise import Characteriser
-    from livetrack.inference.detector import KerasDetector
+    from livetrack.detection.detector import Detector
+    from livetrack.holography.characterise import Characteriser
     from livetrack.simulation.scene import simulate_movie
 
     out, _ = tiny
@@ -80,12 +82,12 @@ def test_characteriser_reads_spheres_in_a_frame_and_detectors_refuse_it(
     empty = ch.characterise(movie.frames[0], np.zeros(0), np.zeros(0))
     assert empty.mean.shape == (0, 3)
     with pytest.raises(ArtifactError, match="not a detector"):
-        KerasDetector(out)
+        Detector(out)
 
 
 def test_crops_are_centred_on_the_particle() -> None:
     """A sphere's hologram is centro-symmetric: the crop's centre is its centre."""
-    from livetrack.inference._normalise import normalise_hologram
+    from livetrack.detection.normalise import normalise_hologram
     from livetrack.simulation.lorenzmie import hologram
 
     sim, _, _ = load_training_config(presets_dir() / "holography_spheres.toml")
@@ -103,7 +105,7 @@ def test_crops_are_centred_on_the_particle() -> None:
 def test_the_shipped_characteriser_with_the_fit_measures_spheres_in_a_frame() -> None:
     """Network, then fit: one sphere inside, one with its crop cut by the frame's edge."""
     from livetrack.artifact import characteriser_model_dir
-    from livetrack.inference.characterise import Characteriser
+    from livetrack.holography.characterise import Characteriser
     from livetrack.simulation.camera import expose
     from livetrack.simulation.lorenzmie import hologram
 
@@ -139,7 +141,7 @@ def test_the_fit_needs_the_medium_index_on_the_card(
     import shutil
 
     from livetrack.artifact import write_card
-    from livetrack.inference.characterise import Characteriser
+    from livetrack.holography.characterise import Characteriser
 
     out, _ = tiny
     assert read_card(out).expects.medium_index == 1.34  # train writes it
@@ -158,7 +160,7 @@ def test_the_fit_needs_the_medium_index_on_the_card(
 
 
 def test_saturation_is_guessed_from_a_full_scale_maximum() -> None:
-    from livetrack.inference.characterise import guess_saturation
+    from livetrack.holography.characterise import guess_saturation
 
     assert guess_saturation(np.array([[3, 255]], np.uint16)) == 255.0
     assert guess_saturation(np.array([[3, 4095]], np.uint16)) == 4095.0
@@ -167,8 +169,8 @@ def test_saturation_is_guessed_from_a_full_scale_maximum() -> None:
 
 
 def test_sigma_calibration_puts_68_percent_within_one_sigma() -> None:
-    from livetrack.inference.characterise import decode
-    from livetrack.training._characterise import calibrate_sigma
+    from livetrack.holography.characterise import decode
+    from livetrack.training.characteriser import calibrate_sigma
 
     rng = np.random.default_rng(0)
     truth = rng.uniform(-1, 1, (4000, 2))

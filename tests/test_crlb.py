@@ -25,6 +25,7 @@ def test_limits() -> None:
     assert crlb_pixelated(500.0, 10.0, 2.0, read_noise=3.0) > crlb_pixelated(500.0, 10.0, 2.0)
 
 
+@pytest.mark.slow
 def test_the_bound_is_reached_by_mle_on_simulated_spots() -> None:
     """Our simulator plus a maximum-likelihood fit attain the bound (validates both)."""
     rng = np.random.default_rng(5)

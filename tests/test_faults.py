@@ -17,10 +17,10 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from livetrack import protocol as wire
 from livetrack.acquisition import CoreFramePump, simulated_core
-from livetrack.client import ControlClient, FramePublisher, free_loopback_addresses
 from livetrack.config import SimulationConfig
+from livetrack.wire import protocol as wire
+from livetrack.wire.client import ControlClient, FramePublisher, free_loopback_addresses
 
 from .conftest import REPO, small
 from .test_service import start
@@ -101,6 +101,7 @@ def bad_message(draw: st.DrawFn) -> list[bytes]:
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+@pytest.mark.slow
 @given(st.lists(bad_message(), min_size=300, max_size=300))
 def test_bad_input_storm_is_rejected_and_counted_and_good_frames_pass(
     storm: list[list[bytes]],
@@ -175,6 +176,7 @@ def _wait_up(control: ControlClient, timeout_s: float = 60) -> dict[str, Any]:
                 raise
 
 
+@pytest.mark.slow
 def test_service_killed_mid_stream_acquisition_keeps_going_and_reconnects(
     beads: SimulationConfig,
 ) -> None:
@@ -221,7 +223,7 @@ def test_a_model_with_code_in_it_is_refused(tmp_path: Path) -> None:
     import keras
 
     from livetrack.artifact import ArtifactError, default_model_dir
-    from livetrack.inference.detector import KerasDetector
+    from livetrack.detection.detector import Detector
 
     inp = keras.Input((None, None, 1))
     out = keras.layers.Lambda(lambda t: t * 2.0)(inp)
@@ -229,7 +231,7 @@ def test_a_model_with_code_in_it_is_refused(tmp_path: Path) -> None:
     card = json.loads((default_model_dir() / "card.json").read_text())
     (tmp_path / "card.json").write_text(json.dumps(card))
     with pytest.raises(ArtifactError, match="cannot load the model"):
-        KerasDetector(tmp_path)
+        Detector(tmp_path)
 
 
 def test_nothing_in_the_package_unpickles() -> None:

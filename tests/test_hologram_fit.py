@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from livetrack.config import load_simulation_config
-from livetrack.inference.hologram_fit import HologramCamera, HologramOptics, fit_sphere
+from livetrack.holography.hologram_fit import HologramCamera, HologramOptics, fit_sphere
 from livetrack.simulation.camera import expose
 from livetrack.simulation.crlb import hologram_crlb
 from livetrack.simulation.lorenzmie import hologram, sphere_hologram
@@ -74,6 +74,7 @@ def test_the_fit_reaches_the_bound_from_a_network_like_start() -> None:
     assert got.brightness_e == pytest.approx(photons * CAM.quantum_efficiency, rel=0.02)
 
 
+@pytest.mark.slow
 def test_saturated_pixels_are_censored_not_fitted_as_values() -> None:
     """At 2.3× the illumination the bright fringes clip at 255."""
     a, m, z = 1.2, 1.58, 9.0
@@ -89,6 +90,7 @@ def test_saturated_pixels_are_censored_not_fitted_as_values() -> None:
     assert blind.reduced_chi2 > 1.5  # clipped values taken at face value do not fit
 
 
+@pytest.mark.slow
 def test_a_start_far_off_is_flagged_and_searched_over_the_whole_range() -> None:
     """As a network's estimate on a crop cut by the frame's edge."""
     a, m, z = 1.1, 1.48, 18.0

@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from livetrack import protocol as wire
 from livetrack.acquisition import ControllerConfig, FeedbackController
 from livetrack.acquisition.identity import BrightnessIdentity
+from livetrack.wire import protocol as wire
 
 
 class Moves:

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from livetrack.linking import LinkingConfig, OnlineLinker, link_table
-from livetrack.linking.metrics import tracking_scores
+from livetrack.linking.scores import tracking_scores
 
 
 def brownian(

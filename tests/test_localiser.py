@@ -47,6 +47,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_tiny_localiser_trains_and_states_its_accuracy_beside_radial_symmetry(tiny: Path) -> None:
     card = read_card(tiny)
     assert card.outputs.kind == "localiser"
@@ -55,19 +56,20 @@ def test_tiny_localiser_trains_and_states_its_accuracy_beside_radial_symmetry(ti
     held = card.metrics["held_out_crops"]
     assert held["crops"] == 32
     for axis in ("dx_px", "dy_px"):
-        assert 0 <= held[axis]["within_1_sigma"] <= 1
+        # a tiny model, but calibrated: about 68 % within 1σ (32 crops: ± 0.08)
+        assert 0.35 <= held[axis]["within_1_sigma"] <= 0.95, (axis, held[axis])
         assert held[axis]["rmse"] > 0
     # radial symmetry measured on the same crops, for comparison
     assert 0 < held["radial_symmetry_rmse_px"] < 1
 
 
 def test_crop_models_are_refused_where_they_do_not_belong(tiny: Path) -> None:
-    from livetrack.inference.characterise import Characteriser
-    from livetrack.inference.detector import KerasDetector
-    from livetrack.inference.localiser import CropLocaliser
+    from livetrack.detection.detector import Detector
+    from livetrack.holography.characterise import Characteriser
+    from livetrack.single.localiser import CropLocaliser
 
     with pytest.raises(ArtifactError, match="not a detector"):
-        KerasDetector(tiny)
+        Detector(tiny)
     with pytest.raises(ArtifactError, match="not a characteriser"):
         Characteriser(tiny)
     with pytest.raises(ArtifactError, match="not a single-particle localiser"):
@@ -102,8 +104,8 @@ def test_process_cli_uses_a_localiser_only_with_single(tiny: Path, tmp_path: Pat
 
 def test_shipped_localiser_on_held_out_crops_is_accurate_and_honest() -> None:
     """Fresh simulated crops (a seed training never saw): sub-0.2 px, σ calibrated."""
-    from livetrack.inference.localiser import CropLocaliser
-    from livetrack.training._localise import localiser_metrics, render_localiser_crops
+    from livetrack.single.localiser import CropLocaliser
+    from livetrack.training.localiser import localiser_metrics, render_localiser_crops
 
     loc = CropLocaliser(localiser_model_dir())
     sim, cfg, _ = load_training_config(presets_dir() / "trapped_colloid.toml")
@@ -122,7 +124,7 @@ def test_shipped_localiser_agrees_with_trackpy_on_real_brightfield_colloids() ->
     No ground truth exists; trackpy's ``locate_brightfield_ring`` is the reference.
     The localiser must agree with it about as well as radial symmetry does.
     """
-    from livetrack.inference.single import SingleParticleDetector
+    from livetrack.single.detector import SingleParticleDetector
 
     base = REAL_DATA / "brightfield_colloids"
     movie = tifffile.imread(base / "brightfield.tif")

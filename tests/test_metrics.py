@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from livetrack.linking.metrics import detection_scores, tracking_scores
+from livetrack.linking.scores import detection_scores, tracking_scores
 
 EPS = 5.0
 

@@ -16,20 +16,20 @@ import pandas as pd
 import pytest
 import tifffile
 
-from livetrack import protocol as wire
-from livetrack.client import ControlClient, FramePublisher, ResultSubscriber
 from livetrack.config import SimulationConfig
-from livetrack.inference.detector import KerasDetector
-from livetrack.inference.movies import MovieError, MovieReader
-from livetrack.inference.process import (
+from livetrack.detection.detector import Detector
+from livetrack.linking import LinkingConfig
+from livetrack.offline.movies import MovieError, MovieReader
+from livetrack.offline.process import (
     DetectorSpec,
-    process_movie,
     read_table,
+    track_movie,
     write_table,
 )
-from livetrack.inference.service import Service, ServiceConfig
-from livetrack.linking import LinkingConfig
+from livetrack.service.service import Service, ServiceConfig
 from livetrack.simulation.io import write_movie
+from livetrack.wire import protocol as wire
+from livetrack.wire.client import ControlClient, FramePublisher, ResultSubscriber
 
 from .conftest import REAL_DATA, small
 
@@ -97,7 +97,7 @@ def test_reader_zarr_ome_zarr_and_image_sequences(tmp_path: Path) -> None:
 def test_table_is_trackpy_compatible_and_finds_the_particles(movie_file: Path) -> None:
     import trackpy
 
-    table, info, _ = process_movie(movie_file, DetectorSpec(), LinkingConfig())
+    table, info, _ = track_movie(movie_file, DetectorSpec(), LinkingConfig())
     for col in ("frame", "particle", "x", "y", "score", "photons", "x_um", "y_um"):
         assert col in table.columns
     assert np.allclose(table["x_um"], table["x"] * info.pixel_size_um)
@@ -143,9 +143,9 @@ def test_table_is_trackpy_compatible_and_finds_the_particles(movie_file: Path) -
 
 def test_live_service_and_offline_give_the_same_tracks(movie_file: Path) -> None:
     frames = tifffile.imread(movie_file)
-    offline, _, _ = process_movie(movie_file, DetectorSpec(), LinkingConfig(), chunk=8)
+    offline, _, _ = track_movie(movie_file, DetectorSpec(), LinkingConfig(), chunk=8)
     service = Service(
-        KerasDetector(),
+        Detector(),
         ServiceConfig(
             frames="tcp://127.0.0.1:0",
             results="tcp://127.0.0.1:0",
@@ -181,16 +181,17 @@ def test_live_service_and_offline_give_the_same_tracks(movie_file: Path) -> None
         np.testing.assert_allclose(r.columns["y"], off["y"], atol=2e-4)
 
 
+@pytest.mark.slow
 def test_dask_local_cluster_gives_the_local_result(movie_file: Path) -> None:
     from dask.distributed import Client, LocalCluster
 
     spec = DetectorSpec(classical=True, diameter=9, minmass=300.0)
-    local, _, _ = process_movie(movie_file, spec, chunk=5)
+    local, _, _ = track_movie(movie_file, spec, chunk=5)
     with (
         LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster,
         Client(cluster) as client,
     ):
-        remote, _, _ = process_movie(movie_file, spec, chunk=5, client=client)
+        remote, _, _ = track_movie(movie_file, spec, chunk=5, client=client)
     pd.testing.assert_frame_equal(local, remote)
 
 
@@ -224,6 +225,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_cli_process_and_plot(movie_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "res" / "beads.parquet"
     p = _cli("process", str(movie_file), "-o", str(out))
@@ -243,12 +245,13 @@ def test_cli_process_and_plot(movie_file: Path, tmp_path: Path) -> None:
     assert "no such file" in p.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not REAL_DATA.exists(), reason="real movies not present")
 def test_real_brightfield_movie_against_trackpys_reference(tmp_path: Path) -> None:
     """Five real colloids: our pipeline (trackpy's locate + our linker) follows all five."""
     movie = REAL_DATA / "brightfield_colloids" / "brightfield.tif"
     ref = pd.read_csv(REAL_DATA / "brightfield_colloids" / "trackpy_brightfield_ring_tracks.csv")
-    table, info, _ = process_movie(
+    table, info, _ = track_movie(
         movie,
         DetectorSpec(classical=True, diameter=25, minmass=3000.0),
         LinkingConfig(search_range_px=10.0),
@@ -274,7 +277,7 @@ def test_real_brightfield_movie_with_the_shipped_brightfield_detector() -> None:
 
     movie = REAL_DATA / "brightfield_colloids" / "brightfield.tif"
     ref = pd.read_csv(REAL_DATA / "brightfield_colloids" / "trackpy_brightfield_ring_tracks.csv")
-    table, info, _ = process_movie(
+    table, info, _ = track_movie(
         movie, DetectorSpec(model=str(brightfield_model_dir())), LinkingConfig(search_range_px=10.0)
     )
     assert info.n_frames == 50
@@ -297,9 +300,7 @@ def test_real_trapped_particle_same_trap_in_clean_and_noisy_video() -> None:
         pytest.skip(f"the trapped-particle videos are not in {base}")
     var, ref = {}, {}
     for v in ("good", "bad"):
-        t, _, _ = process_movie(
-            base / f"trapped_particle_{v}_gray.tif", DetectorSpec(single_crop=31)
-        )
+        t, _, _ = track_movie(base / f"trapped_particle_{v}_gray.tif", DetectorSpec(single_crop=31))
         assert len(t) == 100
         assert t["particle"].nunique() == 1
         var[v] = t[["x", "y"]].var().to_numpy()
@@ -363,7 +364,7 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(
     movie_file: Path, tmp_path: Path, classical: bool
 ) -> None:
     spec = DetectorSpec(classical=classical, diameter=7, minmass=50.0)
-    whole, _, _ = process_movie(movie_file, spec, chunk=4)
+    whole, _, _ = track_movie(movie_file, spec, chunk=4)
     kept = tmp_path / "t.parquet.partial.d"
     first = _Counting(spec.build())
 
@@ -373,22 +374,23 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(
             raise KeyboardInterrupt  # the job is killed half way
 
     with pytest.raises(KeyboardInterrupt):
-        process_movie(
+        track_movie(
             movie_file, spec, chunk=4, detector=first, on_frames=die_after_12, checkpoint=kept
         )
     assert first.frames == 12
     assert len(list(kept.glob("chunk-*.parquet"))) == 3
     second = _Counting(spec.build())
-    table, _, _ = process_movie(movie_file, spec, chunk=4, detector=second, checkpoint=kept)
+    table, _, _ = track_movie(movie_file, spec, chunk=4, detector=second, checkpoint=kept)
     # only what was missing (the model: plus frame 8, whose PSF width frames 12-15 use)
     assert second.frames == (12 if classical else 13)
     pd.testing.assert_frame_equal(table, whole)
     # another chunk size (or movie, or detector) is another run: nothing stale is reused
     third = _Counting(spec.build())
-    process_movie(movie_file, spec, chunk=6, detector=third, checkpoint=kept)
+    track_movie(movie_file, spec, chunk=6, detector=third, checkpoint=kept)
     assert third.frames == 24
 
 
+@pytest.mark.slow
 def test_full_disk_fails_clearly_keeps_the_detections_and_resumes(
     movie_file: Path, tmp_path: Path
 ) -> None:
@@ -421,7 +423,7 @@ def test_full_disk_fails_clearly_keeps_the_detections_and_resumes(
     assert p.returncode == 0, p.stderr[-2000:]
     assert "resuming, 24 frames kept" in p.stderr
     assert not kept.exists()
-    direct, _, _ = process_movie(
+    direct, _, _ = track_movie(
         movie_file, DetectorSpec(classical=True, diameter=7, minmass=50.0), chunk=4
     )
     got = read_table(out)
@@ -430,19 +432,19 @@ def test_full_disk_fails_clearly_keeps_the_detections_and_resumes(
 
 
 def test_the_split_setting_reaches_the_detector_and_survives_a_hot_swap() -> None:
-    from livetrack.inference._split import SPLIT_Z
+    from livetrack.detection._split import SPLIT_Z
 
     assert DetectorSpec().build().split_z == SPLIT_Z
     assert DetectorSpec(split=False).build().split_z is None
     service = Service(
-        KerasDetector(split=False),
+        Detector(split=False),
         ServiceConfig(
             frames="tcp://127.0.0.1:0", results="tcp://127.0.0.1:0", control="tcp://127.0.0.1:0"
         ),
     )
     try:
         assert service.status()["split"] is False
-        swapped = service._load(str(KerasDetector().path))
+        swapped = service._load(str(Detector().path))
         assert swapped.split_z is None  # type: ignore[attr-defined]
     finally:
         service.close()
@@ -454,8 +456,8 @@ def test_warm_up_traces_the_network_and_leaves_detections_unchanged(
     from livetrack.simulation import simulate_movie
 
     movie = simulate_movie(small(beads, 128, 96, number=12), 2, seed=4)
-    cold = KerasDetector()
-    warm = KerasDetector()
+    cold = Detector()
+    warm = Detector()
     warm.warm_up((64, 64))
     for k, frame in enumerate(movie.frames):
         a, b = cold.detect(frame, index=k), warm.detect(frame, index=k)
@@ -468,7 +470,7 @@ def test_reset_starts_a_new_stream(beads: SimulationConfig) -> None:
     from livetrack.simulation import simulate_movie
 
     movie = simulate_movie(small(beads, 128, 96, number=12), 2, seed=5)
-    used, fresh = KerasDetector(), KerasDetector()
+    used, fresh = Detector(), Detector()
     used.detect(movie.frames[0])
     assert used.needs_sigma_from(1) is None  # frame 0 gave it the PSF width
     used.reset()

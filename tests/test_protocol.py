@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from livetrack import protocol as wire
+from livetrack.wire import protocol as wire
 
 GOLDEN = Path(__file__).parent / "golden"
 DOC = Path(__file__).resolve().parents[1] / "docs" / "protocol.md"

@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from livetrack.inference._refine import refine
-from livetrack.inference.single import radial_symmetry_centre
+from livetrack.detection._refine import refine
 from livetrack.simulation import GaussianPSF, crlb_pixelated
+from livetrack.single.detector import radial_symmetry_centre
 
 
 @pytest.mark.parametrize("photons", [300.0, 3000.0])
@@ -76,7 +76,7 @@ def _noisy(x: np.ndarray, y: np.ndarray, photons: float, seed: int) -> np.ndarra
 
 def test_a_particle_hidden_in_its_neighbours_fit_is_split_out() -> None:
     """Two spots 3.5 px apart found as one: the residual lobe brings the second back."""
-    from livetrack.inference._split import split_merged
+    from livetrack.detection._split import split_merged
 
     x, y = np.array([30.0, 33.5]), np.array([32.0, 32.0])
     img = _noisy(x, y, 3000.0, 1)
@@ -99,7 +99,7 @@ def test_a_particle_hidden_in_its_neighbours_fit_is_split_out() -> None:
 
 def test_single_spots_are_not_split() -> None:
     """Isolated spots at several brightnesses: the residual is noise, nothing is added."""
-    from livetrack.inference._split import split_merged
+    from livetrack.detection._split import split_merged
 
     rng = np.random.default_rng(3)
     gx, gy = np.meshgrid(np.arange(8, 64, 12.0), np.arange(8, 64, 12.0))
@@ -117,7 +117,7 @@ def test_single_spots_are_not_split() -> None:
 
 def test_pairs_too_close_for_a_lobe_are_split_by_their_elongation() -> None:
     """Pairs 4 px apart at SNR ~4 merge into one stretched spot; the long axis splits them."""
-    from livetrack.inference._split import split_merged
+    from livetrack.detection._split import split_merged
 
     rng = np.random.default_rng(8)
     centres = np.arange(16, 200, 24.0)
@@ -144,7 +144,7 @@ def test_pairs_too_close_for_a_lobe_are_split_by_their_elongation() -> None:
 
 def test_a_region_split_on_a_crop_equals_the_split_on_the_whole_frame() -> None:
     """The region's crop is wide enough that nothing changes but the cost."""
-    from livetrack.inference._split import ELONGATION_MIN, _split_merged, split_merged
+    from livetrack.detection._split import ELONGATION_MIN, _split_merged, split_merged
 
     rng = np.random.default_rng(2)
     centres = np.arange(16, 200, 24.0)

@@ -12,16 +12,22 @@ import numpy as np
 import pytest
 import zmq
 
-from livetrack import protocol as wire
-from livetrack.client import (
+from livetrack.detection.classical import TrackpyDetector
+from livetrack.service.service import Service, ServiceConfig
+from livetrack.wire import protocol as wire
+from livetrack.wire.client import (
     ControlClient,
     FramePublisher,
     ResultSubscriber,
     ServiceUnavailableError,
 )
-from livetrack.inference.classical import TrackpyDetector
-from livetrack.inference.service import Service, ServiceConfig
-from livetrack.security import ClientKeys, KeyFileError, ServerKeys, check_exposure, generate_keys
+from livetrack.wire.security import (
+    ClientKeys,
+    KeyFileError,
+    ServerKeys,
+    check_exposure,
+    generate_keys,
+)
 
 pytestmark = pytest.mark.skipif(not zmq.has("curve"), reason="libzmq without CURVE")
 LOCAL = "tcp://127.0.0.1:0"
@@ -60,6 +66,7 @@ def test_incomplete_key_directories_are_refused(tmp_path: Path) -> None:
         ServerKeys.load(tmp_path)
 
 
+@pytest.mark.slow
 def test_only_allowed_clients_are_served(keydir: Path) -> None:
     cfg = ServiceConfig(
         frames=LOCAL, results=LOCAL, control=LOCAL, policy="lossless", keys=str(keydir)
@@ -106,6 +113,7 @@ def test_only_allowed_clients_are_served(keydir: Path) -> None:
     assert not thread.is_alive()
 
 
+@pytest.mark.slow
 def test_cli_serve_off_loopback_needs_keys_and_takes_them(keydir: Path) -> None:
     import subprocess
     import sys

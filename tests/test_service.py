@@ -16,18 +16,18 @@ import numpy as np
 import pytest
 import zmq
 
-from livetrack import protocol as wire
-from livetrack.client import (
+from livetrack.detection.classical import TrackpyDetector
+from livetrack.detection.detector import Detections
+from livetrack.service.service import Service, ServiceConfig
+from livetrack.simulation.scenarios import Scenario
+from livetrack.wire import protocol as wire
+from livetrack.wire.client import (
     ControlClient,
     FramePublisher,
     ResultSubscriber,
     ServiceUnavailableError,
 )
-from livetrack.inference.classical import TrackpyDetector
-from livetrack.inference.detector import Detections
-from livetrack.inference.service import Service, ServiceConfig
-from livetrack.security import is_local
-from livetrack.simulation.scenarios import Scenario
+from livetrack.wire.security import is_local
 
 LOCAL = "tcp://127.0.0.1:0"
 
@@ -183,6 +183,7 @@ def test_every_bad_input_class_is_rejected_and_service_keeps_serving(
     assert st["processed"] == len(bad)
 
 
+@pytest.mark.slow
 def test_realtime_skips_under_overload_and_lossless_keeps_everything(
     movie: tuple[np.ndarray, Any],
 ) -> None:
@@ -404,10 +405,10 @@ def test_serve_command_shuts_down_cleanly_on_sigterm() -> None:
 
 @pytest.mark.slow
 def test_lossless_backlog_is_batched_and_kept_in_order(movie: tuple[np.ndarray, Any]) -> None:
-    from livetrack.inference.detector import KerasDetector
+    from livetrack.detection.detector import Detector
 
     frames, _ = movie
-    r = start(KerasDetector(), policy="lossless")
+    r = start(Detector(), policy="lossless")
     try:
         n = 40
         for i in range(n):  # far faster than the service: a backlog builds
@@ -518,6 +519,7 @@ def test_realtime_overlaps_the_next_network_with_this_read_out(
     assert any(overlaps)
 
 
+@pytest.mark.slow
 def test_a_subscriber_that_stops_reading_never_slows_the_service() -> None:
     """PUB drops for the stalled subscriber only; it sees its losses as gaps in seq."""
     from livetrack.bench._overhead import NormaliseOnly
@@ -559,7 +561,7 @@ def test_a_subscriber_that_stops_reading_never_slows_the_service() -> None:
 
 def test_status_percentiles_equal_numpys() -> None:
     """The one-partition p50/p99 of the status equal ``np.percentile`` (linear)."""
-    from livetrack.inference._stats import ServiceStats
+    from livetrack.service._stats import ServiceStats
 
     rng = np.random.default_rng(8)
     for n in (1, 2, 3, 7, 100, 2000, 2500):  # beyond the window too

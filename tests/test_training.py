@@ -12,8 +12,8 @@ import pytest
 
 from livetrack.artifact import ArtifactError, check_fits, read_card
 from livetrack.config import presets_dir
-from livetrack.inference._normalise import fast_arcsinh, robust_normalise
-from livetrack.inference._readout import read_peaks
+from livetrack.detection.normalise import fast_arcsinh, robust_normalise
+from livetrack.detection.readout import read_peaks
 from livetrack.training import load_training_config, make_crop
 from livetrack.training._data import heatmap_targets
 
@@ -64,7 +64,7 @@ def test_tiny_training_lowers_the_loss(tiny_model: tuple[Path, dict[str, list[fl
 def test_artifact_round_trips(
     tiny_model: tuple[Path, dict[str, list[float]]], tiny_config: Path
 ) -> None:
-    from livetrack.inference.detector import KerasDetector
+    from livetrack.detection.detector import Detector
 
     path, _ = tiny_model
     card = read_card(path)
@@ -77,7 +77,7 @@ def test_artifact_round_trips(
     assert "livetrack train" in card.training.command
     assert card.flops_per_512 is not None
     assert card.flops_per_512 > 1e6
-    det = KerasDetector(path)
+    det = Detector(path)
     frame = np.random.default_rng(0).poisson(110, (70, 90)).astype(np.uint16)  # not a multiple of 4
     d = det.detect(frame)
     assert d.x.shape == d.y.shape == d.score.shape
@@ -115,7 +115,7 @@ def test_mismatched_card_is_refused_with_the_reason(tiny_config: Path, tmp_path:
 
 
 def test_broken_artifacts_are_refused(tmp_path: Path) -> None:
-    from livetrack.inference.detector import KerasDetector
+    from livetrack.detection.detector import Detector
 
     with pytest.raises(ArtifactError, match="not a model artifact"):
         read_card(tmp_path / "nothing")
@@ -125,10 +125,10 @@ def test_broken_artifacts_are_refused(tmp_path: Path) -> None:
     good = Path(__file__).resolve().parents[1] / "livetrack" / "models" / "default" / "card.json"
     (tmp_path / "a" / "card.json").write_text(good.read_text())
     with pytest.raises(ArtifactError, match=r"no model\.keras"):
-        KerasDetector(tmp_path / "a")
+        Detector(tmp_path / "a")
     (tmp_path / "a" / "model.keras").write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(ArtifactError, match="cannot load the model"):
-        KerasDetector(tmp_path / "a")
+        Detector(tmp_path / "a")
     data = json.loads(good.read_text())
     data["card_version"] = 99
     (tmp_path / "a" / "card.json").write_text(json.dumps(data))
@@ -248,12 +248,12 @@ def test_shipped_default_model_detects_fresh_simulated_particles() -> None:
     import pandas as pd
 
     from livetrack.artifact import default_model_dir
-    from livetrack.inference.detector import KerasDetector
-    from livetrack.linking.metrics import detection_scores
+    from livetrack.detection.detector import Detector
+    from livetrack.linking.scores import detection_scores
     from livetrack.simulation.scenarios import Scenario
 
     assert (default_model_dir() / "model.keras").stat().st_size < 5 * 1024 * 1024
-    det = KerasDetector()
+    det = Detector()
     # the real-time budget on a CPU: about 1 GFLOP per 512² frame or less
     assert det.card.flops_per_512 is not None
     assert det.card.flops_per_512 < 1e9
@@ -270,13 +270,13 @@ def test_shipped_default_model_detects_fresh_simulated_particles() -> None:
 
 def test_batched_detection_equals_frame_by_frame() -> None:
     """The service batches a lossless backlog; results must not depend on it."""
-    from livetrack.inference.detector import KerasDetector
+    from livetrack.detection.detector import Detector
     from livetrack.simulation.scenarios import Scenario
 
     movie, _ = Scenario("batch", 30, 5.0, 3, size=128, seed=11).render()
-    single = KerasDetector()  # a fresh one each way: the same σ-estimate schedule
+    single = Detector()  # a fresh one each way: the same σ-estimate schedule
     one = [single.detect(f) for f in movie]
-    many = KerasDetector().detect_many(list(movie))
+    many = Detector().detect_many(list(movie))
     for a, b in zip(one, many, strict=True):
         assert np.allclose(a.x, b.x, atol=1e-4)
         assert np.allclose(a.y, b.y, atol=1e-4)
@@ -287,11 +287,11 @@ def test_bfloat16_arithmetic_finds_the_same_particles_as_float32(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """``auto`` picks bfloat16 on CPUs that have it; positions come from the raw frame."""
-    from livetrack.inference.detector import KerasDetector, resolve_precision
+    from livetrack.detection.detector import Detector, resolve_precision
     from livetrack.simulation.scenarios import Scenario
 
     movie, _ = Scenario("bf16", 60, 4.0, 2, size=256, seed=21).render()
-    full, half = KerasDetector(precision="float32"), KerasDetector(precision="bfloat16")
+    full, half = Detector(precision="float32"), Detector(precision="bfloat16")
     assert (full.precision, half.precision) == ("float32", "bfloat16")
     assert half.model.layers[1].compute_dtype == "bfloat16"
     for f in movie:
@@ -308,20 +308,20 @@ def test_bfloat16_arithmetic_finds_the_same_particles_as_float32(
     with pytest.raises(ValueError, match="LIVETRACK_PRECISION"):
         resolve_precision("auto")
     with pytest.raises(ValueError, match="precision"):
-        KerasDetector(precision="float8")
+        Detector(precision="float8")
 
 
 def test_auto_precision_is_int8_on_a_cpu_and_falls_back_where_it_cannot_be(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """auto: int8 where ONNX Runtime is installed, else bfloat16/float32; never an error."""
-    import livetrack.inference._int8 as int8_module
-    import livetrack.inference._precision as precision_module
-    from livetrack.inference.detector import KerasDetector, native_bfloat16, resolve_precision
+    import livetrack.detection._int8 as int8_module
+    import livetrack.detection.precision as precision_module
+    from livetrack.detection.detector import Detector, native_bfloat16, resolve_precision
 
     monkeypatch.delenv("LIVETRACK_PRECISION", raising=False)
     assert resolve_precision("auto") == "int8"  # CI: a CPU, onnxruntime installed
-    assert KerasDetector().precision == "int8"
+    assert Detector().precision == "int8"
     without = "bfloat16" if native_bfloat16() else "float32"
     assert resolve_precision("auto", int8=False) == without
     monkeypatch.setattr(precision_module, "int8_available", lambda: False)
@@ -334,24 +334,24 @@ def test_auto_precision_is_int8_on_a_cpu_and_falls_back_where_it_cannot_be(
     # a model the int8 writer does not know: auto runs it in float, int8 named refuses
     monkeypatch.setattr(int8_module, "_CACHE", {})
     monkeypatch.setattr(int8_module, "_onnx_graph", unconvertible)
-    fallback = KerasDetector()
+    fallback = Detector()
     assert (fallback.asked_precision, fallback.precision) == ("auto", without)
     assert len(fallback.detect(np.full((64, 64), 100, np.uint16))) == 0
     with pytest.raises(ArtifactError, match="default detector's layers"):
-        KerasDetector(precision="int8")
+        Detector(precision="int8")
 
 
 def test_the_xla_compiled_network_finds_what_the_graph_finds(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """XLA on CPUs by default; a stack gives each frame's numbers exactly as alone."""
-    from livetrack.inference.detector import KerasDetector, resolve_xla
+    from livetrack.detection.detector import Detector, resolve_xla
     from livetrack.simulation.scenarios import Scenario
 
     movie, _ = Scenario("xla", 60, 4.0, 3, size=128, seed=22).render()
     # float32 named: on a CPU with native bfloat16 "auto" picks bfloat16, without XLA
-    graph = KerasDetector(xla=False, precision="float32")
-    xla = KerasDetector(xla=None, precision="float32")
+    graph = Detector(xla=False, precision="float32")
+    xla = Detector(xla=None, precision="float32")
     assert (graph.xla, xla.xla) == (False, True)  # CI and this machine: a CPU
     stacked = xla.network(movie)
     for k, f in enumerate(movie):
@@ -376,14 +376,14 @@ def test_the_int8_network_finds_what_float32_finds(monkeypatch: pytest.MonkeyPat
     import pandas as pd
     from scipy.spatial import cKDTree
 
-    import livetrack.inference._int8 as int8_module
-    from livetrack.inference.detector import KerasDetector
-    from livetrack.linking.metrics import detection_scores
+    import livetrack.detection._int8 as int8_module
+    from livetrack.detection.detector import Detector
+    from livetrack.linking.scores import detection_scores
     from livetrack.simulation.scenarios import Scenario
 
     movie, truth = Scenario("int8", 40, 4.0, 3, size=192, seed=23).render()
-    f32 = KerasDetector(precision="float32")
-    int8 = KerasDetector(precision="int8")
+    f32 = Detector(precision="float32")
+    int8 = Detector(precision="int8")
     assert (int8.precision, int8.xla) == ("int8", False)
     stacked = int8.network(movie)
     found: dict[str, list[pd.DataFrame]] = {"f32": [], "int8": []}
@@ -411,7 +411,7 @@ def test_the_int8_network_finds_what_float32_finds(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(int8_module, "_CACHE", {})
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(ArtifactError, match=r"pip install onnxruntime onnx"):
-        KerasDetector(precision="int8")
+        Detector(precision="int8")
 
 
 @pytest.mark.skipif(not REAL_DATA.exists(), reason="real movies not present")
@@ -425,10 +425,10 @@ def test_the_int8_network_stays_close_to_float32_on_a_real_movie() -> None:
     import tifffile
     from scipy.spatial import cKDTree
 
-    from livetrack.inference.detector import KerasDetector
+    from livetrack.detection.detector import Detector
 
     movie = tifffile.imread(REAL_DATA / "deeptrack_videos" / "brownian_particles_gray.tif")[:10]
-    f32, int8 = KerasDetector(precision="float32"), KerasDetector(precision="int8")
+    f32, int8 = Detector(precision="float32"), Detector(precision="int8")
     a = [f32.detect(f, index=k) for k, f in enumerate(movie)]
     b = [int8.detect(f, index=k) for k, f in enumerate(movie)]
     n32, n8 = sum(len(d.x) for d in a), sum(len(d.x) for d in b)
@@ -446,7 +446,7 @@ def test_the_space_to_depth_layer_folds_into_the_next_convolution_exactly() -> N
     import keras
     import tensorflow as tf
 
-    from livetrack.inference._folded import folded_network
+    from livetrack.detection._folded import folded_network
     from livetrack.training._model import build_detector
 
     rng = np.random.default_rng(5)
@@ -500,9 +500,10 @@ def test_scene_crops_label_every_particle_inside_and_keep_colloids_apart() -> No
         render_scene_crops(load_simulation_config("fluorescent_beads"), 2, 0, 64, (0, 1))
 
 
+@pytest.mark.slow
 def test_a_brightfield_detector_trains_on_rendered_scenes(tmp_path: Path) -> None:
     """The detector path for brightfield: fixed rendered set, threshold from crops, no MLE."""
-    from livetrack.inference.detector import KerasDetector
+    from livetrack.detection.detector import Detector
     from livetrack.training import train
 
     text = (presets_dir() / "brightfield_colloid_detector.toml").read_text()
@@ -521,7 +522,7 @@ def test_a_brightfield_detector_trains_on_rendered_scenes(tmp_path: Path) -> Non
     assert (card.expects.modality, card.outputs.refinement) == ("brightfield", "none")
     assert card.training.steps == 256 // 32
     assert "held_out_crops" in card.metrics
-    det = KerasDetector(tmp_path / "bf", precision="float32")
+    det = Detector(tmp_path / "bf", precision="float32")
     assert det.refine_positions is False
     frame = np.random.default_rng(1).poisson(70, (66, 90)).astype(np.uint8)
     d = det.detect(frame)

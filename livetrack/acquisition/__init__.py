@@ -18,7 +18,6 @@ from livetrack.acquisition.controller import (
     FeedbackController,
     Trigger,
     TriggerEvent,
-    run_control_loop,
 )
 from livetrack.acquisition.devices import (
     SimCamera,
@@ -29,7 +28,7 @@ from livetrack.acquisition.devices import (
 )
 from livetrack.acquisition.publisher import CoreFramePump, PumpStats
 from livetrack.acquisition.sample import Exposure, SimulatedSample
-from livetrack.acquisition.session import SessionResult, rig_core, run_session
+from livetrack.acquisition.session import SessionResult, rig_core, run_control_loop, run_session
 
 __all__ = [
     "AcquisitionConfig",

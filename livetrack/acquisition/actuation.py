@@ -19,7 +19,7 @@ import numpy as np
 import zmq
 from pymmcore_plus import CMMCorePlus
 
-from livetrack import protocol as wire
+from livetrack.wire import protocol as wire
 
 log = logging.getLogger(__name__)
 

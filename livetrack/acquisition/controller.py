@@ -25,10 +25,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from livetrack import protocol as wire
 from livetrack.acquisition._config import ControllerConfig
 from livetrack.acquisition.actuation import Actuator
 from livetrack.acquisition.identity import BrightnessIdentity
+from livetrack.wire import protocol as wire
 
 log = logging.getLogger(__name__)
 # Recent samples kept per series (≈ 3.3 min at 50 results/s): memory is flat in long runs;
@@ -282,21 +282,7 @@ class FeedbackController:
                 self.stats.followed = self.followed
             return
         self._missing = 0
-        photons = res.columns.get("photons")
-        if self._identity is not None and photons is not None and len(photons) == len(ids):
-            row = self._identity.check(int(hit[0]), ids, xy, np.asarray(photons, float))
-            if row != hit[0]:  # the linker swapped it with a neighbour: follow the particle
-                log.info(
-                    "frame %d: brightness says track %d is ours (log-odds %.1f)",
-                    res.seq,
-                    ids[row],
-                    self._identity.last_log_odds,
-                )
-                self.followed = int(ids[row])
-                self.stats.followed = self.followed
-                self.stats.identity_switches += 1
-                hit = np.asarray([row])
-        pos = xy[hit[0]]
+        pos = xy[self._row_by_brightness(res, ids, xy, int(hit[0]))]
         self._last_px = pos.copy()
         self._seen_um = stage_xy + pos * px
         self._seen_px_um = px
@@ -311,8 +297,31 @@ class FeedbackController:
         self._update_velocity(res.t_acq_ns / 1e9, stage_xy + pos * px)
         age_s = max(0.0, (wire.now_ns() - res.t_acq_ns) / 1e9)
         self.stats.age_ms.append(age_s * 1e3)
-        if np.hypot(*err) < self.cfg.deadband_px:
-            return
+        if np.hypot(*err) >= self.cfg.deadband_px:
+            self._act(res, err, px, age_s, here)
+
+    def _row_by_brightness(
+        self, res: wire.Result, ids: np.ndarray, xy: np.ndarray, row: int
+    ) -> int:
+        """The followed particle's row: the linker's, unless its brightness says a neighbour's."""
+        photons = res.columns.get("photons")
+        if self._identity is None or photons is None or len(photons) != len(ids):
+            return row
+        found = self._identity.check(row, ids, xy, np.asarray(photons, float))
+        if found != row:  # the linker swapped it with a neighbour: follow the particle
+            log.info(
+                "frame %d: brightness says track %d is ours (log-odds %.1f)",
+                res.seq, ids[found], self._identity.last_log_odds,
+            )  # fmt: skip
+            self.followed = int(ids[found])
+            self.stats.followed = self.followed
+            self.stats.identity_switches += 1
+        return found
+
+    def _act(
+        self, res: wire.Result, err: np.ndarray, px: float, age_s: float, stage: np.ndarray | None
+    ) -> None:
+        """One PI step (with the latency's predicted drift): move the stage or the trap."""
         self._integral += err * px
         correction_um = self.cfg.kp * err * px + self.cfg.ki * self._integral
         if self.cfg.predict_latency:
@@ -321,8 +330,7 @@ class FeedbackController:
             if stage is None:
                 log.warning("trk result %d carries no stage_um: cannot centre", res.seq)
                 return
-            step = np.clip(correction_um, -self.cfg.max_step_um, self.cfg.max_step_um)
-            goal = stage_xy + step
+            goal = stage + np.clip(correction_um, -self.cfg.max_step_um, self.cfg.max_step_um)
             self.actuator.move_xy(float(goal[0]), float(goal[1]), res.seq, res.t_acq_ns)
         else:  # trap clamp: pull the particle back by moving the trap past the target
             trap = self.target - correction_um / px
@@ -371,31 +379,3 @@ class FeedbackController:
             self.hook(TriggerEvent(trig, res.seq, res.t_acq_ns, pid, float(p[0]), float(p[1])))
         except Exception:  # a user hook must not stop the loop
             log.exception("trigger hook failed")
-
-
-def run_control_loop(
-    controller: FeedbackController,
-    results: str,
-    seconds: float | None = None,
-    should_stop: Callable[[], bool] = lambda: False,
-    keys: Any = None,
-) -> ControllerStats:
-    """Subscribe to ``trk`` results at ``results`` and drive ``controller`` until told to stop.
-
-    Polls with a short timeout so the safe state is entered within
-    ``timeout_s`` + 50 ms of the last result.
-    """
-    from livetrack.client import ResultSubscriber
-
-    sub = ResultSubscriber(results, topics=(wire.TOPIC_TRACKS,), keys=keys)
-    end = time.monotonic() + seconds if seconds is not None else float("inf")
-    try:
-        while time.monotonic() < end and not should_stop():
-            res = sub.recv(timeout_ms=50)
-            if res is None:
-                controller.check_timeout()
-                continue
-            controller.on_tracks(res)
-    finally:
-        sub.close()
-    return controller.stats

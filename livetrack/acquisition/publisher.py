@@ -7,7 +7,7 @@ Two sources, one publisher:
 - MDA runs: ``core.mda.events.frameReady`` sends each frame of a useq sequence.
 
 Frames the service cannot take now are dropped at the socket (counted by
-:class:`~livetrack.client.FramePublisher`); frames the camera overwrote in the
+:class:`~livetrack.wire.client.FramePublisher`); frames the camera overwrote in the
 circular buffer before we took them show up as gaps in the camera's image
 numbers and are counted too. ``seq`` on the wire is the camera's image number,
 so every loss is visible downstream as a gap.
@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 from pymmcore_plus import CMMCorePlus
 
-from livetrack import protocol as wire
-from livetrack.client import FramePublisher
+from livetrack.wire import protocol as wire
+from livetrack.wire.client import FramePublisher
 
 log = logging.getLogger(__name__)
 POLL_S = 0.0003  # buffer polling period while a frame is due

@@ -12,6 +12,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,11 @@ from pymmcore_plus import CMMCorePlus
 
 from livetrack.acquisition._config import AcquisitionConfig
 from livetrack.acquisition.actuation import ActuationServer, CoreActuator
+from livetrack.acquisition.controller import ControllerStats, FeedbackController
 from livetrack.acquisition.publisher import CoreFramePump
 from livetrack.acquisition.sample import SimulatedSample
-from livetrack.client import FramePublisher
+from livetrack.wire import protocol as wire
+from livetrack.wire.client import FramePublisher
 
 log = logging.getLogger(__name__)
 STOP_MDA = object()
@@ -99,21 +102,7 @@ def run_session(
     try:
         if mda_sequence is not None:
             assert mda_queue is not None
-            pump.attach_mda()
-            for ev in mda_sequence:
-                mda_queue.put(ev)
-            if seconds is None:  # the sequence alone; else stay open for triggered events
-                mda_queue.put(STOP_MDA)
-            thread = core.run_mda(iter(mda_queue.get, STOP_MDA))
-            while thread.is_alive() and time.monotonic() < end and not stop.is_set():
-                thread.join(0.05)
-            if thread.is_alive():
-                mda_queue.put(STOP_MDA)
-                thread.join(2)
-            if thread.is_alive():
-                core.mda.cancel()
-                thread.join(5)
-            pump.detach_mda()
+            _run_mda(core, pump, mda_sequence, mda_queue, seconds is None, end, stop)
         else:
             pump.start_continuous()
             while time.monotonic() < end and not stop.is_set():
@@ -146,6 +135,33 @@ def run_session(
     )
 
 
+def _run_mda(
+    core: CMMCorePlus,
+    pump: CoreFramePump,
+    sequence: Any,
+    events: queue.Queue[Any],
+    sequence_only: bool,
+    end: float,
+    stop: threading.Event,
+) -> None:
+    """Run the MDA (frames via ``frameReady``); triggered events join it until the end."""
+    pump.attach_mda()
+    for ev in sequence:
+        events.put(ev)
+    if sequence_only:  # else stay open for triggered events
+        events.put(STOP_MDA)
+    thread = core.run_mda(iter(events.get, STOP_MDA))
+    while thread.is_alive() and time.monotonic() < end and not stop.is_set():
+        thread.join(0.05)
+    if thread.is_alive():
+        events.put(STOP_MDA)
+        thread.join(2)
+    if thread.is_alive():
+        core.mda.cancel()
+        thread.join(5)
+    pump.detach_mda()
+
+
 def _truth_summary(sample: SimulatedSample | None, core: CMMCorePlus) -> dict[str, Any]:
     if sample is None or not sample.truth_log:
         return {}
@@ -160,3 +176,31 @@ def _truth_summary(sample: SimulatedSample | None, core: CMMCorePlus) -> dict[st
         "t_s": t[::step].round(4).tolist(),
         "distance_px": d[::step].round(3).tolist(),
     }
+
+
+def run_control_loop(
+    controller: FeedbackController,
+    results: str,
+    seconds: float | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    keys: Any = None,
+) -> ControllerStats:
+    """Subscribe to ``trk`` results at ``results`` and drive ``controller`` until told to stop.
+
+    Polls with a short timeout so the safe state is entered within
+    ``timeout_s`` + 50 ms of the last result.
+    """
+    from livetrack.wire.client import ResultSubscriber
+
+    sub = ResultSubscriber(results, topics=(wire.TOPIC_TRACKS,), keys=keys)
+    end = time.monotonic() + seconds if seconds is not None else float("inf")
+    try:
+        while time.monotonic() < end and not should_stop():
+            res = sub.recv(timeout_ms=50)
+            if res is None:
+                controller.check_timeout()
+                continue
+            controller.on_tracks(res)
+    finally:
+        sub.close()
+    return controller.stats

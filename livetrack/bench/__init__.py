@@ -12,6 +12,7 @@ from livetrack.bench._runner import (
     run_bench,
     write_report,
 )
+from livetrack.bench._soak import run_soak
 
 __all__ = [
     "SECTIONS",
@@ -19,5 +20,6 @@ __all__ = [
     "markdown_report",
     "markdown_table",
     "run_bench",
+    "run_soak",
     "write_report",
 ]

@@ -8,9 +8,9 @@ from livetrack.training import evaluate as ev
 
 
 def _detector() -> Any:
-    from livetrack.inference.detector import KerasDetector
+    from livetrack.detection.detector import Detector
 
-    return KerasDetector()
+    return Detector()
 
 
 def bench_localization(quick: bool) -> list[dict[str, Any]]:

@@ -63,6 +63,46 @@ class _DelayedStage:
         return now
 
 
+def _controller(identity: bool, stage: _DelayedStage, cfg: Any) -> Any:
+    """The demo preset's centring controller, its identity guard on or off, on ``stage``."""
+    from livetrack.acquisition import ControllerConfig, FeedbackController, load_section
+    from livetrack.config import resolve_config_path
+
+    ccfg = load_section(resolve_config_path("demo"), "controller", ControllerConfig)
+    ccfg = ccfg.model_copy(update={"identity_by_brightness": identity})
+    return FeedbackController(ccfg, stage, cfg.pixel_size_um, (cfg.camera.height, cfg.camera.width))
+
+
+def _closed_loop(
+    sample: Any, stage: _DelayedStage, detector: Any, ctl: Any, frames: int, clock: list[float]
+) -> int:
+    """Run the loop for ``frames`` frames; returns on how many the controller followed its bead."""
+    from livetrack.linking import LinkingConfig, OnlineLinker
+    from livetrack.wire import protocol as wire
+
+    linker = OnlineLinker(LinkingConfig())
+    px = ctl.pixel_um
+    exposure_s = sample.config.camera.exposure_ms / 1e3
+    following = 0
+    for k in range(frames):
+        clock[0] = k / 50.0
+        for x_um, y_um in stage.due(k):
+            sample.set_stage(x_um, y_um)
+        shot = sample.expose(exposure_s)
+        det = detector.detect(shot.frame)
+        ox, oy = shot.stage_um[0] / px, shot.stage_um[1] / px
+        step = linker.link(k, det.x + ox, det.y + oy, det.photons)
+        cols = {"particle": step.particle, "x": det.x, "y": det.y, "photons": det.photons}
+        meta = {"stage_um": list(shot.stage_um), "pixel_size_um": px}
+        t_ns = int(clock[0] * 1e9)
+        ctl.on_tracks(wire.Result(wire.TOPIC_TRACKS, k, t_ns, t_ns, cols, meta))
+        tx, ty = sample.truth_log[-1][1:]
+        hit = np.flatnonzero(step.particle == ctl.followed)
+        if len(hit) and np.hypot(det.x[hit[0]] - tx, det.y[hit[0]] - ty) < FOLLOW_PX:
+            following += 1
+    return following
+
+
 def centring_run(
     seed: int,
     frames: int,
@@ -85,16 +125,13 @@ def centring_run(
         Frames between the exposure a command is computed from and the first exposure
         that sees the stage moved (1: the next frame).
     detector
-        A ``KerasDetector`` to reuse, reset first (built from the shipped model when None).
+        A ``Detector`` to reuse, reset first (built from the shipped model when None).
     jitter
         Draw each command's latency from ``JITTERED_LATENCY`` (seeded by ``seed``)
         instead of ``latency_frames``.
     """
-    from livetrack import protocol as wire
-    from livetrack.acquisition import ControllerConfig, FeedbackController, load_section
     from livetrack.acquisition.sample import SimulatedSample
-    from livetrack.config import load_simulation_config, resolve_config_path
-    from livetrack.linking import LinkingConfig, OnlineLinker
+    from livetrack.config import load_simulation_config
 
     cfg = load_simulation_config("demo")
     cam = cfg.camera
@@ -106,32 +143,12 @@ def centring_run(
     sample = SimulatedSample(cfg, seed, clock=lambda: clock[0])
     sample.start()
     sample.pin_nearest(*centre)
-    ccfg = load_section(resolve_config_path("demo"), "controller", ControllerConfig)
-    ccfg = ccfg.model_copy(update={"identity_by_brightness": identity})
-    px = cfg.pixel_size_um
     stage = _DelayedStage(latency_frames)
     if jitter:
         stage.jitter = np.random.default_rng(1000 + seed)
-    ctl = FeedbackController(ccfg, stage, px, (cam.height, cam.width))
-    linker = OnlineLinker(LinkingConfig())
-    following = 0
+    ctl = _controller(identity, stage, cfg)
     t0 = time.perf_counter()
-    for k in range(frames):
-        clock[0] = k / 50.0
-        for x_um, y_um in stage.due(k):
-            sample.set_stage(x_um, y_um)
-        shot = sample.expose(cam.exposure_ms / 1e3)
-        det = detector.detect(shot.frame)
-        ox, oy = shot.stage_um[0] / px, shot.stage_um[1] / px
-        step = linker.link(k, det.x + ox, det.y + oy, det.photons)
-        cols = {"particle": step.particle, "x": det.x, "y": det.y, "photons": det.photons}
-        meta = {"stage_um": list(shot.stage_um), "pixel_size_um": px}
-        t_ns = int(clock[0] * 1e9)
-        ctl.on_tracks(wire.Result(wire.TOPIC_TRACKS, k, t_ns, t_ns, cols, meta))
-        tx, ty = sample.truth_log[-1][1:]
-        hit = np.flatnonzero(step.particle == ctl.followed)
-        if len(hit) and np.hypot(det.x[hit[0]] - tx, det.y[hit[0]] - ty) < FOLLOW_PX:
-            following += 1
+    following = _closed_loop(sample, stage, detector, ctl, frames, clock)
     log = np.asarray(sample.truth_log)
     dist = np.hypot(log[SETTLE_FRAMES:, 1] - centre[0], log[SETTLE_FRAMES:, 2] - centre[1])
     rms = float(np.sqrt(np.mean(dist**2)))
@@ -154,12 +171,12 @@ def centring_detector() -> Any:
     """The shipped model as the demo's service runs it: region split around the target."""
     from livetrack.artifact import default_model_dir
     from livetrack.config import load_simulation_config
-    from livetrack.inference.detector import KerasDetector, set_network_threads
+    from livetrack.detection.detector import Detector, set_network_threads
 
     cam = load_simulation_config("demo").camera
     set_network_threads(1)  # the loop is sequential; one thread keeps runs comparable
     centre = ((cam.width - 1) / 2.0, (cam.height - 1) / 2.0)
-    return KerasDetector(default_model_dir(), split=False, split_region=(*centre, 24.0))
+    return Detector(default_model_dir(), split=False, split_region=(*centre, 24.0))
 
 
 def bench_centring(quick: bool) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from livetrack.linking import LinkingConfig, OnlineLinker
-from livetrack.linking.metrics import tracking_scores
+from livetrack.linking.scores import tracking_scores
 from livetrack.simulation.psf import GaussianPSF
 from livetrack.simulation.scenarios import Scenario
 from livetrack.training.baselines import (
@@ -62,10 +62,10 @@ def _trackpy(dets: pd.DataFrame, search: float, memory: int = MEMORY) -> tuple[p
 
 
 def _our_detections(movie: np.ndarray) -> pd.DataFrame:
-    from livetrack.inference.detector import KerasDetector
+    from livetrack.detection.detector import Detector
     from livetrack.training.evaluate import detect_movie
 
-    return detect_movie(KerasDetector(), movie)
+    return detect_movie(Detector(), movie)
 
 
 def _row(

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from livetrack.client import FramePublisher, ResultSubscriber
-from livetrack.inference._normalise import robust_normalise
-from livetrack.inference.detector import Detections
-from livetrack.inference.service import Service, ServiceConfig
+from livetrack.detection.detector import Detections
+from livetrack.detection.normalise import robust_normalise
+from livetrack.service.service import Service, ServiceConfig
+from livetrack.wire.client import FramePublisher, ResultSubscriber
 
 
 class NormaliseOnly:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from livetrack.artifact import brightfield_model_dir
-from livetrack.bench._single import REAL
+from livetrack.bench._single import COLLOIDS
 
 #: a detection this close to a reference position is that particle
 MATCH_PX = 3.0
@@ -65,29 +65,36 @@ def _agreement(movie: np.ndarray, ref: Any, detector: Any) -> dict[str, Any]:
     }
 
 
-def bench_real(quick: bool, model: str | Path | None = None) -> list[dict[str, Any]]:
-    """The shipped brightfield detector on the real colloids, float32 and int8."""
+def bench_real(
+    quick: bool, real_data: Path | None = None, model: str | Path | None = None
+) -> list[dict[str, Any]]:
+    """The shipped brightfield detector on the real colloids, float32 and int8.
+
+    ``real_data``: the folder of real movies (``shared/data/real``); None: skipped.
+    """
     import pandas as pd
     import tifffile
 
-    from livetrack.inference.detector import KerasDetector
+    from livetrack.detection.detector import Detector
 
     path = Path(model) if model is not None else brightfield_model_dir()
     if not (path / "card.json").is_file():
         return [{"skipped": f"no brightfield detector at {path} (livetrack train, see docs)"}]
-    if not (REAL / "brightfield.tif").is_file():
-        return [{"skipped": f"the real movies are not beside this checkout ({REAL})"}]
-    movie = tifffile.imread(REAL / "brightfield.tif")
-    ref = pd.read_csv(REAL / "trackpy_brightfield_ring_tracks.csv")
+    if real_data is None or not (real_data / COLLOIDS / "brightfield.tif").is_file():
+        where = "no --real-data folder" if real_data is None else f"none in {real_data}"
+        return [{"skipped": f"the real movies: {where} (see shared/data/real)"}]
+    movie = tifffile.imread(real_data / COLLOIDS / "brightfield.tif")
+    ref = pd.read_csv(real_data / COLLOIDS / "trackpy_brightfield_ring_tracks.csv")
     if quick:
         movie, ref = movie[:10], ref[ref["frame"] < 10]
     rows = []
     for precision in ("float32", "int8"):
-        det = KerasDetector(path, precision=precision)
+        det = Detector(path, precision=precision)
         det.warm_up()
         row = {"data": "real brightfield colloids vs trackpy ring", "precision": precision}
         rows.append(row | _agreement(movie, ref, det))
     rows[0]["reference_frame0"] = ref[ref["frame"] == 0][["x", "y"]].round(2).values.tolist()
+    rows[0]["movie"] = str(real_data / COLLOIDS / "brightfield.tif")
     return rows
 
 
@@ -100,9 +107,9 @@ def plot_real(rows: list[dict[str, Any]], out: Path) -> bool:
     import tifffile
 
     row = next((r for r in rows if "frame0" in r and "reference_frame0" in r), None)
-    if row is None or not (REAL / "brightfield.tif").is_file():
+    if row is None or not Path(row.get("movie", "")).is_file():
         return False
-    frame = tifffile.imread(REAL / "brightfield.tif", key=0)
+    frame = tifffile.imread(row["movie"], key=0)
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.6), dpi=110)
     a.imshow(frame, cmap="gray")
     ref = np.asarray(row["reference_frame0"])

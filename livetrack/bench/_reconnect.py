@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from livetrack.client import FramePublisher, free_loopback_addresses
+from livetrack.wire.client import FramePublisher, free_loopback_addresses
 
 
 def bench_reconnect(quick: bool) -> list[dict[str, Any]]:
@@ -25,7 +25,7 @@ def bench_reconnect(quick: bool) -> list[dict[str, Any]]:
     from livetrack.acquisition.devices import simulated_core
     from livetrack.acquisition.publisher import CoreFramePump
     from livetrack.config import load_simulation_config, presets_dir
-    from livetrack.demo._processes import start_service
+    from livetrack.demo.processes import start_service
 
     sim = load_simulation_config(presets_dir() / "fluorescent_beads.toml")
     cam = sim.camera.model_copy(update={"width": 128, "height": 128})

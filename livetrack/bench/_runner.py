@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from livetrack._runtime import allocator_tuned, package_versions
 from livetrack.bench._accuracy import bench_detection, bench_localization
 from livetrack.bench._centring import bench_centring
 from livetrack.bench._linking import bench_linking
@@ -22,8 +21,10 @@ from livetrack.bench._single import bench_single
 from livetrack.bench._sizing import bench_sizing
 from livetrack.bench._speed import bench_overload, bench_speed
 from livetrack.bench._storm import bench_storm
+from livetrack.runtime import allocator_tuned, package_versions
 
-Section = Callable[[bool], list[dict[str, Any]]]
+# a section takes ``quick`` (and ``real_data`` when in READS_REAL_DATA)
+Section = Callable[..., list[dict[str, Any]]]
 
 SECTIONS: dict[str, Section] = {
     "simulation": bench_simulation,
@@ -42,6 +43,8 @@ SECTIONS: dict[str, Section] = {
 }
 # sections that only run when asked for by name (long, and they load the machine fully)
 ON_REQUEST = {"overload", "storm", "reconnect", "centring"}
+# sections that also read the real movies (``real_data``)
+READS_REAL_DATA = {"single", "real"}
 
 
 def gpus() -> list[str]:
@@ -95,16 +98,29 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def run_bench(only: list[str] | None = None, quick: bool = False) -> dict[str, Any]:
-    """Run the named sections (default: all) and return the report as a dict."""
+def run_bench(
+    only: list[str] | None = None,
+    quick: bool = False,
+    real_data: Path | None = None,
+    on_section: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Run the named sections (default: all) and return the report as a dict.
+
+    ``real_data``: the folder of real movies (``shared/data/real``) for the sections
+    that compare with them; without it they say they were skipped. ``on_section``
+    is called with (name, index, count) as each section starts (a progress bar).
+    """
     names = only or [n for n in SECTIONS if n not in ON_REQUEST]
     unknown = [n for n in names if n not in SECTIONS]
     if unknown:
         raise ValueError(f"unknown benchmark part(s) {unknown}; choose from {sorted(SECTIONS)}")
     report: dict[str, Any] = {"machine": machine_info(), "quick": quick}
-    for name in names:
+    for i, name in enumerate(names):
+        if on_section is not None:
+            on_section(name, i, len(names))
         t0 = time.perf_counter()
-        report[name] = SECTIONS[name](quick)
+        section = SECTIONS[name]
+        report[name] = section(quick, real_data) if name in READS_REAL_DATA else section(quick)
         report.setdefault("seconds", {})[name] = round(time.perf_counter() - t0, 2)
     return report
 

@@ -16,10 +16,9 @@ from typing import Any
 
 import numpy as np
 
-# the real movies beside a checkout (../shared/data/real); absent in an installed package
-REAL_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
-REAL = REAL_ROOT / "brightfield_colloids"
-TRAP = REAL_ROOT / "deeptrack_videos"
+#: where the real movies are, inside the folder given as ``bench --real-data``
+COLLOIDS = "brightfield_colloids"
+TRAPPED = "deeptrack_videos"
 
 
 def _trackpy_centre(crop: np.ndarray, diameter: int) -> tuple[float, float]:
@@ -34,7 +33,7 @@ def _trackpy_centre(crop: np.ndarray, diameter: int) -> tuple[float, float]:
 def _simulated(loc: Any, quick: bool) -> list[dict[str, Any]]:
     from livetrack.config import presets_dir
     from livetrack.training import load_training_config
-    from livetrack.training._localise import localiser_metrics, render_localiser_crops
+    from livetrack.training.localiser import localiser_metrics, render_localiser_crops
 
     sim, cfg, _ = load_training_config(presets_dir() / "trapped_colloid.toml")
     n = 60 if quick else 500
@@ -72,14 +71,14 @@ def _simulated(loc: Any, quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
-def _real(model: Path) -> list[dict[str, Any]]:
+def _real(model: Path, folder: Path) -> list[dict[str, Any]]:
     import pandas as pd
     import tifffile
 
-    from livetrack.inference.single import SingleParticleDetector
+    from livetrack.single.detector import SingleParticleDetector
 
-    movie = tifffile.imread(REAL / "brightfield.tif")
-    ref = pd.read_csv(REAL / "trackpy_brightfield_ring_tracks.csv")
+    movie = tifffile.imread(folder / "brightfield.tif")
+    ref = pd.read_csv(folder / "trackpy_brightfield_ring_tracks.csv")
     h = 32
     out: dict[str, Any] = {"data": "real brightfield colloids (vs trackpy ring)", "frames": 0}
     for name, det in (
@@ -103,7 +102,7 @@ def _real(model: Path) -> list[dict[str, Any]]:
     return [out]
 
 
-def _trapped(model: Path) -> list[dict[str, Any]]:
+def _trapped(model: Path, folder: Path) -> list[dict[str, Any]]:
     """DeepTrack 1.0's trapped bead at low and high noise (no ground truth).
 
     Both videos show the same trap, so the same position variance is right. The
@@ -111,7 +110,7 @@ def _trapped(model: Path) -> list[dict[str, Any]]:
     """
     import tifffile
 
-    from livetrack.inference.single import SingleParticleDetector
+    from livetrack.single.detector import SingleParticleDetector
 
     out: dict[str, Any] = {"data": "real trapped bead (DeepTrack 1.0), variance px²"}
     for name, det in (
@@ -119,24 +118,29 @@ def _trapped(model: Path) -> list[dict[str, Any]]:
         ("radial_symmetry", SingleParticleDetector(31)),
     ):
         for noise in ("good", "bad"):
-            movie = tifffile.imread(TRAP / f"trapped_particle_{noise}_gray.tif")
+            movie = tifffile.imread(folder / f"trapped_particle_{noise}_gray.tif")
             xy = np.array([[d.x[0], d.y[0]] for d in map(det.detect, movie) if len(d)])
             out["frames"] = len(movie)
             out[f"{name}_{noise}_var_xy"] = [round(float(v), 3) for v in xy.var(axis=0)]
     return [out]
 
 
-def bench_single(quick: bool, model: str | Path | None = None) -> list[dict[str, Any]]:
-    """The shipped localiser vs radial symmetry and trackpy, simulated and real."""
+def bench_single(
+    quick: bool, real_data: Path | None = None, model: str | Path | None = None
+) -> list[dict[str, Any]]:
+    """The shipped localiser vs radial symmetry and trackpy, simulated and real.
+
+    ``real_data``: the folder of real movies (``shared/data/real``); None: simulated only.
+    """
     from livetrack.artifact import localiser_model_dir
-    from livetrack.inference.localiser import CropLocaliser
+    from livetrack.single.localiser import CropLocaliser
 
     path = Path(model) if model is not None else localiser_model_dir()
     if not (path / "card.json").is_file():
         return [{"skipped": f"no localiser at {path} (livetrack train, see docs/training.md)"}]
     rows = _simulated(CropLocaliser(path), quick)
-    if (REAL / "brightfield.tif").is_file():
-        rows += _real(path)
-    if (TRAP / "trapped_particle_good_gray.tif").is_file():
-        rows += _trapped(path)
+    if real_data is not None and (real_data / COLLOIDS / "brightfield.tif").is_file():
+        rows += _real(path, real_data / COLLOIDS)
+    if real_data is not None and (real_data / TRAPPED / "trapped_particle_good_gray.tif").is_file():
+        rows += _trapped(path, real_data / TRAPPED)
     return rows

@@ -6,7 +6,7 @@ covers the error (68 % is honest), and time per particle, for
 
 - the network alone;
 - the network then our Lorenz–Mie fit (``Characteriser.characterise(fit=True)``,
-  :mod:`livetrack.inference.hologram_fit`), beside the Cramér–Rao bound;
+  :mod:`livetrack.holography.hologram_fit`), beside the Cramér–Rao bound;
 - pylorenzmie's Levenberg–Marquardt fit (``Feature.optimize``) started from our
   network's estimate, the usual way to use that library.
 
@@ -83,7 +83,7 @@ def _crlb(sim: Any, truth: np.ndarray, crop: int) -> dict[str, Any]:
 
 def _fit_one(job: tuple[Any, ...]) -> tuple[list[float], float]:
     """One sphere's fit (module level: it runs in a worker process)."""
-    from livetrack.inference.hologram_fit import fit_sphere
+    from livetrack.holography.hologram_fit import fit_sphere
 
     frame, start, sigma, optics, camera, search_range = job
     t0 = time.perf_counter()
@@ -99,8 +99,8 @@ def _our_fit(
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from livetrack.inference.characterise import guess_saturation
-    from livetrack.training._characterise import held_out_metrics
+    from livetrack.holography.characterise import guess_saturation
+    from livetrack.training.characteriser import held_out_metrics
 
     optics, camera, span = ch.fit_settings(guess_saturation(frames))
     jobs = [(f, m, s, optics, camera, span) for f, m, s in zip(frames, mean, sigma, strict=True)]
@@ -135,10 +135,10 @@ def bench_sizing(quick: bool, model: str | Path | None = None) -> list[dict[str,
     """Our characteriser vs a pylorenzmie fit on the same held-out crops."""
     from livetrack.artifact import characteriser_model_dir
     from livetrack.config import presets_dir
-    from livetrack.inference._normalise import normalise_hologram
-    from livetrack.inference.characterise import Characteriser, decode
+    from livetrack.detection.normalise import normalise_hologram
+    from livetrack.holography.characterise import Characteriser, decode
     from livetrack.training import load_training_config
-    from livetrack.training._characterise import held_out_metrics, render_raw_crops
+    from livetrack.training.characteriser import held_out_metrics, render_raw_crops
 
     path = Path(model) if model is not None else characteriser_model_dir()
     if not (path / "card.json").is_file():

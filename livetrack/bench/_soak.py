@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from livetrack.bench._speed import _proc_memory_mb
-from livetrack.client import ServiceUnavailableError
-from livetrack.demo._processes import Child, start_service
+from livetrack.bench._served import proc_memory_mb
+from livetrack.demo.processes import Child, start_service
+from livetrack.wire.client import ServiceUnavailableError
 
 
 def run_soak(seconds: float, fps: float, out: Path, sample_s: float = 10.0) -> dict[str, Any]:
@@ -71,7 +71,7 @@ def run_soak(seconds: float, fps: float, out: Path, sample_s: float = 10.0) -> d
             samples.append(
                 {
                     "t_s": round(time.monotonic() - t0, 1),
-                    "rss_mb": {c.name: _proc_memory_mb(c.proc.pid).get("VmRSS") for c in children},
+                    "rss_mb": {c.name: proc_memory_mb(c.proc.pid).get("VmRSS") for c in children},
                     "received": st["received"],
                     "processed": st["processed"],
                     "skipped": st["skipped"],

@@ -12,25 +12,15 @@ trackpy's ``Linker.next_level`` per frame, timed on the same frames in this run.
 from __future__ import annotations
 
 import itertools
-import os
-import subprocess
-import sys
 import threading
 import time
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from livetrack import protocol as wire
-from livetrack.client import (
-    ControlClient,
-    FramePublisher,
-    ResultSubscriber,
-    free_loopback_addresses,
-)
-from livetrack.inference._precision import native_bfloat16
+from livetrack.bench._served import Collector, Served, percentiles, proc_memory_mb, served
+from livetrack.detection.precision import native_bfloat16
 from livetrack.simulation.scenarios import Scenario
 
 
@@ -56,17 +46,43 @@ def _trackpy_fps(frames: np.ndarray, diameter: int = 9, minmass: float = 100.0) 
     return float(1.0 / np.mean(times[1:]))
 
 
-def _proc_memory_mb(pid: int) -> dict[str, float]:
-    """VmRSS (now) and VmHWM (peak) of a process in MB, from /proc (Linux; empty elsewhere)."""
-    out: dict[str, float] = {}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                out[key] = float(value.split()[0]) / 1024.0
-    except OSError:
-        pass
-    return out
+class _MemorySampler:
+    """The service's resident memory every 0.25 s, in a thread."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.rss_mb: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.25):
+            self.rss_mb.append(proc_memory_mb(self.pid).get("VmRSS", float("nan")))
+
+    def close(self) -> dict[str, float | None]:
+        """Stop; RSS at the start and end of the load, and the peak (MB)."""
+        self._stop.set()
+        self._thread.join(2)
+        rss = self.rss_mb
+        peak = proc_memory_mb(self.pid).get("VmHWM", float("nan"))
+        return {"start": rss[0] if rss else None, "end": rss[-1] if rss else None, "peak": peak}
+
+
+def _warm_up(svc: Served, frames: np.ndarray, rate_hz: float) -> dict[str, Any]:
+    """Ten frames not counted; the service's stats once they are done."""
+    svc.stats()  # the service is up (model loaded)
+    time.sleep(0.3)
+    svc.publish_paced(frames, 10, rate_hz, 0)
+    # wait until the warm-up frames are done (a slow service, e.g. at 2048², still
+    # holds one after 0.5 s, and would count it in the measured window)
+    settle = time.monotonic() + 30
+    while True:
+        time.sleep(0.5)
+        before = svc.stats()
+        done = before["processed"] + before["skipped"] + before["rejected_total"]
+        if done >= before["received"] >= svc.publisher.stats.sent or time.monotonic() > settle:
+            return before
 
 
 def run_service_speed(
@@ -83,106 +99,29 @@ def run_service_speed(
     ``serve_args``: extra ``livetrack serve`` options (e.g. ``--no-pipeline``).
     """
     frames, _ = Scenario("speed", particles, 7.0, 20, size=size, seed=size).render()
-    a_frames, a_results, a_control = free_loopback_addresses(3)
-    cmd = [
-        sys.executable,
-        "-m",
-        "livetrack.cli",
-        "serve",
-        "--policy",
-        policy,
-        "--frames",
-        a_frames,
-        "--results",
-        a_results,
-        "--control",
-        a_control,
-        *serve_args,
-    ]
-    proc = subprocess.Popen(
-        cmd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    ctl = ControlClient(a_control, timeout_ms=60000, retries=1)
-    sub = ResultSubscriber(a_results, topics=(wire.TOPIC_TRACKS,))
-    pub = FramePublisher(a_frames, queue=8)
-    latencies: list[float] = []
-    seqs: list[int] = []
-    rss_mb: list[float] = []
-    stop = threading.Event()
-
-    def collect() -> None:
-        while not stop.is_set():
-            r = sub.recv(100)
-            # the warm-up frames' results (seq < 10) wait in the socket until this
-            # thread starts: counted, they put ~0.7 s into the first latencies
-            if r is not None and r.seq >= 10:
-                latencies.append((time.time_ns() - r.t_acq_ns) / 1e6)
-                seqs.append(r.seq)
-
-    def sample_memory() -> None:
-        while not stop.wait(0.25):
-            rss_mb.append(_proc_memory_mb(proc.pid).get("VmRSS", float("nan")))
-
-    try:
-        ctl.request("status")  # the service is up (model loaded)
-        time.sleep(0.3)
-        for k in range(10):  # warm-up, not counted
-            pub.publish(frames[k % len(frames)], seq=k)
-            time.sleep(1.0 / rate_hz)
-        # the warm-up frames are done (a slow service, e.g. at 2048², still holds one
-        # after 0.5 s, and would count it in the measured window)
-        settle = time.monotonic() + 30
-        while True:
-            time.sleep(0.5)
-            before = ctl.request("stats")["status"]
-            done = before["processed"] + before["skipped"] + before["rejected_total"]
-            idle = done >= before["received"] >= pub.stats.sent
-            if idle or time.monotonic() > settle:
-                break
+    with served(policy, *serve_args) as svc:
+        pub = svc.publisher
+        before = _warm_up(svc, frames, rate_hz)
         pub0 = (pub.stats.offered, pub.stats.sent, pub.stats.dropped)
-        latencies.clear()
-        th = threading.Thread(target=collect, daemon=True)
-        th.start()
-        mem = threading.Thread(target=sample_memory, daemon=True)
-        mem.start()
-        n = int(seconds * rate_hz)
-        t_start = time.perf_counter()
-        for k in range(n):
-            target = t_start + k / rate_hz
-            while (dt := target - time.perf_counter()) > 0:
-                time.sleep(min(dt, 0.002))
-            pub.publish(frames[k % len(frames)], seq=10 + k)
+        got = Collector(svc.results, 10)  # the warm-up's results would add ~0.7 s
+        memory = _MemorySampler(svc.proc.pid)
+        svc.publish_paced(frames, int(seconds * rate_hz), rate_hz, 10)
         # let the service drain what it accepted (lossless: a full queue takes a while)
-        end = time.monotonic() + 30
-        while time.monotonic() < end:
-            after = ctl.request("stats")["status"]
-            done = after["processed"] + after["skipped"] + after["rejected_total"]
-            sent = pub.stats.sent - pub0[1]
-            if after["received"] >= before["received"] + sent and done >= after["received"]:
-                break
-            time.sleep(0.2)
+        svc.drained(before["received"] + pub.stats.sent - pub0[1])
         time.sleep(0.5)  # the last results reach the subscriber
-        stop.set()
-        th.join(2)
-        mem.join(2)
-        peak = _proc_memory_mb(proc.pid).get("VmHWM", float("nan"))
-        after = ctl.request("stats")["status"]
-        ctl.request("shutdown")
-        proc.wait(20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        for c in (ctl, sub, pub):
-            c.close()
-    processed = after["processed"] - before["processed"]
+        got.close()
+        rss = memory.close()
+        after = svc.stats()
+        svc.stop()
+    sender = {
+        "offered": pub.stats.offered - pub0[0],
+        "sent": pub.stats.sent - pub0[1],
+        "dropped": pub.stats.dropped - pub0[2],
+    }
+    service = {k: after[k] - before[k] for k in ("received", "processed", "skipped")}
+    service["rejected"] = after["rejected_total"] - before["rejected_total"]
     stages = {k: v["p50"] for k, v in after["latency_ms"].items()}
-    # the issue's definition: receive + decode, normalise, pack + publish (linking is
-    # its own stage with its own goal, and the model is the model)
-    overhead = sum(stages.get(k, 0.0) for k in ("receive", "normalise", "pack_publish"))
-    lat = np.array(latencies) if latencies else np.array([np.nan])
+    lat = np.array(list(got.latency_ms.values())) if got.latency_ms else np.array([np.nan])
     return {
         "frame": f"{size}x{size}",
         "particles": particles,
@@ -190,35 +129,25 @@ def run_service_speed(
         "pipeline": "--no-pipeline" not in serve_args,
         "precision": after.get("precision"),
         "rate_hz": rate_hz,
-        "fps": processed / seconds,
-        "latency_ms": {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99))},
+        "fps": service["processed"] / seconds,
+        "latency_ms": percentiles(lat),
         "stages_p50_ms": stages,
-        "service_overhead_ms": overhead,
-        "sent": pub.stats.sent - pub0[1],
-        "dropped_at_sender": pub.stats.dropped - pub0[2],
-        "skipped": after["skipped"] - before["skipped"],
-        "rejected": after["rejected_total"] - before["rejected_total"],
-        "received": after["received"] - before["received"],
-        "processed": processed,
-        # offered = sent + dropped at the sender; sent = received = processed + skipped + rejected
-        "offered": pub.stats.offered - pub0[0],
-        "accounted": (
-            pub.stats.offered - pub0[0] == pub.stats.sent - pub0[1] + pub.stats.dropped - pub0[2]
-            and after["received"] - before["received"] == pub.stats.sent - pub0[1]
-            and processed
-            + after["skipped"]
-            - before["skipped"]
-            + after["rejected_total"]
-            - before["rejected_total"]
-            == pub.stats.sent - pub0[1]
+        # the issue's definition: receive + decode, normalise, pack + publish (linking is
+        # its own stage with its own goal, and the model is the model)
+        "service_overhead_ms": sum(
+            stages.get(k, 0.0) for k in ("receive", "normalise", "pack_publish")
         ),
-        "results_in_order": all(b > a for a, b in itertools.pairwise(seqs)),
-        "results_received": len(seqs),
-        "rss_mb": {
-            "start": rss_mb[0] if rss_mb else None,
-            "end": rss_mb[-1] if rss_mb else None,
-            "peak": peak,
-        },
+        "sent": sender["sent"],
+        "dropped_at_sender": sender["dropped"],
+        **{k: service[k] for k in ("skipped", "rejected", "received", "processed")},
+        "offered": sender["offered"],
+        # offered = sent + dropped at the sender; sent = received = processed + skipped + rejected
+        "accounted": sender["offered"] == sender["sent"] + sender["dropped"]
+        and service["received"] == sender["sent"]
+        and service["processed"] + service["skipped"] + service["rejected"] == sender["sent"],
+        "results_in_order": all(b > a for a, b in itertools.pairwise(got.seqs)),
+        "results_received": len(got.seqs),
+        "rss_mb": rss,
         "trackpy_fps": _trackpy_fps(frames) if with_trackpy else None,
         # a bounded sample of the latencies, for the histogram in the report
         "latency_samples_ms": [round(float(v), 3) for v in lat[:: max(1, len(lat) // 1000)]],

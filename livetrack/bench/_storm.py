@@ -8,8 +8,6 @@ good frame processed), and the latency of good frames before and after the storm
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 from typing import Any
@@ -18,14 +16,9 @@ import msgpack
 import numpy as np
 import zmq
 
-from livetrack import protocol as wire
-from livetrack.client import (
-    ControlClient,
-    FramePublisher,
-    ResultSubscriber,
-    free_loopback_addresses,
-)
+from livetrack.bench._served import Collector, percentiles, served
 from livetrack.simulation.scenarios import Scenario
+from livetrack.wire import protocol as wire
 
 
 def bad_messages(frame: np.ndarray, n: int, seed: int = 0) -> list[list[bytes]]:
@@ -67,99 +60,50 @@ def bad_messages(frame: np.ndarray, n: int, seed: int = 0) -> list[list[bytes]]:
     return out
 
 
+def _raw_push(address: str) -> zmq.Socket[Any]:
+    """A bare PUSH socket for the malformed messages (the publisher would refuse them)."""
+    raw: zmq.Socket[Any] = zmq.Context.instance().socket(zmq.PUSH)
+    raw.setsockopt(zmq.LINGER, 0)
+    raw.setsockopt(zmq.SNDHWM, 1000)
+    raw.connect(address)
+    return raw
+
+
 def run_storm(n_bad: int = 10_000, rate_hz: float = 20.0, phase_s: float = 10.0) -> dict[str, Any]:
     """Good frames at ``rate_hz`` for 3 phases (before, storm, after); bad ones in phase 2."""
     frames, _ = Scenario("storm", 100, 7.0, 10, size=512, seed=3).render()
     bad = bad_messages(frames[0], n_bad)
-    a_frames, a_results, a_control = free_loopback_addresses(3)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "livetrack.cli",
-            "serve",
-            "--policy",
-            "lossless",
-            "--frames",
-            a_frames,
-            "--results",
-            a_results,
-            "--control",
-            a_control,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    ctl = ControlClient(a_control, timeout_ms=60000, retries=1)
-    sub = ResultSubscriber(a_results, topics=(wire.TOPIC_TRACKS,))
-    pub = FramePublisher(a_frames, queue=64)
-    ctx: zmq.Context[Any] = zmq.Context.instance()
-    raw = ctx.socket(zmq.PUSH)
-    raw.setsockopt(zmq.LINGER, 0)
-    raw.setsockopt(zmq.SNDHWM, 1000)
-    raw.connect(a_frames)
-    lat: dict[int, float] = {}
-    stop = threading.Event()
+    m, n = int(phase_s * rate_hz), int(3 * phase_s * rate_hz)
+    with served("lossless", queue=64) as svc:
+        raw = _raw_push(svc.frames)
+        pub = svc.publisher
 
-    def collect() -> None:
-        while not stop.is_set():
-            r = sub.recv(100)
-            if r is not None:
-                lat[r.seq] = (wire.now_ns() - r.t_acq_ns) / 1e6
+        def storm() -> None:
+            for parts in bad:
+                raw.send_multipart(parts)  # blocks when the queue is full: nothing skipped
 
-    def storm() -> None:
-        for parts in bad:
-            raw.send_multipart(parts)  # blocks when the queue is full: nothing skipped
-
-    try:
-        ctl.request("status")
-        time.sleep(0.3)
-        for k in range(10):  # warm-up (the network's first calls), not measured
-            pub.publish(frames[k], seq=k)
-            time.sleep(1.0 / rate_hz)
-        time.sleep(1.0)
-        warm = pub.stats.sent  # warm-up frames that went out (some may drop before connecting)
-        pub.stats.sent = 0
-        th = threading.Thread(target=collect, daemon=True)
-        th.start()
-        n = int(3 * phase_s * rate_hz)
         stormer = threading.Thread(target=storm, daemon=True)
-        t0 = time.perf_counter()
-        for k in range(n):
-            if k == int(phase_s * rate_hz):
-                stormer.start()
-            while (dt := t0 + k / rate_hz - time.perf_counter()) > 0:
-                time.sleep(min(dt, 0.002))
-            pub.publish(frames[k % len(frames)], seq=10 + k)
-        stormer.join(120)
-        end = time.monotonic() + 60
-        while time.monotonic() < end:
-            st = ctl.request("stats")["status"]
-            if (
-                st["received"] >= warm + n + n_bad
-                and st["processed"] + st["rejected_total"] >= st["received"]
-            ):
-                break
-            time.sleep(0.2)
-        time.sleep(0.5)
-        stop.set()
-        th.join(2)
-        st = ctl.request("stats")["status"]
-        ctl.request("shutdown")
-        proc.wait(20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        raw.close(0)
-        for c in (ctl, sub, pub):
-            c.close()
-    m = int(phase_s * rate_hz)
+        try:
+            svc.stats()
+            time.sleep(0.3)
+            svc.publish_paced(frames, 10, rate_hz, 0)  # warm-up (first network calls)
+            time.sleep(1.0)
+            warm = pub.stats.sent  # warm-up frames that went out (some drop before connecting)
+            pub.stats.sent = 0
+            got = Collector(svc.results, 10)
+            svc.publish_paced(frames, n, rate_hz, 10, lambda k: stormer.start() if k == m else None)
+            stormer.join(120)
+            svc.drained(warm + n + n_bad, timeout_s=60)
+            time.sleep(0.5)
+            got.close()
+            st = svc.stats()
+            svc.stop()
+        finally:
+            raw.close(0)
+    lat = got.latency_ms
 
     def pct(lo: int, hi: int) -> dict[str, float]:
-        a = np.array([lat[s] for s in range(10 + lo, 10 + hi) if s in lat])
-        if not len(a):
-            return {}
-        return {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99))}
+        return percentiles(lat[s] for s in range(10 + lo, 10 + hi) if s in lat)
 
     return {
         "bad_sent": n_bad,
@@ -168,7 +112,7 @@ def run_storm(n_bad: int = 10_000, rate_hz: float = 20.0, phase_s: float = 10.0)
         "processed": st["processed"] - warm,
         "rejected": st["rejected"],
         "rejected_total": st["rejected_total"],
-        "good_results": sum(1 for s in lat if s >= 10),
+        "good_results": len(lat),
         "latency_before_ms": pct(0, m),
         "latency_during_ms": pct(m, 2 * m),
         "latency_after_ms": pct(2 * m, 3 * m),

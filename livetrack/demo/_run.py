@@ -26,11 +26,11 @@ import numpy as np
 from rich.console import Console
 from rich.live import Live
 
-from livetrack.client import ControlClient, ServiceUnavailableError, free_loopback_addresses
 from livetrack.config import load_simulation_config
-from livetrack.demo._processes import Child, start_service
 from livetrack.demo._report import draw_summary
 from livetrack.demo._watch import Watcher
+from livetrack.demo.processes import Child, start_service
+from livetrack.wire.client import ControlClient, ServiceUnavailableError, free_loopback_addresses
 
 
 def _wait_drained(control: ControlClient, sent: int, timeout_s: float = 15.0) -> dict[str, Any]:
@@ -42,6 +42,53 @@ def _wait_drained(control: ControlClient, sent: int, timeout_s: float = 15.0) ->
         if (st["received"] >= sent and done >= st["received"]) or time.monotonic() > end:
             return st
         time.sleep(0.1)
+
+
+def _start_controller(name: str, mode: str, addr: dict[str, str], out: Path, preset: str) -> Child:
+    ctl = Child(
+        f"control-{name}",
+        [
+            "control", preset, "--results", addr["results"], "--actuation", addr["actuation"],
+            "--mode", mode, "--json", str(out / f"{name}-controller.json"),
+        ],
+        out / f"{name}-control.log",
+    )  # fmt: skip
+    if not ctl.wait_for_line("controller listening", 60):
+        ctl.stop()
+        raise RuntimeError(f"the controller did not start:\n{ctl.tail()}")
+    time.sleep(0.5)  # SUB connects before the first frame (slow joiner)
+    return ctl
+
+
+def _start_acquisition(
+    name: str, seconds: float, seed: int, addr: dict[str, str], out: Path, preset: str
+) -> Child:
+    return Child(
+        f"acquire-{name}",
+        [
+            "acquire", "--simulate", preset, "--seed", str(seed), "--frames", addr["frames"],
+            "--actuation", addr["actuation"], "--seconds", str(seconds), "--pin-centre",
+            "--stats-json", str(out / f"{name}-acquire.json"),
+            "--last-frame", str(out / f"{name}-last-frame.npy"),
+        ],
+        out / f"{name}-acquire.log",
+    )  # fmt: skip
+
+
+def _accounting(
+    acq_stats: dict[str, Any], before: dict[str, Any], after: dict[str, Any]
+) -> dict[str, Any]:
+    """Every frame the camera produced, in exactly one bucket, and whether they add up."""
+    fr = acq_stats["frames"]
+    frames = {
+        "sent": fr["acquired"],  # every frame the camera produced
+        "processed": after["processed"] - before["processed"],
+        "skipped": after["skipped"] - before["skipped"],
+        "dropped": fr["dropped"],
+        "rejected": after["rejected_total"] - before["rejected_total"],
+    }
+    frames_ok = frames["sent"] == sum(v for k, v in frames.items() if k != "sent")
+    return {**frames, "accounted": frames_ok}
 
 
 def _phase(
@@ -59,48 +106,8 @@ def _phase(
     control.request("reset_tracks")
     before = control.request("stats")["status"]
     watcher.clear()
-    ctl = Child(
-        f"control-{name}",
-        [
-            "control",
-            preset,
-            "--results",
-            addr["results"],
-            "--actuation",
-            addr["actuation"],
-            "--mode",
-            mode,
-            "--json",
-            str(out / f"{name}-controller.json"),
-        ],
-        out / f"{name}-control.log",
-    )
-    if not ctl.wait_for_line("controller listening", 60):
-        ctl.stop()
-        raise RuntimeError(f"the controller did not start:\n{ctl.tail()}")
-    time.sleep(0.5)  # SUB connects before the first frame (slow joiner)
-    acq = Child(
-        f"acquire-{name}",
-        [
-            "acquire",
-            "--simulate",
-            preset,
-            "--seed",
-            str(seed),
-            "--frames",
-            addr["frames"],
-            "--actuation",
-            addr["actuation"],
-            "--seconds",
-            str(seconds),
-            "--pin-centre",
-            "--stats-json",
-            str(out / f"{name}-acquire.json"),
-            "--last-frame",
-            str(out / f"{name}-last-frame.npy"),
-        ],
-        out / f"{name}-acquire.log",
-    )
+    ctl = _start_controller(name, mode, addr, out, preset)
+    acq = _start_acquisition(name, seconds, seed, addr, out, preset)
     t0 = time.monotonic()
     while acq.running() and time.monotonic() - t0 < seconds + 60:
         if live is not None:
@@ -114,15 +121,7 @@ def _phase(
     time.sleep(0.3)  # the last results reach the controller
     ctl.stop()
     ctl_stats = json.loads((out / f"{name}-controller.json").read_text())
-    fr = acq_stats["frames"]
-    frames = {
-        "sent": fr["acquired"],  # every frame the camera produced
-        "processed": after["processed"] - before["processed"],
-        "skipped": after["skipped"] - before["skipped"],
-        "dropped": fr["dropped"],
-        "rejected": after["rejected_total"] - before["rejected_total"],
-    }
-    frames_ok = frames["sent"] == sum(v for k, v in frames.items() if k != "sent")
+    frames = _accounting(acq_stats, before, after)
     lat, tracks, last_stage_px = watcher.history()
     return {
         "seconds": acq_stats["seconds"],
@@ -132,7 +131,7 @@ def _phase(
             if len(lat)
             else {}
         ),
-        "frames": {**frames, "accounted": frames_ok},
+        "frames": frames,
         "loop_latency_ms": acq_stats["actuation"]["latency_ms"],
         "actuation": acq_stats["actuation"],
         "truth": acq_stats["truth"],

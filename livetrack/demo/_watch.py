@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
-from livetrack import protocol as wire
-from livetrack.client import ResultSubscriber
+from livetrack.wire import protocol as wire
+from livetrack.wire.client import ResultSubscriber
 
 
 class Watcher:

@@ -95,21 +95,14 @@ def _hungarian_py(cost: FloatArray, row_of_col: IntArray) -> None:
         row_of_col[j] = p[j + 1] - 1
 
 
-def _assign_py(
-    ti: IntArray,
-    dj: IntArray,
-    d2: FloatArray,
-    r2: FloatArray,
-    n_tracks: int,
-    n_dets: int,
-    max_subnet: int,
-    out_t: IntArray,
-    out_d: IntArray,
-    counts: IntArray,
-) -> None:
-    """Links for one frame into ``out_t``/``out_d``; ``counts`` = (links, fallbacks, largest)."""
+def _subnets_py(
+    ti: IntArray, dj: IntArray, n_tracks: int, n_dets: int
+) -> tuple[IntArray, IntArray]:
+    """Connected subnets of the candidate links, by union-find over tracks and detections.
+
+    ``order[start[c]:start[c + 1]]`` are subnet c's links, in input order (counting sort).
+    """
     e = ti.shape[0]
-    # connected subnets: union-find over tracks (0..n_tracks) and detections (after)
     parent = np.arange(n_tracks + n_dets)
     for k in range(e):
         a = _find(parent, ti[k])
@@ -125,7 +118,6 @@ def _assign_py(
             comp_of[r] = n_comp
             n_comp += 1
         edge_comp[k] = comp_of[r]
-    # edges grouped by subnet (counting sort keeps each subnet's edges in input order)
     start = np.zeros(n_comp + 1, np.int64)
     for k in range(e):
         start[edge_comp[k] + 1] += 1
@@ -137,6 +129,102 @@ def _assign_py(
         c = edge_comp[k]
         order[fill[c]] = k
         fill[c] += 1
+    return start, order
+
+
+def _shortest_py(links: IntArray, ti: IntArray, dj: IntArray, d2: FloatArray) -> int:
+    """The shortest of ``links``; ties to the lower track, then detection."""
+    best = links[0]
+    for q in range(1, links.shape[0]):
+        k = links[q]
+        if d2[k] < d2[best] or (
+            d2[k] == d2[best] and (ti[k] < ti[best] or (ti[k] == ti[best] and dj[k] < dj[best]))
+        ):
+            best = k
+    return int(best)
+
+
+def _greedy_py(
+    links: IntArray,
+    ti: IntArray,
+    dj: IntArray,
+    d2: FloatArray,
+    used_t: NDArray[np.bool_],
+    used_d: NDArray[np.bool_],
+    out_t: IntArray,
+    out_d: IntArray,
+    n_links: int,
+) -> int:
+    """Shortest links first, ties by track then detection (deterministic); the new count."""
+    # stable sorts by the least significant key first
+    ks = links.copy()
+    ks = ks[np.argsort(dj[ks], kind="mergesort")]
+    ks = ks[np.argsort(ti[ks], kind="mergesort")]
+    ks = ks[np.argsort(d2[ks], kind="mergesort")]
+    for q in range(ks.shape[0]):
+        k = ks[q]
+        if not used_t[ti[k]] and not used_d[dj[k]]:
+            used_t[ti[k]] = True
+            used_d[dj[k]] = True
+            out_t[n_links] = ti[k]
+            out_d[n_links] = dj[k]
+            n_links += 1
+    return n_links
+
+
+def _exact_py(
+    links: IntArray,
+    ti: IntArray,
+    dj: IntArray,
+    d2: FloatArray,
+    r2: FloatArray,
+    t_local: IntArray,
+    d_local: IntArray,
+    t_global: IntArray,
+    d_global: IntArray,
+    nt: int,
+    nd: int,
+    out_t: IntArray,
+    out_d: IntArray,
+    n_links: int,
+) -> int:
+    """The subnet's minimum-cost links (Hungarian), each track unlinked at R²; the new count."""
+    # one dummy column per track (unlinked at its R²); other pairs impossible
+    big = 1.0
+    for q in range(nt):
+        big = max(big, r2[t_global[q]])
+    big = big * 1e6 + 1.0
+    cost = np.full((nt, nd + nt), big)
+    for q in range(links.shape[0]):
+        k = links[q]
+        cost[t_local[ti[k]], d_local[dj[k]]] = d2[k]
+    for q in range(nt):
+        cost[q, nd + q] = r2[t_global[q]]
+    row_of_col = np.empty(nd + nt, np.int64)
+    _hungarian(cost, row_of_col)
+    for j in range(nd):
+        i = row_of_col[j]
+        if i >= 0 and cost[i, j] < big:
+            out_t[n_links] = t_global[i]
+            out_d[n_links] = d_global[j]
+            n_links += 1
+    return n_links
+
+
+def _assign_py(
+    ti: IntArray,
+    dj: IntArray,
+    d2: FloatArray,
+    r2: FloatArray,
+    n_tracks: int,
+    n_dets: int,
+    max_subnet: int,
+    out_t: IntArray,
+    out_d: IntArray,
+    counts: IntArray,
+) -> None:
+    """Links for one frame into ``out_t``/``out_d``; ``counts`` = (links, fallbacks, largest)."""
+    start, order = _subnets(ti, dj, n_tracks, n_dets)
     # local indices of tracks and detections within their subnet
     t_local = np.full(n_tracks, -1, np.int64)
     d_local = np.full(n_dets, -1, np.int64)
@@ -147,12 +235,11 @@ def _assign_py(
     n_links = 0
     fallbacks = 0
     largest = 0
-    for c in range(n_comp):
-        a, b = start[c], start[c + 1]
+    for c in range(start.shape[0] - 1):
+        links = order[start[c] : start[c + 1]]
         nt = 0
         nd = 0
-        for q in range(a, b):
-            k = order[q]
+        for k in links:
             if t_local[ti[k]] < 0:
                 t_local[ti[k]] = nt
                 t_global[nt] = ti[k]
@@ -164,53 +251,18 @@ def _assign_py(
         largest = max(largest, nt)
         if nt == 1 or nd == 1:
             # every other track stays unlinked at the same cost R²: shortest link wins
-            best = order[a]
-            for q in range(a + 1, b):
-                k = order[q]
-                if d2[k] < d2[best] or (
-                    d2[k] == d2[best]
-                    and (ti[k] < ti[best] or (ti[k] == ti[best] and dj[k] < dj[best]))
-                ):
-                    best = k
+            best = _shortest(links, ti, dj, d2)
             out_t[n_links] = ti[best]
             out_d[n_links] = dj[best]
             n_links += 1
         elif nt > max_subnet:
             fallbacks += 1
-            # shortest first; ties broken by track, then detection (stable sorts by
-            # the least significant key first): deterministic
-            ks = order[a:b].copy()
-            ks = ks[np.argsort(dj[ks], kind="mergesort")]
-            ks = ks[np.argsort(ti[ks], kind="mergesort")]
-            ks = ks[np.argsort(d2[ks], kind="mergesort")]
-            for q in range(b - a):
-                k = ks[q]
-                if not used_t[ti[k]] and not used_d[dj[k]]:
-                    used_t[ti[k]] = True
-                    used_d[dj[k]] = True
-                    out_t[n_links] = ti[k]
-                    out_d[n_links] = dj[k]
-                    n_links += 1
+            n_links = _greedy(links, ti, dj, d2, used_t, used_d, out_t, out_d, n_links)
         else:
-            # one dummy column per track (unlinked at its R²); other pairs impossible
-            big = 1.0
-            for q in range(nt):
-                big = max(big, r2[t_global[q]])
-            big = big * 1e6 + 1.0
-            cost = np.full((nt, nd + nt), big)
-            for q in range(a, b):
-                k = order[q]
-                cost[t_local[ti[k]], d_local[dj[k]]] = d2[k]
-            for q in range(nt):
-                cost[q, nd + q] = r2[t_global[q]]
-            row_of_col = np.empty(nd + nt, np.int64)
-            _hungarian(cost, row_of_col)
-            for j in range(nd):
-                i = row_of_col[j]
-                if i >= 0 and cost[i, j] < big:
-                    out_t[n_links] = t_global[i]
-                    out_d[n_links] = d_global[j]
-                    n_links += 1
+            n_links = _exact(
+                links, ti, dj, d2, r2, t_local, d_local, t_global, d_global, nt, nd,
+                out_t, out_d, n_links,
+            )  # fmt: skip
         for q in range(nt):
             t_local[t_global[q]] = -1
         for q in range(nd):
@@ -222,6 +274,10 @@ def _assign_py(
 
 _find = njit(cache=True)(_find_py)
 _hungarian = njit(cache=True)(_hungarian_py)
+_subnets = njit(cache=True)(_subnets_py)
+_shortest = njit(cache=True)(_shortest_py)
+_greedy = njit(cache=True)(_greedy_py)
+_exact = njit(cache=True)(_exact_py)
 _assign_kernel = cast(Callable[..., None], njit(cache=True)(_assign_py))
 
 

@@ -171,81 +171,15 @@ class OnlineLinker:
         ValueError
             If ``seq`` does not increase or x and y differ in length.
         """
-        xa = np.ascontiguousarray(x, dtype=np.float64).ravel()
-        ya = np.ascontiguousarray(y, dtype=np.float64).ravel()
-        if xa.shape != ya.shape:
-            raise ValueError(f"x and y differ in length ({len(xa)} vs {len(ya)})")
-        fa = (
-            np.full(len(xa), np.nan)
-            if photons is None
-            else np.ascontiguousarray(photons, dtype=np.float64).ravel()
-        )
-        if fa.shape != xa.shape:
-            raise ValueError(f"photons and x differ in length ({len(fa)} vs {len(xa)})")
-        if self._last_seq is not None and seq <= self._last_seq:
-            raise ValueError(f"frame seq {seq} does not follow the previous frame {self._last_seq}")
+        xa, ya, fa = self._inputs(seq, x, y, photons)
         cfg = self.config
         t = self._tracks
         n_t, n_d = len(t.ids), len(xa)
         particle = np.full(n_d, -1, np.int64)
-        fallbacks = 0
-        if n_t and n_d:
-            px, py, radius = self._predict(seq)
-            k = min(cfg.max_candidates, n_d)
-            tree = cKDTree(np.column_stack([xa, ya]))
-            dist, idx = tree.query(
-                np.column_stack([px, py]),
-                k=k,
-                distance_upper_bound=float(radius.max()) * (1 + 1e-9),
-            )
-            dist = dist.reshape(n_t, k)
-            idx = idx.reshape(n_t, k)
-            ok = dist <= radius[:, None]
-            ti = np.nonzero(ok)[0].astype(np.int64)
-            dj = idx[ok].astype(np.int64)
-            # Costs in units of each track's own spread: a track missed for a while
-            # searches wider (√gap), but scored in raw px² it would outbid a live
-            # track for that track's own detection, as leaving it unlinked (R² gap)
-            # costs more. Each track then alternated between two ids for one particle.
-            # The log-gap term is the rest of the Gaussian's likelihood: with tracks
-            # kept ten frames, the scaled cost alone lets a long-missed track, whose
-            # search is √10 wider, take detections from live tracks.
-            spread = (radius / cfg.search_range_px) ** 2
-            d2 = dist[ok] ** 2 / spread[ti]
-            r2 = np.full(n_t, cfg.search_range_px**2)
-            if cfg.brightness_penalty > 0:
-                d2 = self._penalise(d2, t.photons[ti], fa[dj], r2[ti])
-            if cfg.gap_penalty > 0:
-                d2 = d2 + cfg.gap_penalty * r2[ti] * np.log(spread[ti])
-            result = assign(ti, dj, d2, r2, n_t, n_d, cfg.max_subnet)
-            fallbacks = result.fallbacks
-            self.stats.largest_subnet = max(self.stats.largest_subnet, result.largest_subnet)
-            mt, md = result.track, result.detection
-        else:
-            mt = md = _EMPTY_I
-        # update linked tracks
+        mt, md, fallbacks = self._match(seq, xa, ya, fa) if n_t and n_d else (_EMPTY_I, _EMPTY_I, 0)
         if len(mt):
             particle[md] = t.ids[mt]
-            dt = (seq - t.last_seq[mt]).astype(np.float64)
-            dx = (xa[md] - t.x[mt]) / dt
-            dy = (ya[md] - t.y[mt]) / dt
-            a = cfg.velocity_smoothing
-            first = t.length[mt] == 1
-            t.vx[mt] = np.where(first, dx, a * dx + (1 - a) * t.vx[mt])
-            t.vy[mt] = np.where(first, dy, a * dy + (1 - a) * t.vy[mt])
-            if cfg.predictor != "none" and len(mt) >= 3:
-                step = np.array([np.median(dx), np.median(dy)])
-                self._drift = a * step + (1 - a) * self._drift
-            t.x[mt] = xa[md]
-            t.y[mt] = ya[md]
-            f_old, f_new = t.photons[mt], fa[md]
-            jump = np.abs(np.log(np.maximum(f_new, 1e-9) / np.maximum(f_old, 1e-9)))
-            smooth = f_old + _BRIGHTNESS_SMOOTHING * (f_new - f_old)
-            upd = np.where(jump <= np.log(_BRIGHTNESS_JUMP), smooth, f_old)
-            t.photons[mt] = np.where(np.isnan(f_old), f_new, np.where(np.isnan(f_new), f_old, upd))
-            t.last_seq[mt] = seq
-            t.missed[mt] = 0
-            t.length[mt] += 1
+            self._update_linked(mt, xa[md], ya[md], fa[md], seq)
         # tracks that were not linked
         linked = np.zeros(n_t, bool)
         linked[mt] = True
@@ -259,20 +193,13 @@ class OnlineLinker:
         self._next_id += len(new)
         particle[new] = started
         if len(new):
-            z = np.zeros(len(new))
-            t = t.extend(
-                _Tracks(
-                    started,
-                    xa[new],
-                    ya[new],
-                    z,
-                    z.copy(),
-                    np.full(len(new), seq, np.int64),
-                    np.zeros(len(new), np.int64),
-                    np.ones(len(new), np.int64),
-                    fa[new],
-                )
-            )
+            n = len(new)
+            z = np.zeros(n)
+            fresh = _Tracks(
+                started, xa[new], ya[new], z, z.copy(), np.full(n, seq, np.int64),
+                np.zeros(n, np.int64), np.ones(n, np.int64), fa[new],
+            )  # fmt: skip
+            t = t.extend(fresh)
         self._tracks = t
         self._last_seq = seq
         s = self.stats
@@ -282,6 +209,90 @@ class OnlineLinker:
         s.tracks_ended += len(ended)
         s.fallbacks += fallbacks
         return LinkStep(seq, particle, started, ended, ended_last, fallbacks)
+
+    def _inputs(
+        self, seq: int, x: ArrayLike, y: ArrayLike, photons: ArrayLike | None
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """The detections as flat float arrays, checked; photons NaN where not given."""
+        xa = np.ascontiguousarray(x, dtype=np.float64).ravel()
+        ya = np.ascontiguousarray(y, dtype=np.float64).ravel()
+        if xa.shape != ya.shape:
+            raise ValueError(f"x and y differ in length ({len(xa)} vs {len(ya)})")
+        fa = (
+            np.full(len(xa), np.nan)
+            if photons is None
+            else np.ascontiguousarray(photons, dtype=np.float64).ravel()
+        )
+        if fa.shape != xa.shape:
+            raise ValueError(f"photons and x differ in length ({len(fa)} vs {len(xa)})")
+        if self._last_seq is not None and seq <= self._last_seq:
+            raise ValueError(f"frame seq {seq} does not follow the previous frame {self._last_seq}")
+        return xa, ya, fa
+
+    def _match(
+        self, seq: int, xa: FloatArray, ya: FloatArray, fa: FloatArray
+    ) -> tuple[IntArray, IntArray, int]:
+        """Which track takes which detection: (track rows, detection rows, greedy fallbacks)."""
+        cfg = self.config
+        t = self._tracks
+        n_t, n_d = len(t.ids), len(xa)
+        px, py, radius = self._predict(seq)
+        k = min(cfg.max_candidates, n_d)
+        tree = cKDTree(np.column_stack([xa, ya]))
+        dist, idx = tree.query(
+            np.column_stack([px, py]),
+            k=k,
+            distance_upper_bound=float(radius.max()) * (1 + 1e-9),
+        )
+        dist = dist.reshape(n_t, k)
+        idx = idx.reshape(n_t, k)
+        ok = dist <= radius[:, None]
+        ti = np.nonzero(ok)[0].astype(np.int64)
+        dj = idx[ok].astype(np.int64)
+        # Costs in units of each track's own spread: a track missed for a while
+        # searches wider (√gap), but scored in raw px² it would outbid a live
+        # track for that track's own detection, as leaving it unlinked (R² gap)
+        # costs more. Each track then alternated between two ids for one particle.
+        # The log-gap term is the rest of the Gaussian's likelihood: with tracks
+        # kept ten frames, the scaled cost alone lets a long-missed track, whose
+        # search is √10 wider, take detections from live tracks.
+        spread = (radius / cfg.search_range_px) ** 2
+        d2 = dist[ok] ** 2 / spread[ti]
+        r2 = np.full(n_t, cfg.search_range_px**2)
+        if cfg.brightness_penalty > 0:
+            d2 = self._penalise(d2, t.photons[ti], fa[dj], r2[ti])
+        if cfg.gap_penalty > 0:
+            d2 = d2 + cfg.gap_penalty * r2[ti] * np.log(spread[ti])
+        result = assign(ti, dj, d2, r2, n_t, n_d, cfg.max_subnet)
+        self.stats.largest_subnet = max(self.stats.largest_subnet, result.largest_subnet)
+        return result.track, result.detection, result.fallbacks
+
+    def _update_linked(
+        self, mt: IntArray, x: FloatArray, y: FloatArray, f_new: FloatArray, seq: int
+    ) -> None:
+        """Move the linked tracks to their detections; update velocity, drift, brightness."""
+        t = self._tracks
+        cfg = self.config
+        dt = (seq - t.last_seq[mt]).astype(np.float64)
+        dx = (x - t.x[mt]) / dt
+        dy = (y - t.y[mt]) / dt
+        a = cfg.velocity_smoothing
+        first = t.length[mt] == 1
+        t.vx[mt] = np.where(first, dx, a * dx + (1 - a) * t.vx[mt])
+        t.vy[mt] = np.where(first, dy, a * dy + (1 - a) * t.vy[mt])
+        if cfg.predictor != "none" and len(mt) >= 3:
+            step = np.array([np.median(dx), np.median(dy)])
+            self._drift = a * step + (1 - a) * self._drift
+        t.x[mt] = x
+        t.y[mt] = y
+        f_old = t.photons[mt]
+        jump = np.abs(np.log(np.maximum(f_new, 1e-9) / np.maximum(f_old, 1e-9)))
+        smooth = f_old + _BRIGHTNESS_SMOOTHING * (f_new - f_old)
+        upd = np.where(jump <= np.log(_BRIGHTNESS_JUMP), smooth, f_old)
+        t.photons[mt] = np.where(np.isnan(f_old), f_new, np.where(np.isnan(f_new), f_old, upd))
+        t.last_seq[mt] = seq
+        t.missed[mt] = 0
+        t.length[mt] += 1
 
     def _penalise(
         self, d2: FloatArray, f_track: FloatArray, f_det: FloatArray, r2: FloatArray

@@ -106,6 +106,39 @@ def crlb_pixelated(
     return float(math.sqrt(np.linalg.inv(fisher)[0, 0]))
 
 
+def _group_bound(
+    group: list[int],
+    xs: NDArray[np.float64],
+    ys: NDArray[np.float64],
+    ns: NDArray[np.float64],
+    var: NDArray[np.float64],
+    hw: int,
+    sigma_px: float,
+    neighbours_known: bool,
+) -> tuple[float, float]:
+    """The bound on ``group[0]``'s (x, y), estimated jointly with the rest of ``group``."""
+    h, w = var.shape
+    x0 = max(int(np.floor(min(xs[group]))) - hw, 0)
+    x1 = min(int(np.ceil(max(xs[group]))) + hw, w - 1)
+    y0 = max(int(np.floor(min(ys[group]))) - hw, 0)
+    y1 = min(int(np.ceil(max(ys[group]))) + hw, h - 1)
+    kx = np.arange(x0, x1 + 1, dtype=float)
+    ky = np.arange(y0, y1 + 1, dtype=float)
+    grads = []
+    for j in group:
+        ex, gx = _axis(kx, float(xs[j]), sigma_px)
+        ey, gy = _axis(ky, float(ys[j]), sigma_px)
+        grads += [ns[j] * ey[:, None] * gx[None, :], ns[j] * gy[:, None] * ex[None, :]]
+        grads.append(ey[:, None] * ex[None, :])
+    grads.append(np.ones((len(ky), len(kx))))
+    if neighbours_known:
+        grads = grads[:3] + grads[-1:]
+    d = np.stack(grads).reshape(len(grads), -1)
+    v = var[y0 : y1 + 1, x0 : x1 + 1].reshape(-1)
+    cov = np.linalg.inv((d / v) @ d.T)
+    return math.sqrt(cov[0, 0]), math.sqrt(cov[1, 1])
+
+
 def crlb_dense(
     expected: NDArray[np.float64],
     x: ArrayLike,
@@ -155,7 +188,6 @@ def crlb_dense(
     xs = np.asarray(x, float)
     ys = np.asarray(y, float)
     ns = np.asarray(photons, float)
-    h, w = expected.shape
     hw = half_width if half_width is not None else math.ceil(4 * sigma_px)
     var = np.asarray(expected, float) + read_noise**2
     out_x = np.full(len(xs), np.nan)
@@ -166,26 +198,7 @@ def crlb_dense(
 
     for i in range(len(xs)):
         group = [i] + [j for j in tree.query_ball_point((xs[i], ys[i]), 2 * hw + 1) if j != i]
-        x0 = max(int(np.floor(min(xs[group]))) - hw, 0)
-        x1 = min(int(np.ceil(max(xs[group]))) + hw, w - 1)
-        y0 = max(int(np.floor(min(ys[group]))) - hw, 0)
-        y1 = min(int(np.ceil(max(ys[group]))) + hw, h - 1)
-        kx = np.arange(x0, x1 + 1, dtype=float)
-        ky = np.arange(y0, y1 + 1, dtype=float)
-        grads = []
-        for j in group:
-            ex, gx = _axis(kx, float(xs[j]), sigma_px)
-            ey, gy = _axis(ky, float(ys[j]), sigma_px)
-            grads += [ns[j] * ey[:, None] * gx[None, :], ns[j] * gy[:, None] * ex[None, :]]
-            grads.append(ey[:, None] * ex[None, :])
-        grads.append(np.ones((len(ky), len(kx))))
-        if neighbours_known:
-            grads = grads[:3] + grads[-1:]
-        d = np.stack(grads).reshape(len(grads), -1)
-        v = var[y0 : y1 + 1, x0 : x1 + 1].reshape(-1)
-        cov = np.linalg.inv((d / v) @ d.T)
-        out_x[i] = math.sqrt(cov[0, 0])
-        out_y[i] = math.sqrt(cov[1, 1])
+        out_x[i], out_y[i] = _group_bound(group, xs, ys, ns, var, hw, sigma_px, neighbours_known)
     return out_x, out_y
 
 

@@ -211,7 +211,7 @@ def simulate_movie(config: SimulationConfig, n_frames: int, seed: int = 0) -> Mo
     --------
     >>> from livetrack.config import load_simulation_config
     >>> movie = simulate_movie(load_simulation_config("fluorescent_beads"), 3, seed=1)
-    >>> movie.frames.shape[0], sorted(movie.truth["frame"].unique())
+    >>> movie.frames.shape[0], sorted(movie.truth["frame"].unique().tolist())
     (3, [0, 1, 2])
     """
     if n_frames < 1:

@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from livetrack.config import Camera, SimulationConfig
-from livetrack.inference._normalise import robust_normalise
+from livetrack.detection.normalise import robust_normalise
 from livetrack.simulation import GaussianPSF, expose, snr
 from livetrack.training._config import TrainingConfig
 

@@ -22,10 +22,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from livetrack.config import SimulationConfig
-from livetrack.inference._normalise import robust_normalise
+from livetrack.detection.normalise import robust_normalise
 from livetrack.simulation import Scene
-from livetrack.training._characterise import parameter_ranges, seeded_map
 from livetrack.training._data import STRIDE, heatmap_targets
+from livetrack.training.characteriser import parameter_ranges, seeded_map
 
 #: the brightness varies by exp(±VARY); CLIP_SHARE of the crops saturate at the top
 VARY = 1.4

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -14,15 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from livetrack._runtime import package_versions
 from livetrack.artifact import MODEL_NAME, Expects, ModelCard, Outputs, Training, write_card
 from livetrack.config import SimulationConfig
+from livetrack.runtime import package_versions, quiet_tensorflow_start
 from livetrack.simulation import GaussianPSF
 from livetrack.training._config import TrainingConfig, load_training_config
 from livetrack.training._data import Batch, make_batch
+from livetrack.training._fit import callbacks, prepare
 from livetrack.training._flops import count_flops
-
-STATE = "training_state.json"
 
 
 @dataclass(frozen=True)
@@ -38,7 +36,7 @@ class TrainResult:
 
 def _setup_device() -> str:
     """Use a GPU with mixed precision when one is present; CPU otherwise."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_tensorflow_start()
     import keras
     import tensorflow as tf
 
@@ -90,9 +88,9 @@ def calibrate_threshold(model: Any, sim: SimulationConfig, seed: int) -> dict[st
     """
     import pandas as pd
 
-    from livetrack.inference._normalise import robust_normalise
-    from livetrack.inference._readout import read_peaks
-    from livetrack.linking.metrics import detection_scores
+    from livetrack.detection.normalise import robust_normalise
+    from livetrack.detection.readout import read_peaks
+    from livetrack.linking.scores import detection_scores
     from livetrack.simulation.scenarios import Scenario
 
     cases = []
@@ -143,7 +141,7 @@ def held_out_metrics(
     """
     from scipy.spatial import cKDTree
 
-    from livetrack.inference._readout import read_peaks
+    from livetrack.detection.readout import read_peaks
 
     tp = fp = fn = 0
     errs: list[np.ndarray] = []
@@ -184,6 +182,134 @@ def held_out_metrics(
     }
 
 
+def _with_overrides(cfg: TrainingConfig, epochs: int | None, steps: int | None) -> TrainingConfig:
+    given = {"epochs": epochs, "steps_per_epoch": steps}
+    return cfg.model_copy(update={k: v for k, v in given.items() if v is not None})
+
+
+@dataclass
+class _Data:
+    """What the detector trains and validates on."""
+
+    fit: dict[str, Any]  # keras fit's data arguments
+    val: Batch
+    val_truths: list[dict[str, np.ndarray]]
+    steps: int  # per epoch
+    scene: bool  # a fixed set of rendered scenes (brightfield, holography)
+
+
+def _training_data(sim: SimulationConfig, cfg: TrainingConfig, workers: int, verbose: int) -> _Data:
+    """Fluorescence frames drawn on the fly, or a fixed set of Lorenz–Mie scenes."""
+    if sim.preset.modality == "fluorescence":
+        val_truths: list[dict[str, np.ndarray]] = []
+        val = validation_batch(sim, cfg, val_truths)
+        data = {"x": _dataset(sim, cfg, workers), "steps_per_epoch": cfg.steps_per_epoch}
+        return _Data(data | {"shuffle": False}, val, val_truths, cfg.steps_per_epoch, False)
+    # Lorenz–Mie particles are too slow to draw on the fly: a fixed set is rendered first
+    from livetrack.training._scene_crops import render_scene_crops_parallel
+
+    if verbose:
+        print(
+            f"rendering {cfg.train_samples} + {cfg.validation_crops} "
+            f"{sim.preset.modality} crops ({cfg.crop}² px, {workers} processes)",
+            file=sys.stderr,
+        )
+    spread = cfg.randomisation.particles_per_crop
+    crops = render_scene_crops_parallel(sim, cfg.train_samples, cfg.seed, cfg.crop, spread, workers)
+    held = render_scene_crops_parallel(
+        sim, cfg.validation_crops, cfg.seed + 1, cfg.crop, spread, workers
+    )
+    data = {"x": crops.images, "y": crops.targets, "batch_size": cfg.batch_size, "shuffle": True}
+    steps = len(crops.images) // cfg.batch_size
+    return _Data(data, Batch(held.images, held.targets), held.truths, steps, True)
+
+
+def _compiled_detector(
+    cfg: TrainingConfig, steps: int, ckpt_dir: Path, resume: bool
+) -> tuple[Any, int]:
+    """The network, compiled, resumed from its checkpoint when asked; and the first epoch."""
+    import keras
+
+    from livetrack.training._model import build_detector, detector_loss
+
+    keras.utils.set_random_seed(cfg.seed)
+    model = build_detector(cfg.channels, cfg.seed)
+    loss = detector_loss(cfg.positive_weight)
+    return model, prepare(model, cfg, steps, loss, ckpt_dir, resume)
+
+
+def _held_out(
+    model: Any, data: _Data, sim: SimulationConfig, cfg: TrainingConfig
+) -> dict[str, Any]:
+    """The score threshold, calibrated, and the held-out crops' figures at it."""
+    val_out = model.predict(data.val.images, batch_size=64, verbose=0)
+    if data.scene:  # no full-frame scenarios for Lorenz–Mie scenes: the held-out crops
+        chosen = crop_threshold(val_out, data.val_truths, cfg.crop)
+    else:
+        chosen = calibrate_threshold(model, sim, cfg.seed)
+    return {
+        "held_out_crops": held_out_metrics(val_out, data.val_truths, cfg.crop, chosen["threshold"]),
+        "threshold_calibration": chosen,
+    }
+
+
+def _detector_card(
+    sim: SimulationConfig,
+    cfg: TrainingConfig,
+    path: Path,
+    out: Path,
+    model: Any,
+    history: dict[str, list[float]],
+    metrics: dict[str, Any],
+    epochs: int,
+    steps: int,
+    seconds: float,
+) -> ModelCard:
+    """What the trained detector expects, outputs, how it was trained and how well it did."""
+    scene = sim.preset.modality != "fluorescence"
+    cam = sim.camera
+    return ModelCard(
+        name=cfg.name,
+        description=(
+            f"Stride-4 detector trained on simulated {sim.preset.modality} frames "
+            f"({sim.preset.name})"
+        ),
+        expects=Expects(
+            modality=sim.preset.modality,
+            pixel_size_um=sim.pixel_size_um,
+            wavelength_um=sim.optics.wavelength_um,
+            numerical_aperture=sim.optics.numerical_aperture,
+            psf_sigma_px=GaussianPSF.from_optics(sim.optics).sigma_px,
+            camera_offset_adu=cam.offset_adu,
+            camera_gain_adu_per_e=cam.gain_adu_per_e,
+            camera_quantum_efficiency=cam.quantum_efficiency,
+            camera_read_noise_e=cam.read_noise_e,
+        ),
+        # Lorenz–Mie particles are no Gaussian spots: the network's positions stand
+        outputs=Outputs(
+            threshold=metrics["threshold_calibration"]["threshold"],
+            refinement="none" if scene else "gaussian_mle",
+        ),
+        training=Training(
+            config_file=str(path),
+            config=cfg.model_dump(mode="json"),
+            seed=cfg.seed,
+            steps=steps,
+            epochs=epochs,
+            seconds=round(seconds, 1),
+            versions=package_versions(("livetrack", "tensorflow", "keras", "numpy")),
+            command=f"livetrack train {path} -o {out}",
+        ),
+        metrics={
+            "val_loss": min(history.get("val_loss", [float("nan")])),
+            **metrics,
+            "history": history,
+        },
+        flops_per_512=float(count_flops(model, (512, 512, 1))),
+        parameters=int(model.count_params()),
+    )
+
+
 def train(
     config_path: str | Path,
     output: str | Path,
@@ -207,162 +333,52 @@ def train(
         Override the config (tests train for seconds).
     resume
         Continue from the checkpoint in ``output/checkpoint`` if there is one.
+    verbose
+        0: silent; 1: what is happening, and Keras's progress bar; 2: a line per epoch.
+    on_epoch
+        Called after each epoch with its number (from 1) and its losses.
     """
     t_start = time.perf_counter()
     sim, cfg, path = load_training_config(config_path)
-    if epochs is not None or steps_per_epoch is not None:
-        cfg = cfg.model_copy(
-            update={
-                k: v
-                for k, v in {"epochs": epochs, "steps_per_epoch": steps_per_epoch}.items()
-                if v is not None
-            }
-        )
+    cfg = _with_overrides(cfg, epochs, steps_per_epoch)
     device = _setup_device()
+    out = Path(output)
     if cfg.model in ("characteriser", "localiser"):
         from livetrack.training._train_characteriser import train_characteriser
 
         card, history, epochs_run = train_characteriser(
-            sim, cfg, path, Path(output), device=device, resume=resume, workers=workers,
+            sim, cfg, path, out, device=device, resume=resume, workers=workers,
             verbose=verbose, on_epoch=on_epoch,
         )  # fmt: skip
-        return TrainResult(
-            Path(output), epochs_run, card.metrics["val_loss"], history,
-            time.perf_counter() - t_start,
-        )  # fmt: skip
-    import keras
-
-    from livetrack.training._model import build_detector, detector_loss
-
-    # brightfield and holography: Lorenz–Mie particles are too slow to draw on the
-    # fly, so a fixed set is rendered first (livetrack.training._scene_crops)
-    scene = sim.preset.modality != "fluorescence"
-    val_truths: list[dict[str, np.ndarray]] = []
-    if scene:
-        from livetrack.training._scene_crops import render_scene_crops_parallel
-
-        if verbose:
-            print(
-                f"rendering {cfg.train_samples} + {cfg.validation_crops} "
-                f"{sim.preset.modality} crops ({cfg.crop}² px, {workers} processes)",
-                file=sys.stderr,
-            )
-        spread = cfg.randomisation.particles_per_crop
-        crops = render_scene_crops_parallel(
-            sim, cfg.train_samples, cfg.seed, cfg.crop, spread, workers
-        )
-        held = render_scene_crops_parallel(
-            sim, cfg.validation_crops, cfg.seed + 1, cfg.crop, spread, workers
-        )
-        val, val_truths = Batch(held.images, held.targets), held.truths
-        steps = len(crops.images) // cfg.batch_size
-    else:
-        val = validation_batch(sim, cfg, val_truths)
-        steps = cfg.steps_per_epoch
-
-    out = Path(output)
+        seconds = time.perf_counter() - t_start
+        return TrainResult(out, epochs_run, card.metrics["val_loss"], history, seconds)
+    data = _training_data(sim, cfg, workers, verbose)
     ckpt_dir = out / "checkpoint"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(cfg.seed)
-    model = build_detector(cfg.channels, cfg.seed)
-    initial_epoch = 0
-    state_file = ckpt_dir / STATE
-    if resume and (ckpt_dir / MODEL_NAME).exists() and state_file.exists():
-        model.load_weights(ckpt_dir / MODEL_NAME)
-        initial_epoch = int(json.loads(state_file.read_text())["epoch"])
-    model.compile(
-        optimizer=keras.optimizers.Adam(
-            keras.optimizers.schedules.CosineDecay(
-                cfg.learning_rate, cfg.epochs * steps, alpha=0.05
-            )
-        ),
-        loss=detector_loss(cfg.positive_weight),
-        jit_compile=False,
-    )
-
-    class _State(keras.callbacks.Callback):  # type: ignore[misc]
-        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-            state_file.write_text(json.dumps({"epoch": epoch + 1, "logs": logs or {}}))
-            if on_epoch is not None:
-                on_epoch(epoch + 1, dict(logs or {}))
-
-    callbacks = [
-        keras.callbacks.ModelCheckpoint(ckpt_dir / MODEL_NAME, save_best_only=False),
-        _State(),
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=cfg.patience, restore_best_weights=True
-        ),
-    ]
+    model, initial_epoch = _compiled_detector(cfg, data.steps, ckpt_dir, resume)
     if verbose:
         print(f"training {cfg.name} from {path} on {device}", file=sys.stderr)
-    data: dict[str, Any] = (
-        {"x": crops.images, "y": crops.targets, "batch_size": cfg.batch_size, "shuffle": True}
-        if scene
-        else {"x": _dataset(sim, cfg, workers), "steps_per_epoch": steps, "shuffle": False}
-    )
     hist = model.fit(
-        **data,
+        **data.fit,
         epochs=cfg.epochs,
         initial_epoch=initial_epoch,
-        validation_data=(val.images, val.targets),
+        validation_data=(data.val.images, data.val.targets),
         validation_batch_size=64,
-        callbacks=callbacks,
+        callbacks=callbacks(cfg, ckpt_dir, on_epoch),
         verbose=verbose,
     )
     history = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
-    val_out = model.predict(val.images, batch_size=64, verbose=0)
-    if scene:  # no full-frame scenarios for Lorenz–Mie scenes: the held-out crops
-        chosen = crop_threshold(val_out, val_truths, cfg.crop)
-    else:
-        chosen = calibrate_threshold(model, sim, cfg.seed)
-    held_out = held_out_metrics(val_out, val_truths, cfg.crop, chosen["threshold"])
+    metrics = _held_out(model, data, sim, cfg)
+    epochs_run = len(history.get("loss", []))
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / MODEL_NAME)
     seconds = time.perf_counter() - t_start
-    sigma = GaussianPSF.from_optics(sim.optics).sigma_px
-    cam = sim.camera
-    card = ModelCard(
-        name=cfg.name,
-        description=(
-            f"Stride-4 detector trained on simulated {sim.preset.modality} frames "
-            f"({sim.preset.name})"
-        ),
-        expects=Expects(
-            modality=sim.preset.modality,
-            pixel_size_um=sim.pixel_size_um,
-            wavelength_um=sim.optics.wavelength_um,
-            numerical_aperture=sim.optics.numerical_aperture,
-            psf_sigma_px=sigma,
-            camera_offset_adu=cam.offset_adu,
-            camera_gain_adu_per_e=cam.gain_adu_per_e,
-            camera_quantum_efficiency=cam.quantum_efficiency,
-            camera_read_noise_e=cam.read_noise_e,
-        ),
-        # Lorenz–Mie particles are no Gaussian spots: the network's positions stand
-        outputs=Outputs(
-            threshold=chosen["threshold"], refinement="none" if scene else "gaussian_mle"
-        ),
-        training=Training(
-            config_file=str(path),
-            config=cfg.model_dump(mode="json"),
-            seed=cfg.seed,
-            steps=steps,
-            epochs=len(history.get("loss", [])) + initial_epoch,
-            seconds=round(seconds, 1),
-            versions=package_versions(("livetrack", "tensorflow", "keras", "numpy")),
-            command=f"livetrack train {path} -o {out}",
-        ),
-        metrics={
-            "val_loss": min(history.get("val_loss", [float("nan")])),
-            "held_out_crops": held_out,
-            "threshold_calibration": chosen,
-            "history": history,
-        },
-        flops_per_512=float(count_flops(model, (512, 512, 1))),
-        parameters=int(model.count_params()),
-    )
+    card = _detector_card(
+        sim, cfg, path, out, model, history, metrics, epochs_run + initial_epoch, data.steps,
+        seconds,
+    )  # fmt: skip
     write_card(out, card)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     return TrainResult(
-        out, len(history.get("loss", [])), card.metrics["val_loss"], history, seconds
+        out, epochs_run, min(history.get("val_loss", [float("nan")])), history, seconds
     )

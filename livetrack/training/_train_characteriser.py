@@ -7,19 +7,25 @@ outputs mean.
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from livetrack._runtime import package_versions
+import numpy as np
+
 from livetrack.artifact import MODEL_NAME, Expects, ModelCard, Outputs, Training, write_card
 from livetrack.config import SimulationConfig
-from livetrack.inference.characterise import decode
+from livetrack.holography.characterise import decode
+from livetrack.runtime import package_versions
 from livetrack.simulation import GaussianPSF
-from livetrack.training._characterise import (
+from livetrack.training._config import TrainingConfig
+from livetrack.training._fit import callbacks, prepare
+from livetrack.training._flops import count_flops
+from livetrack.training.characteriser import (
     PARAMETERS,
     build_characteriser,
     calibrate_sigma,
@@ -29,18 +35,81 @@ from livetrack.training._characterise import (
     render_crops_parallel,
     scales,
 )
-from livetrack.training._config import TrainingConfig
-from livetrack.training._flops import count_flops
-from livetrack.training._localise import (
+from livetrack.training.localiser import (
     PARAMETERS as OFFSETS,
 )
-from livetrack.training._localise import (
+from livetrack.training.localiser import (
     localiser_metrics,
     localiser_ranges,
     render_localiser_crops,
 )
 
-STATE = "training_state.json"
+
+@dataclass(frozen=True)
+class _Task:
+    """What the crops show and what the network predicts: a localiser or a characteriser."""
+
+    localiser: bool
+    names: tuple[str, ...]
+    ranges: dict[str, tuple[float, float]]
+    centre: np.ndarray
+    half: np.ndarray
+    render: Any  # crop renderer (None: the characteriser's holograms)
+
+    @classmethod
+    def of(cls, sim: SimulationConfig, cfg: TrainingConfig) -> _Task:
+        localiser = cfg.model == "localiser"
+        names = tuple(OFFSETS if localiser else PARAMETERS)
+        ranges = localiser_ranges(cfg.position_jitter_px) if localiser else parameter_ranges(sim)
+        centre, half = scales(ranges, names)
+        return cls(
+            localiser, names, ranges, centre, half, render_localiser_crops if localiser else None
+        )
+
+    def crops(
+        self, sim: SimulationConfig, cfg: TrainingConfig, n: int, seed: int, workers: int
+    ) -> Any:
+        return render_crops_parallel(
+            sim, n, seed, cfg.crop, cfg.downsample, cfg.position_jitter_px, workers, self.render
+        )
+
+    def targets(self, truth: np.ndarray) -> np.ndarray:
+        return np.asarray((truth - self.centre) / self.half)
+
+
+def _model(task: _Task, cfg: TrainingConfig, ckpt_dir: Path, resume: bool) -> tuple[Any, int, int]:
+    """The network, compiled (resumed when asked); the first epoch and the steps per epoch."""
+    import keras
+
+    keras.utils.set_random_seed(cfg.seed)
+    channels = (int(cfg.channels[0]), int(cfg.channels[1]), int(cfg.channels[2]))
+    model = build_characteriser(
+        cfg.crop // cfg.downsample, channels, cfg.dense, cfg.seed, outputs=len(task.names),
+        name="livetrack_localiser" if task.localiser else "livetrack_characteriser",
+    )  # fmt: skip
+    steps = max(1, cfg.train_samples // cfg.batch_size)
+    return model, prepare(model, cfg, steps, gaussian_nll(), ckpt_dir, resume), steps
+
+
+def _held_out(
+    model: Any, task: _Task, val_set: Any, sim: SimulationConfig, cfg: TrainingConfig, workers: int
+) -> tuple[dict[str, Any], tuple[float, ...]]:
+    """Calibrate σ on the validation crops, then measure on crops neither step saw."""
+    val_raw = model.predict(val_set.images, batch_size=256, verbose=0)
+    sigma_scale = calibrate_sigma(*decode(val_raw, task.centre, task.half), val_set.truth)
+    held_set = task.crops(sim, cfg, cfg.validation_crops, cfg.seed + 3, workers)
+    t0 = time.perf_counter()
+    raw = model.predict(held_set.images, batch_size=256, verbose=0)
+    per_crop_ms = (time.perf_counter() - t0) * 1e3 / len(raw)
+    mean, sigma = decode(raw, task.centre, task.half, sigma_scale)
+    metrics = (
+        localiser_metrics(mean, sigma, held_set.truth, held_set.baseline)
+        if task.localiser
+        else held_out_metrics(mean, sigma, held_set.truth)
+    )
+    metrics["network_ms_per_particle_batched"] = per_crop_ms
+    metrics["sigma_scale"] = list(sigma_scale)
+    return metrics, sigma_scale
 
 
 def train_characteriser(
@@ -59,105 +128,65 @@ def train_characteriser(
 
     Returns the card, the loss history and the epochs run (including resumed ones).
     """
-    import keras
-
     t_start = time.perf_counter()
-    localiser = cfg.model == "localiser"
-    names = OFFSETS if localiser else PARAMETERS
-    ranges = localiser_ranges(cfg.position_jitter_px) if localiser else parameter_ranges(sim)
-    render = render_localiser_crops if localiser else None
-    centre, half = scales(ranges, names)
-    size = cfg.crop // cfg.downsample
+    task = _Task.of(sim, cfg)
     if verbose:
         print(
             f"rendering {cfg.train_samples} + {cfg.validation_crops} {sim.preset.modality} "
             f"crops ({cfg.crop}² px, {workers} processes)",
             file=sys.stderr,
         )
-    train_set = render_crops_parallel(
-        sim, cfg.train_samples, cfg.seed + 1, cfg.crop, cfg.downsample,
-        cfg.position_jitter_px, workers, render,
-    )  # fmt: skip
-    val_set = render_crops_parallel(
-        sim, cfg.validation_crops, cfg.seed + 2, cfg.crop, cfg.downsample,
-        cfg.position_jitter_px, workers, render,
-    )  # fmt: skip
-    y_train = (train_set.truth - centre) / half
-    y_val = (val_set.truth - centre) / half
+    train_set = task.crops(sim, cfg, cfg.train_samples, cfg.seed + 1, workers)
+    val_set = task.crops(sim, cfg, cfg.validation_crops, cfg.seed + 2, workers)
     out = Path(output)
     ckpt_dir = out / "checkpoint"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(cfg.seed)
-    channels = (int(cfg.channels[0]), int(cfg.channels[1]), int(cfg.channels[2]))
-    model = build_characteriser(
-        size, channels, cfg.dense, cfg.seed, outputs=len(names),
-        name="livetrack_localiser" if localiser else "livetrack_characteriser",
-    )  # fmt: skip
-    initial_epoch = 0
-    state_file = ckpt_dir / STATE
-    if resume and (ckpt_dir / MODEL_NAME).exists() and state_file.exists():
-        model.load_weights(ckpt_dir / MODEL_NAME)
-        initial_epoch = int(json.loads(state_file.read_text())["epoch"])
-    steps = max(1, cfg.train_samples // cfg.batch_size)
-    model.compile(
-        optimizer=keras.optimizers.Adam(
-            keras.optimizers.schedules.CosineDecay(
-                cfg.learning_rate, cfg.epochs * steps, alpha=0.05
-            )
-        ),
-        loss=gaussian_nll(),
-        jit_compile=False,
-    )
-
-    class _State(keras.callbacks.Callback):  # type: ignore[misc]
-        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-            state_file.write_text(json.dumps({"epoch": epoch + 1, "logs": logs or {}}))
-            if on_epoch is not None:
-                on_epoch(epoch + 1, dict(logs or {}))
-
+    model, initial_epoch, steps = _model(task, cfg, ckpt_dir, resume)
     if verbose:
         print(f"training {cfg.name} from {config_path} on {device}", file=sys.stderr)
     hist = model.fit(
-        train_set.images,
-        y_train,
-        batch_size=cfg.batch_size,
-        epochs=cfg.epochs,
-        initial_epoch=initial_epoch,
-        validation_data=(val_set.images, y_val),
-        callbacks=[
-            keras.callbacks.ModelCheckpoint(ckpt_dir / MODEL_NAME, save_best_only=False),
-            _State(),
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=cfg.patience, restore_best_weights=True
-            ),
-        ],
-        verbose=verbose,
-        shuffle=True,
-    )
-    history = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
-    # calibrate σ on the validation crops, then measure on crops neither step saw
-    val_raw = model.predict(val_set.images, batch_size=256, verbose=0)
-    sigma_scale = calibrate_sigma(*decode(val_raw, centre, half), val_set.truth)
-    held_set = render_crops_parallel(
-        sim, cfg.validation_crops, cfg.seed + 3, cfg.crop, cfg.downsample,
-        cfg.position_jitter_px, workers, render,
+        train_set.images, task.targets(train_set.truth), batch_size=cfg.batch_size,
+        epochs=cfg.epochs, initial_epoch=initial_epoch,
+        validation_data=(val_set.images, task.targets(val_set.truth)),
+        callbacks=callbacks(cfg, ckpt_dir, on_epoch), verbose=verbose, shuffle=True,
     )  # fmt: skip
-    t0 = time.perf_counter()
-    raw = model.predict(held_set.images, batch_size=256, verbose=0)
-    per_crop_ms = (time.perf_counter() - t0) * 1e3 / len(raw)
-    mean, sigma = decode(raw, centre, half, sigma_scale)
-    metrics = (
-        localiser_metrics(mean, sigma, held_set.truth, held_set.baseline)
-        if localiser
-        else held_out_metrics(mean, sigma, held_set.truth)
-    )
-    metrics["network_ms_per_particle_batched"] = per_crop_ms
-    metrics["sigma_scale"] = list(sigma_scale)
+    history = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
+    metrics, sigma_scale = _held_out(model, task, val_set, sim, cfg, workers)
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / MODEL_NAME)
-    cam = sim.camera
     epochs_run = len(history.get("loss", [])) + initial_epoch
-    card = ModelCard(
+    seconds = time.perf_counter() - t_start
+    run = Run(config_path, out, steps, epochs_run, seconds)
+    card = _card(sim, cfg, run, model, task, sigma_scale, history, metrics)
+    write_card(out, card)
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    return card, history, epochs_run
+
+
+@dataclass(frozen=True)
+class Run:
+    """How one training went: its config file, output, steps per epoch, epochs, seconds."""
+
+    config_path: Path
+    output: Path
+    steps: int
+    epochs: int
+    seconds: float
+
+
+def _card(
+    sim: SimulationConfig,
+    cfg: TrainingConfig,
+    run: Run,
+    model: Any,
+    task: _Task,
+    sigma_scale: tuple[float, ...],
+    history: dict[str, list[float]],
+    metrics: dict[str, Any],
+) -> ModelCard:
+    """What the crop model expects, outputs, how it was trained and how well it did."""
+    localiser, names = task.localiser, task.names
+    return ModelCard(
         name=cfg.name,
         description=(
             f"One particle's centre (x, y, each with σ) in a {cfg.crop} px crop "
@@ -168,25 +197,7 @@ def train_characteriser(
             f"of its in-line hologram ({sim.preset.name}); Gaussian-NLL trained on "
             "Lorenz–Mie holograms"
         ),
-        expects=Expects(
-            modality=sim.preset.modality,
-            pixel_size_um=sim.pixel_size_um,
-            wavelength_um=sim.optics.wavelength_um,
-            numerical_aperture=sim.optics.numerical_aperture,
-            psf_sigma_px=GaussianPSF.from_optics(sim.optics).sigma_px,
-            normalisation=(
-                Expects.model_fields["normalisation"].default
-                if localiser
-                else f"(crop − offset) / median − 1, block mean ×{cfg.downsample}; "
-                f"medium index {sim.optics.medium_index}"
-            ),
-            input_multiple=1,
-            camera_offset_adu=cam.offset_adu,
-            camera_gain_adu_per_e=cam.gain_adu_per_e,
-            camera_quantum_efficiency=cam.quantum_efficiency,
-            camera_read_noise_e=cam.read_noise_e,
-            medium_index=sim.optics.medium_index,
-        ),
+        expects=_expects(sim, cfg, localiser),
         outputs=Outputs(
             kind="localiser" if localiser else "characteriser",
             stride=1,
@@ -197,29 +208,49 @@ def train_characteriser(
             else (*names, *(f"{p}_sigma" for p in names)),
             crop_px=cfg.crop,
             downsample=cfg.downsample,
-            target_centre=tuple(float(v) for v in centre),
-            target_half_width=tuple(float(v) for v in half),
+            target_centre=tuple(float(v) for v in task.centre),
+            target_half_width=tuple(float(v) for v in task.half),
             sigma_scale=sigma_scale,
         ),
         training=Training(
-            config_file=str(config_path),
+            config_file=str(run.config_path),
             config=cfg.model_dump(mode="json"),
             seed=cfg.seed,
-            steps=steps,
-            epochs=epochs_run,
-            seconds=round(time.perf_counter() - t_start, 1),
+            steps=run.steps,
+            epochs=run.epochs,
+            seconds=round(run.seconds, 1),
             versions=package_versions(("livetrack", "tensorflow", "keras", "numpy")),
-            command=f"livetrack train {config_path} -o {out}",
+            command=f"livetrack train {run.config_path} -o {run.output}",
         ),
         metrics={
             "val_loss": min(history.get("val_loss", [float("nan")])),
             "held_out_crops": metrics,
-            "ranges": {k: list(v) for k, v in ranges.items()},
+            "ranges": {k: list(v) for k, v in task.ranges.items()},
             "history": history,
         },
         flops_per_crop=float(count_flops(model, tuple(model.input_shape[1:]))),
         parameters=int(model.count_params()),
     )
-    write_card(out, card)
-    shutil.rmtree(ckpt_dir, ignore_errors=True)
-    return card, history, epochs_run
+
+
+def _expects(sim: SimulationConfig, cfg: TrainingConfig, localiser: bool) -> Expects:
+    cam = sim.camera
+    return Expects(
+        modality=sim.preset.modality,
+        pixel_size_um=sim.pixel_size_um,
+        wavelength_um=sim.optics.wavelength_um,
+        numerical_aperture=sim.optics.numerical_aperture,
+        psf_sigma_px=GaussianPSF.from_optics(sim.optics).sigma_px,
+        normalisation=(
+            Expects.model_fields["normalisation"].default
+            if localiser
+            else f"(crop − offset) / median − 1, block mean ×{cfg.downsample}; "
+            f"medium index {sim.optics.medium_index}"
+        ),
+        input_multiple=1,
+        camera_offset_adu=cam.offset_adu,
+        camera_gain_adu_per_e=cam.gain_adu_per_e,
+        camera_quantum_efficiency=cam.quantum_efficiency,
+        camera_read_noise_e=cam.read_noise_e,
+        medium_index=sim.optics.medium_index,
+    )

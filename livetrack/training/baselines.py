@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from livetrack.linking.metrics import detection_scores
+from livetrack.linking.scores import detection_scores
 
 
 def trackpy_diameter(sigma_px: float) -> int:

@@ -22,9 +22,9 @@ import pandas as pd
 from scipy.spatial import cKDTree
 
 from livetrack.config import Camera
-from livetrack.inference.single import radial_symmetry_centre
-from livetrack.linking.metrics import detection_scores
+from livetrack.linking.scores import detection_scores
 from livetrack.simulation import GaussianPSF, crlb_dense, crlb_pixelated, expose
+from livetrack.single.detector import radial_symmetry_centre
 from livetrack.training.baselines import (
     trackpy_detect_movie,
     trackpy_diameter,
@@ -324,3 +324,23 @@ def plot_detection(rows: list[dict[str, Any]], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def evaluate_detector(detector: Any, report: Path, quick: bool = False) -> dict[str, Any]:
+    """Both sweeps for one detector, their PNGs written into ``report``.
+
+    Returns the figures: the model, and the ``localization`` and ``detection`` rows.
+    """
+    photons = (200, 2000, 20000) if quick else PHOTONS
+    loc = localization_sweep(detector, photons=photons, frames=1 if quick else 2)
+    cases = STANDARD_CASES[1:2] if quick else STANDARD_CASES + OFF_CONFIG_CASES
+    detn = detection_sweep(detector, cases, frames=1 if quick else 3)
+    report.mkdir(parents=True, exist_ok=True)
+    plot_localization(loc, report / "localization.png")
+    plot_detection(detn, report / "detection.png")
+    return {
+        "model": str(detector.path),
+        "card": detector.card.name,
+        "localization": loc,
+        "detection": detn,
+    }

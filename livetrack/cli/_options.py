@@ -1,0 +1,151 @@
+"""The CLI's options, typed once and shared by the commands (typer reads the annotations).
+
+No ``from __future__ import annotations`` here: typer reads the annotations.
+"""
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from rich.console import Console
+
+from livetrack.detection.precision import PrecisionName
+
+console = Console(stderr=True, soft_wrap=True)
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print one ``error:`` line and return the exit to raise."""
+    console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    return typer.Exit(code)
+
+
+# linking (serve, process)
+SearchRange = Annotated[float | None, typer.Option(help="Linking search range (px) (default 8).")]
+Memory = Annotated[
+    int | None,
+    typer.Option(help="Frames a track may be missed (one hidden in an encounter) (default 10)."),
+]
+BrightnessPenalty = Annotated[
+    float | None,
+    typer.Option(
+        help="Weight of a brightness change in the link cost (0: distance only) (default 1)."
+    ),
+]
+
+# the detector (serve, process)
+Precision = Annotated[
+    PrecisionName | None,
+    typer.Option(
+        help="Network arithmetic: auto (on a CPU int8 through ONNX Runtime, else "
+        "bfloat16 where native, else float32), float32, bfloat16, int8 (default auto)."
+    ),
+]
+Model = Annotated[
+    Path | None, typer.Option("--model", help="Model artifact (default: the shipped one).")
+]
+Classical = Annotated[
+    bool | None, typer.Option("--classical", help="trackpy's locate instead of a trained model.")
+]
+ForceModel = Annotated[
+    bool | None, typer.Option("--force-model", help="Use a model whose card does not fit.")
+]
+Seconds = Annotated[float | None, typer.Option(help="Stop after this many seconds.")]
+JsonOut = Annotated[Path | None, typer.Option("--json", help="Write the figures as JSON.")]
+
+# serve
+ServeConfig = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="TOML file with a 'service' table (these options, '_' for '-') and a "
+        "'linking' table; options given here override it.",
+    ),
+]
+FramesAddress = Annotated[str | None, typer.Option("--frames", help="PULL address for frames.")]
+ResultsAddress = Annotated[str | None, typer.Option("--results", help="PUB address for results.")]
+ControlAddress = Annotated[str | None, typer.Option("--control", help="REP address for control.")]
+Policy = Annotated[
+    Literal["realtime", "lossless"] | None,
+    typer.Option(help="realtime (newest frame) or lossless (every frame) (default realtime)."),
+]
+Queue = Annotated[
+    int | None, typer.Option(help="Frames that may wait in the service (default 64).")
+]
+Insecure = Annotated[
+    bool | None,
+    typer.Option("--insecure", help="Allow binding non-loopback addresses without encryption."),
+]
+Keys = Annotated[
+    Path | None,
+    typer.Option(
+        "--keys",
+        help="Key folder from `livetrack keys`: CURVE encryption, and only the clients "
+        "whose public keys are in KEYS/clients are served.",
+    ),
+]
+Pipeline = Annotated[
+    bool | None,
+    typer.Option(help="Real-time: run the next frame's network during this one's read-out."),
+]
+ServeSplit = Annotated[
+    bool | None,
+    typer.Option(
+        help="Find particles hidden in a neighbour's fit (more recall in dense frames, "
+        "~2x the read-out time; off by default here: latency first)."
+    ),
+]
+SplitNear = Annotated[
+    str | None,
+    typer.Option(
+        help="X,Y,R (pixels): find hidden particles only within R of (X, Y), e.g. "
+        "around the particle a centring controller keeps at the field's centre; a "
+        "fraction of --split's cost."
+    ),
+]
+NetworkThreads = Annotated[
+    int | None, typer.Option(help="Threads for the network (default: cores − 1, at least 1).")
+]
+MetricsPort = Annotated[
+    int | None,
+    typer.Option(help="Serve Prometheus metrics over HTTP on this port (0: any free port)."),
+]
+MetricsHost = Annotated[
+    str | None,
+    typer.Option(help="Interface for --metrics-port (off-loopback needs --insecure)."),
+]
+
+# process
+Movies = Annotated[list[str], typer.Argument(help="TIFF/OME-TIFF, Zarr, or a quoted glob.")]
+TableOut = Annotated[Path, typer.Option("-o", "--output", help="Table file, or a folder.")]
+Single = Annotated[
+    int | None,
+    typer.Option(
+        help="One particle per frame (a trap), found at this scale (odd, px): radial "
+        "symmetry on a crop this wide, or the network of a --model localiser."
+    ),
+]
+Diameter = Annotated[int, typer.Option(help="--classical: feature diameter (odd, px).")]
+Minmass = Annotated[float, typer.Option(help="--classical: minimum integrated mass.")]
+TableFormat = Annotated[
+    Literal["parquet", "csv", "h5"],
+    typer.Option("--format", help="Table format when -o is a folder."),
+]
+Workers = Annotated[int, typer.Option(help="Local Dask worker processes.")]
+Scheduler = Annotated[str | None, typer.Option(help="Address of a running Dask scheduler.")]
+Chunk = Annotated[int, typer.Option(help="Frames per unit of work.")]
+PixelSize = Annotated[float | None, typer.Option(help="Pixel size when the movie does not say.")]
+ProcessSplit = Annotated[
+    bool,
+    typer.Option(
+        help="Find particles hidden in a neighbour's fit (more recall in dense frames); "
+        "--no-split reproduces a `livetrack serve` run without --split."
+    ),
+]
+Checkpoint = Annotated[
+    bool,
+    typer.Option(
+        help="Keep each chunk's detections in OUTPUT.partial.d as they come, so that "
+        "a failed run (full disk, killed job) resumes where it stopped."
+    ),
+]

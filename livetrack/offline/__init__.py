@@ -1,0 +1,1 @@
+"""Offline reprocessing of recorded movies: the live pipeline over files, resumable."""

@@ -1,0 +1,304 @@
+"""One ``process`` run: check every input first, then detect, link and write each movie.
+
+The CLI's ``livetrack process`` and the API's :func:`livetrack.process_movie` both run
+:func:`process_movies`, so a Python user gets the same table and JSON sidecar.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+
+from livetrack import __version__
+from livetrack.artifact import ArtifactError, ModelCard, check_fits, default_model_dir, read_card
+from livetrack.detection.precision import PRECISIONS
+from livetrack.linking import LinkingConfig
+from livetrack.offline.checkpoint import frames_kept
+from livetrack.offline.movies import MovieError, MovieInfo, MovieReader
+from livetrack.offline.process import (
+    TABLE_SUFFIXES,
+    DetectorSpec,
+    track_movie,
+    write_sidecar,
+    write_table,
+)
+from livetrack.runtime import package_versions
+
+TableFormat = Literal["parquet", "csv", "h5"]
+
+
+class ProcessError(ValueError):
+    """An input, option or output that ``process`` cannot use; the message says why."""
+
+
+@dataclass(frozen=True)
+class ProcessOptions:
+    """What to run on each movie and how to write it (the options of ``livetrack process``)."""
+
+    model: str | None = None  # artifact directory; None: the shipped default
+    classical: bool = False  # trackpy's locate instead of a model
+    single: int | None = None  # one particle per frame, found at this scale (px)
+    diameter: int = 9  # classical: feature diameter (odd, px)
+    minmass: float = 100.0  # classical: minimum integrated mass
+    fmt: TableFormat = "parquet"  # when the output is a folder
+    workers: int = 1  # local Dask worker processes (1: no Dask)
+    scheduler: str | None = None  # address of a running Dask scheduler
+    chunk: int = 8  # frames per unit of work
+    pixel_size_um: float | None = None  # when the movie does not say
+    linking: LinkingConfig = field(default_factory=LinkingConfig)
+    precision: str = "auto"
+    split: bool = True
+    checkpoint: bool = True  # keep each chunk's detections in OUTPUT.partial.d
+    force_model: bool = False
+
+    def __post_init__(self) -> None:
+        if f".{self.fmt}" not in TABLE_SUFFIXES:
+            raise ProcessError(f"format {self.fmt!r}: expected parquet, csv or h5")
+        if self.precision not in PRECISIONS:
+            raise ProcessError(f"precision {self.precision!r}: expected one of {PRECISIONS}")
+        if self.chunk < 1:
+            raise ProcessError(f"chunk {self.chunk}: must be at least 1")
+
+    def spec(self) -> DetectorSpec:
+        """How to build the detector, here or on a Dask worker."""
+        local_workers = self.scheduler is None and self.workers > 1
+        threads = max(1, (os.cpu_count() or 1) // self.workers) if local_workers else None
+        return DetectorSpec(
+            self.model,
+            classical=self.classical,
+            single_crop=self.single,
+            diameter=self.diameter,
+            minmass=self.minmass,
+            threads=threads,
+            precision=self.precision,
+            split=self.split,
+        )
+
+    def detector_name(self) -> str:
+        """What found the particles, as the sidecar states it."""
+        if self.classical:
+            return "trackpy.locate"
+        if self.single and self.model is None:
+            return f"single-particle radial symmetry, crop {self.single}"
+        if self.single:
+            return f"single-particle localiser {self.model}"
+        return str(self.model or default_model_dir())
+
+
+@dataclass(frozen=True)
+class MovieResult:
+    """One movie's outcome: its table, where it was written, and the sidecar record."""
+
+    movie: str
+    table: pd.DataFrame
+    output: Path
+    record: dict[str, Any]
+
+
+Note = Callable[[str], None]
+OnMovie = Callable[[MovieInfo], Callable[[int], None] | None]
+
+
+def output_for(movie: str, output: Path, fmt: str, several: bool) -> Path:
+    """The table path of ``movie``: ``output`` itself, or a file named after it in that folder."""
+    if not several and output.suffix.lower() in TABLE_SUFFIXES:
+        return output
+    stem = Path(movie.replace("*", "all")).name
+    for suffix in (".ome.tif", ".ome.tiff", ".tif", ".tiff", ".zarr", ".png"):
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+    return output / f"{stem}.{fmt}"
+
+
+def _card(options: ProcessOptions) -> ModelCard | None:
+    """The model's card, checked to be the kind this run needs (None: no model)."""
+    if options.classical or (options.single and options.model is None):
+        return None
+    try:
+        card = read_card(options.model or default_model_dir())
+    except ArtifactError as exc:
+        raise ProcessError(str(exc)) from None
+    want = "localiser" if options.single else "detector"
+    if card.outputs.kind != want:
+        hint = "" if options.single else " (a localiser needs --single)"
+        raise ProcessError(
+            f"--model {options.model}: a {card.outputs.kind} model, not a {want}{hint}"
+        )
+    return card
+
+
+def check_movies(
+    movies: Sequence[str], card: ModelCard | None, options: ProcessOptions, note: Note
+) -> list[MovieInfo]:
+    """Open every movie and check it against the model before any time is spent."""
+    infos = []
+    for m in movies:
+        try:
+            reader = MovieReader(m)
+        except MovieError as exc:
+            raise ProcessError(str(exc)) from None
+        infos.append(reader.info)
+        reader.close()
+        if card is None:
+            continue
+        px = options.pixel_size_um or reader.info.pixel_size_um
+        try:
+            problems = check_fits(card, pixel_size_um=px, override=options.force_model)
+        except ArtifactError as exc:
+            raise ProcessError(f"{m}: {exc}") from None
+        for p in problems:
+            note(f"warning: {m}: {p} (--force-model)")
+    return infos
+
+
+@contextmanager
+def dask_client(workers: int, scheduler: str | None) -> Iterator[Any]:
+    """A Dask client for ``workers`` local processes or a running scheduler (None: no Dask)."""
+    if scheduler is None and workers <= 1:
+        yield None
+        return
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise ProcessError(
+            "--workers/--scheduler need Dask: pip install 'livetrack[dask]'"
+        ) from None
+    if scheduler is not None:
+        client = Client(scheduler)  # type: ignore[no-untyped-call]
+    else:
+        cluster = LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=workers, threads_per_worker=1, processes=True
+        )
+        client = Client(cluster)  # type: ignore[no-untyped-call]
+    try:
+        yield client
+    finally:
+        own = getattr(client, "cluster", None)
+        client.close()  # type: ignore[no-untyped-call]
+        if own is not None:
+            own.close()
+
+
+def sidecar_record(
+    info: MovieInfo,
+    table: pd.DataFrame,
+    seconds: float,
+    options: ProcessOptions,
+    card: ModelCard | None,
+) -> dict[str, Any]:
+    """The JSON record written next to a table: inputs, model, settings, timing, versions."""
+    return {
+        "livetrack": __version__,
+        "movie": asdict(info),
+        "pixel_size_um": options.pixel_size_um or info.pixel_size_um,
+        "detector": options.detector_name(),
+        "model": card.name if card is not None else None,
+        "split": options.split if not (options.classical or options.single) else None,
+        "linking": options.linking.model_dump(),
+        "workers": options.workers if options.scheduler is None else options.scheduler,
+        "frames": info.n_frames,
+        "seconds": seconds,
+        "frames_per_s": info.n_frames / seconds if seconds > 0 else None,
+        "rows": len(table),
+        "tracks": int(table["particle"].nunique()) if len(table) else 0,
+        "versions": package_versions(("numpy", "trackpy", "keras", "tensorflow", "dask")),
+    }
+
+
+def process_movies(
+    movies: Sequence[str],
+    output: Path,
+    options: ProcessOptions,
+    on_movie: OnMovie | None = None,
+    note: Note | None = None,
+) -> list[MovieResult]:
+    """Detect and link each movie; write its table and JSON sidecar.
+
+    Every movie is opened and checked against the model first. ``on_movie`` is
+    called as each movie starts and may return a callback that receives the number
+    of frames done as they come (a progress bar); ``note`` receives warnings and
+    resumption notices. Raises :class:`ProcessError` with a message for the user.
+    """
+    say = note or (lambda _m: None)
+    several = len(movies) > 1
+    if several and output.suffix.lower() in TABLE_SUFFIXES:
+        raise ProcessError(f"{len(movies)} movies: the output must be a folder, not {output}")
+    card = _card(options)
+    infos = check_movies(movies, card, options, say)
+    spec = options.spec()
+    results = []
+    with dask_client(options.workers, options.scheduler) as client:
+        detector = None if client is not None else spec.build()
+        for m, info in zip(movies, infos, strict=True):
+            out = output_for(m, output, options.fmt, several)
+            kept = out.with_name(out.name + ".partial.d") if options.checkpoint else None
+            if resumed := frames_kept(kept):
+                say(f"{m}: resuming, {resumed} frames kept in {kept}")
+            on_frames = on_movie(info) if on_movie is not None else None
+            try:
+                table, info, seconds = track_movie(
+                    m,
+                    spec,
+                    options.linking,
+                    options.chunk,
+                    client=client,
+                    detector=detector,
+                    on_frames=on_frames,
+                    pixel_size_um=options.pixel_size_um,
+                    checkpoint=kept,
+                )
+            except OSError as exc:
+                raise ProcessError(f"{m}: {exc}") from None
+            record = sidecar_record(info, table, seconds, options, card)
+            _write(table, out, record, kept)
+            table.attrs["livetrack"] = record
+            results.append(MovieResult(m, table, out, record))
+    return results
+
+
+def _write(table: pd.DataFrame, out: Path, record: dict[str, Any], kept: Path | None) -> None:
+    """The table, then its sidecar; the checkpoint goes only once the table is safe."""
+    try:
+        write_table(table, out)
+    except (OSError, ValueError) as exc:
+        where = f"; the detections are kept in {kept}: rerun to resume" if kept else ""
+        raise ProcessError(f"{exc}{where}") from None
+    if kept is not None:
+        import shutil
+
+        shutil.rmtree(kept, ignore_errors=True)
+    try:
+        write_sidecar(out.with_suffix(".json"), record)
+    except OSError as exc:
+        raise ProcessError(f"{out} is written, its sidecar is not: {exc}") from None
+
+
+def process_movie(
+    movie: str | Path,
+    output: Path | None = None,
+    options: ProcessOptions | None = None,
+    note: Note | None = None,
+) -> pd.DataFrame:
+    """Detect and link one movie; with ``output``, write its table and sidecar as the CLI does.
+
+    The sidecar's record is in ``table.attrs["livetrack"]`` either way.
+    """
+    opts = options or ProcessOptions()
+    if output is not None:
+        (result,) = process_movies([str(movie)], output, opts, note=note)
+        return result.table
+    card = _card(opts)
+    check_movies([str(movie)], card, opts, note or (lambda _m: None))
+    with dask_client(opts.workers, opts.scheduler) as client:
+        table, info, seconds = track_movie(
+            movie, opts.spec(), opts.linking, opts.chunk, client=client,
+            pixel_size_um=opts.pixel_size_um,
+        )  # fmt: skip
+    table.attrs["livetrack"] = sidecar_record(info, table, seconds, opts, card)
+    return table

@@ -1,0 +1,290 @@
+"""Offline reprocessing: the live service's detection and linking, over recorded movies.
+
+Frames are read in chunks (bounded memory), detected by the same detector the
+service runs (``detect_many`` on each chunk, as the lossless service does on a
+backlog), and linked in order by the same :class:`~livetrack.linking.OnlineLinker`.
+With Dask, chunks are detected on workers (each opens the movie and loads the model
+itself: no frames travel) and linked here, in order, as results come back.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from livetrack.linking import LinkingConfig, OnlineLinker
+from livetrack.offline.checkpoint import DetectionCheckpoint
+from livetrack.offline.movies import MovieInfo, MovieReader
+from livetrack.runtime import quiet_tensorflow_start
+
+TABLE_SUFFIXES = {".parquet": "parquet", ".csv": "csv", ".h5": "hdf5", ".hdf5": "hdf5"}
+Columns = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorSpec:
+    """How to build a detector anywhere (here or on a Dask worker)."""
+
+    model: str | None = None  # artifact directory; None: the shipped default
+    classical: bool = False
+    # one particle per frame (a trap): radial symmetry, or the localiser ``model``
+    single_crop: int | None = None
+    diameter: int = 9
+    minmass: float = 100.0
+    threads: int | None = None  # TensorFlow threads per process (workers sharing cores)
+    precision: str = "auto"  # the network's arithmetic (Detector)
+    split: bool = True  # particles hidden in a neighbour's fit (Detector)
+
+    def build(self) -> Any:
+        """The detector."""
+        if self.threads and not (self.classical or self.single_crop):
+            quiet_tensorflow_start()
+            import tensorflow as tf
+
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(self.threads)
+                tf.config.threading.set_inter_op_parallelism_threads(self.threads)
+            except RuntimeError:  # already initialised in this process
+                pass
+        if self.single_crop:
+            from livetrack.single.detector import SingleParticleDetector
+
+            return SingleParticleDetector(self.single_crop, self.model)
+        if self.classical:
+            from livetrack.detection.classical import TrackpyDetector
+
+            return TrackpyDetector(self.diameter, self.minmass)
+        from livetrack.detection.detector import Detector
+
+        return Detector(self.model, precision=self.precision, split=self.split)
+
+
+_WORKER_DETECTORS: dict[DetectorSpec, Any] = {}
+
+
+def _columns(det: Any) -> Columns:
+    return {k: np.asarray(v, np.float64) for k, v in det.as_dict().items()}
+
+
+def detect_chunk(source: str, spec: DetectorSpec, start: int, stop: int) -> list[Columns]:
+    """Detect frames ``start:stop`` of a movie (runs on a Dask worker; model cached there)."""
+    det = _WORKER_DETECTORS.get(spec)
+    if det is None:
+        det = _WORKER_DETECTORS[spec] = spec.build()
+    reader = MovieReader(source)
+    try:
+        frames = reader.read(start, stop)
+        return [_columns(d) for d in _detect_frames(det, frames, start, reader)]
+    finally:
+        reader.close()
+
+
+def warm_worker(spec: DetectorSpec) -> bool:
+    """Build (and cache) the detector on a worker before any frame is timed."""
+    if spec not in _WORKER_DETECTORS:
+        _WORKER_DETECTORS[spec] = spec.build()
+    return True
+
+
+def _detect_frames(detector: Any, frames: np.ndarray, start: int, reader: MovieReader) -> list[Any]:
+    """Frames ``start, start+1, …`` with their indices, as the live service sees them."""
+    if not getattr(detector, "indexed", False):
+        many = getattr(detector, "detect_many", None)
+        return list(many(list(frames))) if many else [detector.detect(f) for f in frames]
+    first = detector.needs_sigma_from(start)
+    if first is not None:  # the PSF width of this block comes from its first frame
+        detector.detect(reader.read(first, first + 1)[0], index=first)
+    return list(detector.detect_many(list(frames), indices=list(range(start, start + len(frames)))))
+
+
+def _local_chunks(
+    reader: MovieReader, detector: Any, chunk: int, starts: list[int]
+) -> Iterator[tuple[int, list[Columns]]]:
+    for start in starts:
+        frames = reader.read(start, start + chunk)
+        yield start, [_columns(d) for d in _detect_frames(detector, frames, start, reader)]
+
+
+def _dask_chunks(
+    client: Any, source: str, spec: DetectorSpec, starts: list[int], chunk: int, ahead: int
+) -> Iterator[tuple[int, list[Columns]]]:
+    """Submit chunks, at most ``ahead`` in flight (bounded memory), yield them in order."""
+    futures: dict[int, Any] = {}
+    nxt = 0
+    for start in starts:
+        while nxt < len(starts) and len(futures) < ahead:
+            s = starts[nxt]
+            futures[s] = client.submit(detect_chunk, source, spec, s, s + chunk, pure=False)
+            nxt += 1
+        yield start, futures.pop(start).result()
+
+
+def _kept_or_fresh(
+    starts: list[int],
+    fresh: Iterator[tuple[int, list[Columns]]],
+    checkpoint: DetectionCheckpoint | None,
+) -> Iterator[tuple[int, list[Columns]]]:
+    """Chunks in order: from the checkpoint when kept, else detected now (and kept)."""
+    for start in starts:
+        if checkpoint is not None and checkpoint.has(start):
+            yield start, checkpoint.load(start)
+            continue
+        got, cols = next(fresh)
+        assert got == start, (got, start)
+        if checkpoint is not None:
+            try:
+                checkpoint.save(start, cols)
+            except OSError as exc:
+                raise OSError(
+                    f"cannot write to the checkpoint {checkpoint.directory}: "
+                    f"{exc.strerror or exc}; the detections of {checkpoint.frames_kept} "
+                    "frames are kept there: make room and rerun the same command to resume"
+                ) from exc
+        yield start, cols
+
+
+def link_columns(
+    chunks: Iterator[tuple[int, list[Columns]]],
+    linking: LinkingConfig,
+    pixel_size_um: float | None,
+    on_frames: Callable[[int], None] | None = None,
+) -> pd.DataFrame:
+    """Link per-frame detections in frame order into one trackpy-compatible table."""
+    linker = OnlineLinker(linking)
+    parts: list[pd.DataFrame] = []
+    for start, cols_list in chunks:
+        for i, cols in enumerate(cols_list):
+            frame = start + i
+            step = linker.link(frame, cols["x"], cols["y"], cols.get("photons"))
+            df = pd.DataFrame({"frame": np.full(len(cols["x"]), frame, np.int64)})
+            df["particle"] = step.particle
+            for k, v in cols.items():
+                df[k] = v
+            parts.append(df)
+        if on_frames is not None:
+            on_frames(len(cols_list))
+    table = (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else pd.DataFrame({"frame": [], "particle": [], "x": [], "y": []})
+    )
+    if pixel_size_um:
+        table["x_um"] = table["x"] * pixel_size_um
+        table["y_um"] = table["y"] * pixel_size_um
+    return table
+
+
+def track_movie(
+    source: str | Path,
+    spec: DetectorSpec,
+    linking: LinkingConfig | None = None,
+    chunk: int = 8,
+    client: Any = None,
+    detector: Any = None,
+    on_frames: Callable[[int], None] | None = None,
+    pixel_size_um: float | None = None,
+    checkpoint: Path | None = None,
+) -> tuple[pd.DataFrame, MovieInfo, float]:
+    """Detect and link one movie. Returns (table, movie info, seconds).
+
+    ``client``: a ``dask.distributed.Client`` to detect on its workers; otherwise
+    ``detector`` (or one built from ``spec``) runs here. ``pixel_size_um``
+    overrides the movie's metadata. ``checkpoint``: a folder where each chunk's
+    detections are kept as they come, and read back by a rerun (see
+    :class:`~livetrack.offline.checkpoint.DetectionCheckpoint`); the caller
+    removes it once the table is safely written.
+    """
+    reader = MovieReader(source)
+    info = reader.info
+    px = pixel_size_um or info.pixel_size_um
+    kept = None
+    if checkpoint is not None:
+        identity = {
+            "movie": info.path,
+            "movie_mtime_ns": Path(info.path).stat().st_mtime_ns
+            if Path(info.path).exists()
+            else None,
+            "frames": info.n_frames,
+            "shape": info.shape,
+            "dtype": info.dtype,
+            "detector": {k: v for k, v in asdict(spec).items() if k != "threads"},
+            "chunk": chunk,
+        }
+        try:
+            kept = DetectionCheckpoint(checkpoint, identity)
+        except OSError as exc:
+            reader.close()
+            raise OSError(
+                f"cannot make the checkpoint {checkpoint}: {exc.strerror or exc}"
+            ) from exc
+    starts = list(range(0, info.n_frames, chunk))
+    todo = [s for s in starts if kept is None or not kept.has(s)]
+    if client is not None:
+        client.run(warm_worker, spec)  # model loading is start-up, not throughput
+    t0 = time.perf_counter()
+    try:
+        if client is not None:
+            n = max(1, len(client.scheduler_info().get("workers", {})))
+            fresh = _dask_chunks(client, str(source), spec, todo, chunk, 2 * n)
+        else:
+            det = (detector or spec.build()) if todo else None  # all kept: no model needed
+            fresh = _local_chunks(reader, det, chunk, todo)
+        chunks = _kept_or_fresh(starts, fresh, kept)
+        table = link_columns(chunks, linking or LinkingConfig(), px, on_frames)
+    finally:
+        reader.close()
+    return table, info, time.perf_counter() - t0
+
+
+def write_table(table: pd.DataFrame, path: Path) -> None:
+    """Write by extension: .parquet, .csv, .h5/.hdf5 (key ``tracks``)."""
+    kind = TABLE_SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise ValueError(
+            f"{path}: unknown table format {path.suffix!r}; use one of {sorted(TABLE_SUFFIXES)}"
+        )
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if kind == "parquet":
+            table.to_parquet(tmp, index=False)
+        elif kind == "csv":
+            table.to_csv(tmp, index=False)
+        else:
+            try:
+                table.to_hdf(tmp, key="tracks", mode="w", format="table")
+            except ImportError:
+                raise ValueError("writing HDF5 needs PyTables: pip install tables") from None
+        tmp.replace(path)  # a complete file or none: never a truncated table
+    except OSError as exc:
+        raise OSError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    finally:
+        if tmp.is_file():
+            tmp.unlink()
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a table written by :func:`write_table`."""
+    p = Path(path)
+    kind = TABLE_SUFFIXES.get(p.suffix.lower())
+    if kind == "parquet":
+        return pd.read_parquet(p)
+    if kind == "csv":
+        return pd.read_csv(p)
+    if kind == "hdf5":
+        out = pd.read_hdf(p, key="tracks")
+        assert isinstance(out, pd.DataFrame)
+        return out
+    raise ValueError(f"{p}: unknown table format {p.suffix!r}")
+
+
+def write_sidecar(path: Path, record: dict[str, Any]) -> None:
+    """The JSON record next to a table: model, config, versions, timing."""
+    path.write_text(json.dumps(record, indent=2, default=str))

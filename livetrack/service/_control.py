@@ -1,0 +1,131 @@
+"""The service's control socket: status, policy, tracks, hot model swap, shutdown.
+
+A mixin of :class:`~livetrack.service.service.Service`, kept apart so that the
+serving loop reads on its own. Requests are msgpack maps with a ``cmd`` string
+(docs/protocol.md §3); every request gets exactly one reply, a model swap's reply
+comes once the new model is loaded (in a thread) and swapped in between frames.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from livetrack.artifact import ArtifactError, check_fits
+from livetrack.linking import OnlineLinker
+from livetrack.service._stats import ServiceStats
+from livetrack.service.config import FrameDetector, Policy, ServiceConfig
+from livetrack.wire import protocol as wire
+
+
+class ControlHandling:
+    """Control requests, answered on the service's REP socket."""
+
+    rep: zmq.Socket[Any]
+    stats: ServiceStats
+    policy: Policy
+    linker: OnlineLinker
+    detector: FrameDetector
+    config: ServiceConfig
+    _pending: Future[FrameDetector] | None
+    _pool: ThreadPoolExecutor
+    _loader: Any
+
+    def status(self) -> dict[str, Any]:  # provided by the service
+        raise NotImplementedError
+
+    def stop(self) -> None:  # provided by the service
+        raise NotImplementedError
+
+    def _reply(self, msg: dict[str, Any]) -> None:
+        self.rep.send(wire.packb(msg))
+
+    def _handle_control(self) -> None:
+        try:
+            raw = self.rep.recv(flags=zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        self.stats.control_requests += 1
+        try:
+            req = wire.unpackb(raw, wire.MAX_CONTROL_BYTES)
+            if not isinstance(req, dict) or not isinstance(req.get("cmd"), str):
+                raise wire.ProtocolError("bad_control", "expected a map with a 'cmd' string")
+        except wire.ProtocolError as exc:
+            self._reply({"ok": False, "error": str(exc)})
+            return
+        cmd = req["cmd"]
+        if cmd in ("status", "stats"):
+            self._reply({"ok": True, "status": self.status()})
+        elif cmd == "set_policy":
+            policy = req.get("policy")
+            if policy not in ("realtime", "lossless"):
+                self._reply(
+                    {"ok": False, "error": f"policy {policy!r}: expected 'realtime' or 'lossless'"}
+                )
+            else:
+                self.policy = policy
+                self._reply({"ok": True, "policy": policy})
+        elif cmd == "reset_tracks":
+            ended = self.linker.reset()
+            self._reply({"ok": True, "ended": ended.tolist()})
+        elif cmd == "shutdown":
+            self._reply({"ok": True})
+            self.stop()
+        elif cmd == "load_model":
+            path = req.get("path")
+            if not isinstance(path, str):
+                self._reply(
+                    {"ok": False, "error": "'path' (a model artifact directory) is required"}
+                )
+            else:
+                self._pending = self._pool.submit(self._load, path)
+        else:
+            self._reply({"ok": False, "error": f"unknown command {cmd!r}"})
+
+    def _load(self, path: str) -> FrameDetector:
+        loader = self._loader
+        if loader is None:
+            from livetrack.detection.detector import Detector
+
+            # "auto" stays auto: the new model may not convert to int8
+            precision = (
+                getattr(self.detector, "asked_precision", None)
+                or getattr(self.detector, "precision", None)
+                or "auto"
+            )
+            split = getattr(self.detector, "split_z", None) is not None
+            region = getattr(self.detector, "split_region", None)
+            xla = getattr(self.detector, "xla", None)
+            # the same arithmetic and read-out as the model it replaces
+            det: FrameDetector = Detector(
+                Path(path), precision=precision, split=split, split_region=region, xla=xla
+            )
+        else:
+            det = loader(Path(path))
+        card = getattr(det, "card", None)
+        if card is not None:
+            # the stream's modality is the serving model's (fluorescence for a classical one)
+            serving = getattr(self.detector, "card", None)
+            modality = serving.expects.modality if serving is not None else "fluorescence"
+            check_fits(card, modality=modality, override=self.config.force_model)
+        warm_up = getattr(det, "warm_up", None)
+        if warm_up is not None:  # here, off the loop: its first frame is not late either
+            warm_up()
+        return det
+
+    def _finish_model_swap(self) -> None:
+        fut = self._pending
+        if fut is None or not fut.done():
+            return
+        self._pending = None
+        try:
+            self.detector = fut.result()
+        except (ArtifactError, OSError, ValueError) as exc:
+            self._reply(
+                {"ok": False, "error": f"model not loaded, the old one keeps serving: {exc}"}
+            )
+            return
+        self._reply({"ok": True, "detector": type(self.detector).__name__})

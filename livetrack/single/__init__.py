@@ -1,0 +1,1 @@
+"""Single-particle localisation: one particle in a small field (an optical trap)."""

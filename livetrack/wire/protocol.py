@@ -1,0 +1,397 @@
+"""The livetrack wire protocol (version 1): frames in, results out, control.
+
+Everything on the wire is msgpack (``raw=False``, ``strict_map_key=True``, bounded
+buffers) or raw pixel bytes. Nothing received is ever unpickled. The full
+specification, enough to write a peer in another language, is ``docs/protocol.md``.
+
+Frames in (PUSH → PULL): multipart ``[header, pixels]``; ``header`` is a msgpack
+map (:class:`FrameHeader`), ``pixels`` the C-order little-endian buffer.
+
+Results out (PUB): multipart ``[topic, body]``; topics :data:`TOPIC_DETECTIONS`,
+:data:`TOPIC_TRACKS`, :data:`TOPIC_EVENTS`, :data:`TOPIC_STATUS`. Bodies are msgpack
+maps; per-particle columns are packed arrays ``{"dtype": "<f4", "data": bytes}``.
+
+Control (REQ → REP): msgpack maps ``{"cmd": ...}`` answered by ``{"ok": ...}``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import msgpack
+import numpy as np
+from numpy.typing import NDArray
+
+VERSION: Final = 1
+TOPIC_DETECTIONS: Final = b"det"
+TOPIC_TRACKS: Final = b"trk"
+TOPIC_EVENTS: Final = b"evt"
+TOPIC_STATUS: Final = b"sta"
+TOPICS: Final = (TOPIC_DETECTIONS, TOPIC_TRACKS, TOPIC_EVENTS, TOPIC_STATUS)
+
+MAX_HEADER_BYTES: Final = 64 * 1024
+MAX_FRAME_BYTES: Final = 256 * 1024 * 1024  # a 8192² float32 frame
+MAX_CONTROL_BYTES: Final = 64 * 1024
+MAX_DIM: Final = 32768
+
+# Pixel types a frame may carry; all little-endian on the wire.
+FRAME_DTYPES: Final[dict[str, np.dtype[Any]]] = {
+    "uint8": np.dtype("<u1"),
+    "uint16": np.dtype("<u2"),
+    "uint32": np.dtype("<u4"),
+    "int16": np.dtype("<i2"),
+    "int32": np.dtype("<i4"),
+    "float32": np.dtype("<f4"),
+    "float64": np.dtype("<f8"),
+}
+# Column types a body may carry.
+COLUMN_DTYPES: Final = {"<f4", "<f8", "<i4", "<i8", "<u1", "<u2", "<u4"}
+
+
+class ProtocolError(ValueError):
+    """A message that breaks the protocol; ``reason`` is a short machine-readable code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def now_ns() -> int:
+    """Wall-clock time stamp in integer nanoseconds (the wire's time base)."""
+    return time.time_ns()
+
+
+def packb(obj: Any) -> bytes:
+    """msgpack-encode a map (binary-safe, UTF-8 strings)."""
+    out: bytes = msgpack.packb(obj, use_bin_type=True)
+    return out
+
+
+def unpackb(data: bytes | memoryview, max_bytes: int) -> Any:
+    """Decode untrusted msgpack with every limit set; raise :class:`ProtocolError`.
+
+    The buffer is bounded by the length check here (``unpackb`` takes the whole
+    message; ``max_buffer_size`` belongs to the streaming ``Unpacker``); strings,
+    binaries, arrays and maps are bounded too, extension types refused, and deep
+    nesting fails inside msgpack and is reported as malformed.
+    """
+    if len(data) > max_bytes:
+        raise ProtocolError("oversized", f"{len(data)} bytes, at most {max_bytes}")
+    try:
+        return msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            max_str_len=max_bytes,
+            max_bin_len=max_bytes,
+            max_array_len=min(max_bytes, 1 << 20),
+            max_map_len=min(max_bytes, 1 << 16),
+            max_ext_len=0,
+        )
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.UnpackException, RecursionError) as e:
+        raise ProtocolError("malformed", f"not valid msgpack: {type(e).__name__}: {e}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class FrameHeader:
+    """The header of one frame (see ``docs/protocol.md``)."""
+
+    seq: int
+    t_acq_ns: int
+    shape: tuple[int, int]
+    dtype: str
+    pixel_size_um: float | None = None
+    exposure_ms: float | None = None
+    stage_um: tuple[float, ...] | None = None
+    source: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        """Encode as a version-1 header map."""
+        return packb(
+            {
+                "version": VERSION,
+                "seq": self.seq,
+                "t_acq_ns": self.t_acq_ns,
+                "shape": list(self.shape),
+                "dtype": self.dtype,
+                "pixel_size_um": self.pixel_size_um,
+                "exposure_ms": self.exposure_ms,
+                "stage_um": list(self.stage_um) if self.stage_um is not None else None,
+                "source": self.source,
+                "meta": self.meta,
+            }
+        )
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the pixel buffer must have."""
+        return self.shape[0] * self.shape[1] * FRAME_DTYPES[self.dtype].itemsize
+
+
+def _number(h: dict[str, Any], key: str, *, optional: bool = False) -> float | None:
+    v = h.get(key)
+    if v is None and optional:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ProtocolError("bad_header", f"'{key}' = {v!r}: expected a number")
+    if not math.isfinite(float(v)):
+        raise ProtocolError("bad_header", f"'{key}' = {v!r}: expected a finite number")
+    return float(v)
+
+
+def _int(h: dict[str, Any], key: str) -> int:
+    v = h.get(key)
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ProtocolError("bad_header", f"'{key}' = {v!r}: expected a non-negative integer")
+    return v
+
+
+def decode_header(data: bytes | memoryview) -> FrameHeader:
+    """Validate and decode a frame header; raise :class:`ProtocolError` with the reason."""
+    h = unpackb(data, MAX_HEADER_BYTES)
+    if not isinstance(h, dict):
+        raise ProtocolError("bad_header", f"header is a {type(h).__name__}, expected a map")
+    version = h.get("version")
+    if version != VERSION:
+        raise ProtocolError(
+            "wrong_version", f"protocol version {version!r}, this service speaks {VERSION}"
+        )
+    shape = h.get("shape")
+    if (
+        not isinstance(shape, list | tuple)
+        or len(shape) != 2
+        or not all(
+            isinstance(s, int) and not isinstance(s, bool) and 0 < s <= MAX_DIM for s in shape
+        )
+    ):
+        raise ProtocolError(
+            "bad_header", f"'shape' = {shape!r}: expected [rows, columns], each 1..{MAX_DIM}"
+        )
+    dtype = h.get("dtype")
+    if dtype not in FRAME_DTYPES:
+        raise ProtocolError(
+            "bad_dtype", f"'dtype' = {dtype!r}: expected one of {sorted(FRAME_DTYPES)}"
+        )
+    stage = h.get("stage_um")
+    if stage is not None and (
+        not isinstance(stage, list | tuple)
+        or not 1 <= len(stage) <= 3
+        or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            for v in stage
+        )
+    ):
+        raise ProtocolError(
+            "bad_header", f"'stage_um' = {stage!r}: expected [x, y] or [x, y, z] in µm"
+        )
+    source = h.get("source", "")
+    meta = h.get("meta", {})
+    if not isinstance(source, str) or not isinstance(meta, dict):
+        raise ProtocolError("bad_header", "'source' must be a string and 'meta' a map")
+    return FrameHeader(
+        seq=_int(h, "seq"),
+        t_acq_ns=_int(h, "t_acq_ns"),
+        shape=(int(shape[0]), int(shape[1])),
+        dtype=str(dtype),
+        pixel_size_um=_number(h, "pixel_size_um", optional=True),
+        exposure_ms=_number(h, "exposure_ms", optional=True),
+        stage_um=tuple(float(v) for v in stage) if stage is not None else None,
+        source=source,
+        meta=meta,
+    )
+
+
+def decode_frame(parts: list[Any]) -> tuple[FrameHeader, NDArray[Any]]:
+    """Header and a zero-copy pixel array from a received ``[header, pixels]`` message.
+
+    ``parts`` may hold bytes or zmq ``Frame`` objects (their buffers are used
+    directly, without copying).
+    """
+    if len(parts) != 2:
+        raise ProtocolError(
+            "wrong_parts", f"{len(parts)} message parts, expected 2 (header, pixels)"
+        )
+    head = parts[0].buffer if hasattr(parts[0], "buffer") else parts[0]
+    pix = parts[1].buffer if hasattr(parts[1], "buffer") else parts[1]
+    header = decode_header(head)
+    n = len(pix)
+    if n > MAX_FRAME_BYTES:
+        raise ProtocolError("oversized", f"pixels {n} bytes, at most {MAX_FRAME_BYTES}")
+    if n != header.nbytes:
+        raise ProtocolError(
+            "size_mismatch",
+            f"shape {header.shape} of {header.dtype} needs {header.nbytes} bytes, got {n}",
+        )
+    frame = np.frombuffer(pix, dtype=FRAME_DTYPES[header.dtype]).reshape(header.shape)
+    if frame.dtype.kind == "f" and not np.isfinite(frame).all():
+        raise ProtocolError("non_finite", "float frame holds NaN or infinity")
+    return header, frame
+
+
+def encode_frame(frame: NDArray[Any], header: FrameHeader) -> list[Any]:
+    """``[header bytes, pixel buffer]`` for sending (C-contiguous pixels are not copied)."""
+    a = np.ascontiguousarray(frame, dtype=FRAME_DTYPES[header.dtype])
+    return [header.to_bytes(), a.data.cast("B")]
+
+
+def pack_column(values: NDArray[Any]) -> dict[str, Any]:
+    """A packed typed array: ``{"dtype": "<f4", "data": raw little-endian bytes}``."""
+    a = np.ascontiguousarray(values)
+    dt = a.dtype.newbyteorder("<") if a.dtype.byteorder not in ("<", "|", "=") else a.dtype
+    code = np.dtype(dt).str
+    if code not in COLUMN_DTYPES:
+        raise ValueError(
+            f"column dtype {code} is not one the protocol allows ({sorted(COLUMN_DTYPES)})"
+        )
+    return {"dtype": code, "data": a.astype(code, copy=False).tobytes()}
+
+
+def unpack_column(col: Any, n: int) -> NDArray[Any]:
+    """Decode one packed array of ``n`` values; raise :class:`ProtocolError` if it is not one."""
+    if not isinstance(col, dict) or set(col) != {"dtype", "data"}:
+        raise ProtocolError("bad_body", "a column must be {dtype, data}")
+    code, data = col["dtype"], col["data"]
+    if code not in COLUMN_DTYPES or not isinstance(data, bytes):
+        raise ProtocolError("bad_body", f"column dtype {code!r} not allowed or data not bytes")
+    dt = np.dtype(code)
+    if len(data) != n * dt.itemsize:
+        raise ProtocolError("bad_body", f"column of {len(data)} bytes for {n} values of {code}")
+    return np.frombuffer(data, dtype=dt)
+
+
+def encode_body(seq: int, t_acq_ns: int, columns: dict[str, NDArray[Any]], **extra: Any) -> bytes:
+    """A result body: seq, t_acq_ns, t_pub_ns, n, packed columns, and extra fields."""
+    n = len(next(iter(columns.values()))) if columns else 0
+    body = {
+        "version": VERSION,
+        "seq": seq,
+        "t_acq_ns": t_acq_ns,
+        "t_pub_ns": now_ns(),
+        "n": n,
+        "columns": {k: pack_column(v) for k, v in columns.items()},
+        **extra,
+    }
+    return packb(body)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """A decoded result message."""
+
+    topic: bytes
+    seq: int
+    t_acq_ns: int
+    t_pub_ns: int
+    columns: dict[str, NDArray[Any]]
+    fields: dict[str, Any]
+
+    def frame(self) -> Any:
+        """The columns as a pandas DataFrame (with a ``frame`` column = seq)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("Result.frame() needs pandas: pip install pandas") from None
+
+        df = pd.DataFrame({k: v for k, v in self.columns.items()})
+        df.insert(0, "frame", self.seq)
+        return df
+
+
+def decode_result(topic: bytes, body: bytes, max_bytes: int = MAX_FRAME_BYTES) -> Result:
+    """Decode and validate a ``[topic, body]`` result message."""
+    if topic not in TOPICS:
+        raise ProtocolError("bad_topic", f"unknown topic {topic!r}")
+    b = unpackb(body, max_bytes)
+    if not isinstance(b, dict) or b.get("version") != VERSION:
+        raise ProtocolError("wrong_version", "result body is not a version-1 map")
+    n = b.get("n", 0)
+    cols_raw = b.get("columns", {})
+    if not isinstance(n, int) or not isinstance(cols_raw, dict):
+        raise ProtocolError("bad_body", "'n' must be an integer and 'columns' a map")
+    cols = {str(k): unpack_column(v, n) for k, v in cols_raw.items()}
+    rest = {
+        k: v
+        for k, v in b.items()
+        if k not in {"version", "seq", "t_acq_ns", "t_pub_ns", "n", "columns"}
+    }
+    return Result(
+        topic,
+        int(b.get("seq", -1)),
+        int(b.get("t_acq_ns", 0)),
+        int(b.get("t_pub_ns", 0)),
+        cols,
+        rest,
+    )
+
+
+# -- actuation (controller PUSH → acquisition PULL) ----------------------------------
+
+MAX_COMMAND_BYTES: Final = 64 * 1024
+# Command name → its required arguments and their types.
+COMMANDS: Final[dict[str, dict[str, type]]] = {
+    "move_xy": {"x_um": float, "y_um": float},
+    "set_trap": {"x_px": float, "y_px": float},
+    "mda_event": {"event": dict},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """An actuation request; ``seq``/``t_acq_ns`` name the frame that caused it."""
+
+    cmd: str
+    seq: int
+    t_acq_ns: int
+    t_sent_ns: int
+    args: dict[str, Any]
+
+
+def encode_command(cmd: str, seq: int, t_acq_ns: int, **args: Any) -> bytes:
+    """Encode an actuation command (see ``docs/protocol.md``, *Actuation*)."""
+    check_command_args(cmd, args)
+    return packb(
+        {
+            "version": VERSION,
+            "cmd": cmd,
+            "seq": int(seq),
+            "t_acq_ns": int(t_acq_ns),
+            "t_sent_ns": now_ns(),
+            **args,
+        }
+    )
+
+
+def check_command_args(cmd: str, args: dict[str, Any]) -> None:
+    """Raise :class:`ProtocolError` unless ``args`` are what ``cmd`` takes."""
+    spec = COMMANDS.get(cmd)
+    if spec is None:
+        raise ProtocolError("bad_command", f"unknown command {cmd!r}; known: {sorted(COMMANDS)}")
+    for name, typ in spec.items():
+        v: Any = args.get(name)
+        ok = (
+            isinstance(v, (int, float)) and not isinstance(v, bool)
+            if typ is float
+            else isinstance(v, typ)
+        )
+        if not ok or (typ is float and not math.isfinite(float(v))):
+            want = "a finite number" if typ is float else typ.__name__
+            raise ProtocolError("bad_command", f"{cmd}: {name}={v!r}, expected {want}")
+
+
+def decode_command(data: bytes) -> Command:
+    """Decode and validate an untrusted actuation command."""
+    m = unpackb(data, MAX_COMMAND_BYTES)
+    if not isinstance(m, dict) or m.get("version") != VERSION:
+        raise ProtocolError("wrong_version", f"command is not a version-{VERSION} map")
+    cmd = m.pop("cmd", None)
+    stamps = [m.pop(k, None) for k in ("seq", "t_acq_ns", "t_sent_ns")]
+    m.pop("version")
+    if not isinstance(cmd, str) or not all(isinstance(s, int) for s in stamps):
+        raise ProtocolError("bad_command", "'cmd' must be a string; seq, t_acq_ns, t_sent_ns ints")
+    check_command_args(cmd, m)
+    return Command(cmd, stamps[0], stamps[1], stamps[2], m)
