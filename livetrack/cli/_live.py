@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from livetrack.cli import _options as o
 from livetrack.cli._options import console, fail
 
 
@@ -37,32 +38,17 @@ def _numbers(text: str | None, n: int, what: str, form: str) -> tuple[float, ...
 
 
 def acquire(
-    simulate: Annotated[
-        str | None,
-        typer.Option(help="Simulated microscope from this preset (file or shipped name)."),
-    ] = "demo",
-    mm_config: Annotated[
-        Path | None,
-        typer.Option("--mm-config", help="A Micro-Manager configuration (real rig)."),
-    ] = None,
-    frames: Annotated[str | None, typer.Option(help="The service's frame address.")] = None,
-    actuation: Annotated[
-        str | None, typer.Option(help="Bind this address for actuation ('' for none).")
-    ] = None,
-    mda: Annotated[
-        Path | None, typer.Option(help="Run this useq MDA sequence (YAML/JSON) instead.")
-    ] = None,
-    seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the simulated sample.")] = 0,
-    interval_ms: Annotated[
-        float | None, typer.Option(help="Simulated camera: frame interval (ms).")
-    ] = None,
-    pin_centre: Annotated[
-        bool,
-        typer.Option("--pin-centre", help="Log the true path of the particle nearest the centre."),
-    ] = False,
-    stats_json: Annotated[Path | None, typer.Option(help="Write the session's figures.")] = None,
-    last_frame: Annotated[Path | None, typer.Option(help="Save the last frame (.npy).")] = None,
+    simulate: o.Simulate = "demo",
+    mm_config: o.MMConfig = None,
+    frames: o.FramesTo = None,
+    actuation: o.ActuationBind = None,
+    mda: o.Mda = None,
+    seconds: o.Seconds = None,
+    seed: o.SampleSeed = 0,
+    interval_ms: o.IntervalMs = None,
+    pin_centre: o.PinCentre = False,
+    stats_json: o.StatsJson = None,
+    last_frame: o.LastFrame = None,
 ) -> None:
     """Acquire frames and stream them to the service (never blocking the camera)."""
     from livetrack.acquisition import run_session
@@ -97,26 +83,17 @@ def acquire(
 
 
 def control(
-    config: Annotated[
-        str, typer.Argument(help="Preset with a controller section (file or shipped name).")
-    ] = "demo",
-    results: Annotated[str, typer.Option(help="The service's results address.")] = (
-        "tcp://127.0.0.1:5556"
-    ),
-    actuation: Annotated[
-        str | None, typer.Option(help="The acquisition's actuation address.")
-    ] = None,
-    mode: Annotated[str | None, typer.Option(help="centre, trap or none.")] = None,
-    particle: Annotated[int | None, typer.Option(help="Follow this track id.")] = None,
-    target: Annotated[str | None, typer.Option(help="Hold the particle at x,y (px).")] = None,
-    kp: Annotated[float | None, typer.Option(help="Proportional gain.")] = None,
-    ki: Annotated[float | None, typer.Option(help="Integral gain.")] = None,
-    enter: Annotated[
-        str | None,
-        typer.Option(help="Trigger when a track enters x0,y0,x1,y1 (px): snap an MDA frame."),
-    ] = None,
-    seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures.")] = None,
+    config: o.ControllerPreset = "demo",
+    results: o.ResultsFrom = "tcp://127.0.0.1:5556",
+    actuation: o.ActuationTo = None,
+    mode: o.Mode = None,
+    particle: o.Particle = None,
+    target: o.Target = None,
+    kp: o.Kp = None,
+    ki: o.Ki = None,
+    enter: o.Enter = None,
+    seconds: o.Seconds = None,
+    json_out: o.JsonOut = None,
 ) -> None:
     """Close the loop: follow a particle and act through the acquisition process."""
     from livetrack.acquisition import run_control_loop
@@ -144,28 +121,14 @@ def control(
 
 
 def demo(
-    seconds: Annotated[
-        float, typer.Option(help="Seconds per phase (with and without feedback).")
-    ] = 20.0,
-    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the PNG and JSON.")] = (
-        Path("livetrack-demo")
-    ),
-    json_out: Annotated[
-        Path | None, typer.Option("--json", help="Write the figures here too.")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the simulated sample.")] = 0,
-    live: Annotated[bool, typer.Option(help="Show the live terminal view.")] = True,
-    transport: Annotated[str, typer.Option(help="ipc (Unix sockets) or tcp (loopback).")] = "ipc",
-    config: Annotated[
-        str, typer.Option("--config", help="Preset with acquisition and controller sections.")
-    ] = "demo",
-    split_near: Annotated[
-        float,
-        typer.Option(
-            help="Radius (px) around the centre where the service looks for particles "
-            "hidden in a neighbour's fit (serve --split-near); 0: nowhere."
-        ),
-    ] = 24.0,
+    seconds: o.PhaseSeconds = 20.0,
+    output: o.DemoOut = Path("livetrack-demo"),
+    json_out: o.JsonOut = None,
+    seed: o.SampleSeed = 0,
+    live: o.Live = True,
+    transport: o.Transport = "ipc",
+    config: o.DemoPreset = "demo",
+    split_near: o.SplitRadius = 24.0,
 ) -> None:
     """The simulated microscope, the service with the shipped model, linking and centring.
 
@@ -177,8 +140,6 @@ def demo(
 
     try:
         load_simulation_config(config)  # a bad preset fails here, not in three processes
-        if transport not in ("ipc", "tcp"):
-            raise fail(f"--transport {transport!r}: expected ipc or tcp")
         figures = run_demo(
             seconds=seconds,
             output=output,

@@ -149,3 +149,65 @@ Checkpoint = Annotated[
         "a failed run (full disk, killed job) resumes where it stopped."
     ),
 ]
+
+# acquire
+Simulate = Annotated[
+    str | None,
+    typer.Option(help="Simulated microscope from this preset (file or shipped name)."),
+]
+MMConfig = Annotated[
+    Path | None, typer.Option("--mm-config", help="A Micro-Manager configuration (real rig).")
+]
+FramesTo = Annotated[str | None, typer.Option("--frames", help="The service's frame address.")]
+ActuationBind = Annotated[
+    str | None,
+    typer.Option("--actuation", help="Bind this address for actuation ('' for none)."),
+]
+Mda = Annotated[Path | None, typer.Option(help="Run this useq MDA sequence (YAML/JSON) instead.")]
+SampleSeed = Annotated[int, typer.Option("--seed", help="Seed of the simulated sample.")]
+IntervalMs = Annotated[float | None, typer.Option(help="Simulated camera: frame interval (ms).")]
+PinCentre = Annotated[
+    bool,
+    typer.Option("--pin-centre", help="Log the true path of the particle nearest the centre."),
+]
+StatsJson = Annotated[Path | None, typer.Option(help="Write the session's figures.")]
+LastFrame = Annotated[Path | None, typer.Option(help="Save the last frame (.npy).")]
+
+# control
+ControllerPreset = Annotated[
+    str, typer.Argument(help="Preset with a controller section (file or shipped name).")
+]
+ResultsFrom = Annotated[str, typer.Option("--results", help="The service's results address.")]
+ActuationTo = Annotated[
+    str | None, typer.Option("--actuation", help="The acquisition's actuation address.")
+]
+Mode = Annotated[Literal["centre", "trap", "none"] | None, typer.Option(help="What to steer.")]
+Particle = Annotated[int | None, typer.Option(help="Follow this track id.")]
+Target = Annotated[str | None, typer.Option(help="Hold the particle at x,y (px).")]
+Kp = Annotated[float | None, typer.Option(help="Proportional gain.")]
+Ki = Annotated[float | None, typer.Option(help="Integral gain.")]
+Enter = Annotated[
+    str | None,
+    typer.Option(help="Trigger when a track enters x0,y0,x1,y1 (px): snap an MDA frame."),
+]
+
+# demo
+PhaseSeconds = Annotated[
+    float, typer.Option("--seconds", help="Seconds per phase (with and without feedback).")
+]
+DemoOut = Annotated[Path, typer.Option("-o", "--output", help="Folder for the PNG and JSON.")]
+Live = Annotated[bool, typer.Option(help="Show the live terminal view.")]
+Transport = Annotated[
+    Literal["ipc", "tcp"], typer.Option(help="ipc (Unix sockets) or tcp (loopback).")
+]
+DemoPreset = Annotated[
+    str, typer.Option("--config", help="Preset with acquisition and controller sections.")
+]
+SplitRadius = Annotated[
+    float,
+    typer.Option(
+        "--split-near",
+        help="Radius (px) around the centre where the service looks for particles "
+        "hidden in a neighbour's fit (serve --split-near); 0: nowhere.",
+    ),
+]

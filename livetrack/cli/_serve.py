@@ -79,11 +79,9 @@ def serve(
         raise fail(str(e)) from None
     except Exception as exc:  # zmq bind errors: address in use, bad address
         raise fail(f"cannot start the service: {exc}") from None
-    for name, endpoint in service.endpoints.items():
-        console.print(f"{name:8s} {endpoint}", highlight=False)
-    console.print(f"network  {network}", highlight=False)
-    if not settings.classical:
-        console.print(f"split    {settings.split_summary()}", highlight=False)
+    lines = [f"{name:8s} {endpoint}" for name, endpoint in service.endpoints.items()]
+    lines += [f"network  {network}", f"split    {settings.split_summary()}"]
+    console.print("\n".join(lines), highlight=False)
     console.print(f"policy   {settings.policy}; Ctrl-C to stop", highlight=False)
     stats = service.run(seconds)
     console.print(f"stopped: {stats.snapshot()}", highlight=False)

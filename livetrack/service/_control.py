@@ -1,16 +1,16 @@
 """The service's control socket: status, policy, tracks, hot model swap, shutdown.
 
-A mixin of :class:`~livetrack.service.service.Service`, kept apart so that the
-serving loop reads on its own. Requests are msgpack maps with a ``cmd`` string
-(docs/protocol.md §3); every request gets exactly one reply, a model swap's reply
-comes once the new model is loaded (in a thread) and swapped in between frames.
+Requests are msgpack maps with a ``cmd`` string (docs/protocol.md §3); every request
+gets exactly one reply, a model swap's reply comes once the new model is loaded (in
+a thread) and swapped in between frames. The channel acts on the service through
+the few things :class:`Controllable` names.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import zmq
 
@@ -21,34 +21,64 @@ from livetrack.service.config import FrameDetector, Policy, ServiceConfig
 from livetrack.wire import protocol as wire
 
 
-class ControlHandling:
-    """Control requests, answered on the service's REP socket."""
+class Controllable(Protocol):
+    """What control requests read and change in the service."""
 
-    rep: zmq.Socket[Any]
-    stats: ServiceStats
     policy: Policy
     linker: OnlineLinker
     detector: FrameDetector
     config: ServiceConfig
-    _pending: Future[FrameDetector] | None
-    _pool: ThreadPoolExecutor
-    _loader: Any
+    stats: ServiceStats
 
-    def status(self) -> dict[str, Any]:  # provided by the service
-        raise NotImplementedError
+    def status(self) -> dict[str, Any]:
+        """The status map."""
+        ...
 
-    def stop(self) -> None:  # provided by the service
-        raise NotImplementedError
+    def stop(self) -> None:
+        """Ask the serving loop to finish."""
+        ...
+
+
+class ControlChannel:
+    """Control requests on the service's REP socket, one at a time.
+
+    Parameters
+    ----------
+    service
+        The service the requests act on.
+    rep
+        Its bound REP socket.
+    model_loader
+        Builds a detector from a path for hot swaps (None: a :class:`Detector` with
+        the serving one's arithmetic and read-out).
+    """
+
+    def __init__(self, service: Controllable, rep: zmq.Socket[Any], model_loader: Any) -> None:
+        self.service = service
+        self.rep = rep
+        self._loader = model_loader
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
+        self._pending: Future[FrameDetector] | None = None
+
+    @property
+    def busy(self) -> bool:
+        """A model swap is under way: its reply is owed before the next request is read."""
+        return self._pending is not None
+
+    def close(self) -> None:
+        """Abandon a model load in progress."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _reply(self, msg: dict[str, Any]) -> None:
         self.rep.send(wire.packb(msg))
 
-    def _handle_control(self) -> None:
+    def handle(self) -> None:
+        """Answer the request waiting on the socket, if any."""
         try:
             raw = self.rep.recv(flags=zmq.NOBLOCK)
         except zmq.Again:
             return
-        self.stats.control_requests += 1
+        self.service.stats.control_requests += 1
         try:
             req = wire.unpackb(raw, wire.MAX_CONTROL_BYTES)
             if not isinstance(req, dict) or not isinstance(req.get("cmd"), str):
@@ -58,7 +88,7 @@ class ControlHandling:
             return
         cmd = req["cmd"]
         if cmd in ("status", "stats"):
-            self._reply({"ok": True, "status": self.status()})
+            self._reply({"ok": True, "status": self.service.status()})
         elif cmd == "set_policy":
             policy = req.get("policy")
             if policy not in ("realtime", "lossless"):
@@ -66,14 +96,14 @@ class ControlHandling:
                     {"ok": False, "error": f"policy {policy!r}: expected 'realtime' or 'lossless'"}
                 )
             else:
-                self.policy = policy
+                self.service.policy = policy
                 self._reply({"ok": True, "policy": policy})
         elif cmd == "reset_tracks":
-            ended = self.linker.reset()
+            ended = self.service.linker.reset()
             self._reply({"ok": True, "ended": ended.tolist()})
         elif cmd == "shutdown":
             self._reply({"ok": True})
-            self.stop()
+            self.service.stop()
         elif cmd == "load_model":
             path = req.get("path")
             if not isinstance(path, str):
@@ -92,13 +122,13 @@ class ControlHandling:
 
             # "auto" stays auto: the new model may not convert to int8
             precision = (
-                getattr(self.detector, "asked_precision", None)
-                or getattr(self.detector, "precision", None)
+                getattr(self.service.detector, "asked_precision", None)
+                or getattr(self.service.detector, "precision", None)
                 or "auto"
             )
-            split = getattr(self.detector, "split_z", None) is not None
-            region = getattr(self.detector, "split_region", None)
-            xla = getattr(self.detector, "xla", None)
+            split = getattr(self.service.detector, "split_z", None) is not None
+            region = getattr(self.service.detector, "split_region", None)
+            xla = getattr(self.service.detector, "xla", None)
             # the same arithmetic and read-out as the model it replaces
             det: FrameDetector = Detector(
                 Path(path), precision=precision, split=split, split_region=region, xla=xla
@@ -108,24 +138,25 @@ class ControlHandling:
         card = getattr(det, "card", None)
         if card is not None:
             # the stream's modality is the serving model's (fluorescence for a classical one)
-            serving = getattr(self.detector, "card", None)
+            serving = getattr(self.service.detector, "card", None)
             modality = serving.expects.modality if serving is not None else "fluorescence"
-            check_fits(card, modality=modality, override=self.config.force_model)
+            check_fits(card, modality=modality, override=self.service.config.force_model)
         warm_up = getattr(det, "warm_up", None)
         if warm_up is not None:  # here, off the loop: its first frame is not late either
             warm_up()
         return det
 
-    def _finish_model_swap(self) -> None:
+    def finish_model_swap(self) -> None:
+        """Swap the new model in once it is loaded, and answer its request."""
         fut = self._pending
         if fut is None or not fut.done():
             return
         self._pending = None
         try:
-            self.detector = fut.result()
+            self.service.detector = fut.result()
         except (ArtifactError, OSError, ValueError) as exc:
             self._reply(
                 {"ok": False, "error": f"model not loaded, the old one keeps serving: {exc}"}
             )
             return
-        self._reply({"ok": True, "detector": type(self.detector).__name__})
+        self._reply({"ok": True, "detector": type(self.service.detector).__name__})

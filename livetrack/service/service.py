@@ -18,7 +18,6 @@ import logging
 import signal
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -27,7 +26,7 @@ from numpy.typing import NDArray
 
 from livetrack.detection.detector import Detections
 from livetrack.linking import OnlineLinker
-from livetrack.service._control import ControlHandling
+from livetrack.service._control import ControlChannel
 from livetrack.service._pipeline import NetworkWorker, Staged, run_readout
 from livetrack.service._stats import ServiceStats
 from livetrack.service.config import FrameDetector, Policy, ServiceConfig
@@ -39,7 +38,7 @@ __all__ = ["FrameDetector", "Policy", "Service", "ServiceConfig"]
 log = logging.getLogger("livetrack.service")
 
 
-class Service(ControlHandling):
+class Service:
     """The service; ``run()`` serves until ``stop()`` (or SIGINT/SIGTERM in the main thread).
 
     Parameters
@@ -72,9 +71,6 @@ class Service(ControlHandling):
         self.linker = OnlineLinker(cfg.linking)
         self._ctx = context or zmq.Context.instance()
         self._stop = threading.Event()
-        self._loader = model_loader
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
-        self._pending: Future[FrameDetector] | None = None
         self._started = time.monotonic()
         self.ready = threading.Event()
         self.pull = self._ctx.socket(zmq.PULL)
@@ -98,6 +94,7 @@ class Service(ControlHandling):
             "results": self._bind(self.pub, cfg.results),
             "control": self._bind(self.rep, cfg.control),
         }
+        self.control = ControlChannel(self, self.rep, model_loader)
         self._last_status: dict[str, Any] | None = None
         # real-time policy: one frame in the network, at most one waiting (the newest)
         self._worker = NetworkWorker(self._ctx)
@@ -146,9 +143,9 @@ class Service(ControlHandling):
                     self._guarded(self._staged_done, self._worker.take())
                 if self.pull in events:
                     self._guarded(self._handle_frames)
-                if self.rep in events and self._pending is None:
-                    self._handle_control()
-                self._finish_model_swap()
+                if self.rep in events and not self.control.busy:
+                    self.control.handle()
+                self.control.finish_model_swap()
                 if time.monotonic() >= next_status:
                     self._publish_status()
                     next_status = time.monotonic() + self.config.status_interval_s
@@ -158,7 +155,7 @@ class Service(ControlHandling):
 
     def close(self) -> None:
         """Close the sockets (bounded linger)."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.control.close()
         self._worker.close()
         for s in (self.pull, self.pub, self.rep):
             if not s.closed:
