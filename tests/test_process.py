@@ -444,7 +444,7 @@ def test_the_split_setting_reaches_the_detector_and_survives_a_hot_swap() -> Non
     )
     try:
         assert service.status()["split"] is False
-        swapped = service._load(str(Detector().path))
+        swapped = service.control._load(str(Detector().path))
         assert swapped.split_z is None  # type: ignore[attr-defined]
     finally:
         service.close()

@@ -46,9 +46,51 @@ def test_golden_result_decodes_with_and_without_livetrack() -> None:
     assert cols["y"].tolist() == [33.0, 401.75]
 
 
+def test_the_revision_1_1_result_carries_every_column_the_spec_requires() -> None:
+    body = golden("trk_body_v1_1.hex")
+    r = wire.decode_result(wire.TOPIC_TRACKS, body)
+    assert r.columns["photons"].tolist() == [1520.0, 880.5]
+    assert r.fields["stage_um"] == [1250.0, -310.5, 12.0]
+    from livetrack.wire.schema import errors
+
+    assert errors("trk_body", msgpack.unpackb(body, raw=False)) == []
+
+
+def test_the_document_states_every_rejection_reason_the_code_gives() -> None:
+    import re
+
+    from livetrack.wire.schema import schema
+
+    text = DOC.read_text()
+    package = Path(wire.__file__).resolve().parents[1]
+    frame_doc = set(
+        re.findall(
+            r"^\| `(\w+)` \| (?:the message|the header|the pixel|a float|"
+            r"`seq`|`version`|`dtype`|the detector|anything)",
+            text,
+            re.M,
+        )
+    )
+    code = set()
+    for f in ("wire/protocol.py", "service/_stream.py", "service/service.py"):
+        code |= set(re.findall(r'ProtocolError\(\s*"(\w+)"', (package / f).read_text()))
+        code |= set(re.findall(r'rejected\["(\w+)"\]', (package / f).read_text()))
+    code -= {"bad_body", "bad_topic"}  # results a subscriber decodes, not frames
+    defs = schema()["$defs"]
+    assert frame_doc == code == set(defs["frame_rejection_reason"]["enum"])
+    control_code = set(
+        re.findall(r'_refuse\(\s*"(\w+)"', (package / "service/_control.py").read_text())
+    )
+    control_code |= {"malformed", "oversized", "bad_control"}  # passed on from unpackb
+    control_doc = set(defs["control_rejection_reason"]["enum"])
+    assert control_code == control_doc
+    for reason in control_doc:
+        assert f"| `{reason}` |" in text
+
+
 def test_the_document_shows_the_golden_bytes() -> None:
     doc = " ".join(DOC.read_text().split())
-    for name in ("frame_header_v1.hex", "trk_body_v1.hex"):
+    for name in ("frame_header_v1.hex", "trk_body_v1_1.hex"):
         hexes = (GOLDEN / name).read_text().split()
         assert " ".join(hexes[:40]) in doc
 

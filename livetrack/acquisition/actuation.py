@@ -19,6 +19,7 @@ import numpy as np
 import zmq
 from pymmcore_plus import CMMCorePlus
 
+from livetrack.wire import commands
 from livetrack.wire import protocol as wire
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ class CoreActuator:
             return
         self._done("mda_event", t_acq_ns)
 
-    def apply(self, command: wire.Command) -> None:
+    def apply(self, command: commands.Command) -> None:
         """Apply a decoded command."""
         a = command.args
         if command.cmd == "move_xy":
@@ -132,7 +133,7 @@ class ActuationServer:
         self.sock = self._ctx.socket(zmq.PULL)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.RCVHWM, queue_len)
-        self.sock.setsockopt(zmq.MAXMSGSIZE, wire.MAX_COMMAND_BYTES)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, commands.MAX_COMMAND_BYTES)
         self.sock.bind(address)
         self.endpoint: str = self.sock.getsockopt(zmq.LAST_ENDPOINT).decode()
         self.rejected: dict[str, int] = {}
@@ -149,7 +150,7 @@ class ActuationServer:
                 continue
             data = self.sock.recv()
             try:
-                command = wire.decode_command(data)
+                command = commands.decode_command(data)
                 self.actuator.apply(command)
             except wire.ProtocolError as exc:
                 self._reject(exc.reason, str(exc))
@@ -187,7 +188,7 @@ class RemoteActuator:
 
     def _send(self, cmd: str, seq: int, t_acq_ns: int, **args: Any) -> None:
         try:
-            self.sock.send(wire.encode_command(cmd, seq, t_acq_ns, **args), zmq.NOBLOCK)
+            self.sock.send(commands.encode_command(cmd, seq, t_acq_ns, **args), zmq.NOBLOCK)
             self.sent += 1
         except zmq.Again:
             self.dropped += 1

@@ -44,6 +44,7 @@ for command in (
     _trainer.presets,
     _serve.serve,
     _serve.keys,
+    _serve.conform,
     _live.acquire,
     _live.control,
     _live.demo,

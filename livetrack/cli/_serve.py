@@ -105,3 +105,37 @@ def keys(
         raise fail(str(exc)) from None
     print(public)
     print(secret)
+
+
+def conform(
+    frames: Annotated[str, typer.Option(help="The service's frame address.")] = (
+        "tcp://127.0.0.1:5555"
+    ),
+    results: Annotated[str, typer.Option(help="The service's results address.")] = (
+        "tcp://127.0.0.1:5556"
+    ),
+    control: Annotated[str, typer.Option(help="The service's control address.")] = (
+        "tcp://127.0.0.1:5557"
+    ),
+    export: Annotated[
+        Path | None, typer.Option(help="Write the cases as JSON (hex bytes) and stop.")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each answer.")] = 5.0,
+) -> None:
+    """Check a running service against the protocol: every case of the conformance suite."""
+    from livetrack.wire import conformance
+
+    if export is not None:
+        conformance.export(export)
+        print(export)
+        return
+    try:
+        report = conformance.run(frames, results, control, timeout_s=timeout)
+    except (TimeoutError, OSError) as exc:
+        raise fail(str(exc)) from None
+    for failed in report.failures():
+        console.print(f"[red]✗[/] {failed.case}: {failed.detail}", highlight=False)
+    n, bad = len(report.outcomes), len(report.failures())
+    print(f"{n - bad} of {n} cases pass")
+    if bad:
+        raise typer.Exit(1)

@@ -38,6 +38,10 @@ class Controllable(Protocol):
         """Ask the serving loop to finish."""
         ...
 
+    def reset_tracks(self) -> list[int]:
+        """End every track and forget the stream's last seq; returns the ended ids."""
+        ...
+
 
 class ControlChannel:
     """Control requests on the service's REP socket, one at a time.
@@ -72,19 +76,34 @@ class ControlChannel:
     def _reply(self, msg: dict[str, Any]) -> None:
         self.rep.send(wire.packb(msg))
 
-    def handle(self) -> None:
-        """Answer the request waiting on the socket, if any."""
+    def _refuse(self, reason: str, error: str) -> None:
+        """An error reply with its machine-readable reason, counted."""
+        self.service.stats.control_rejected[reason] += 1
+        self._reply({"ok": False, "reason": reason, "error": error})
+
+    def _request(self) -> dict[str, Any] | None:
+        """The waiting request, decoded; None (and an error reply sent) if it is no request."""
         try:
-            raw = self.rep.recv(flags=zmq.NOBLOCK)
+            parts = self.rep.recv_multipart(flags=zmq.NOBLOCK)
         except zmq.Again:
-            return
+            return None
         self.service.stats.control_requests += 1
+        if len(parts) != 1:  # REP must still answer once, or the socket is stuck
+            self._refuse("wrong_parts", f"{len(parts)} message parts, a request is 1")
+            return None
         try:
-            req = wire.unpackb(raw, wire.MAX_CONTROL_BYTES)
+            req = wire.unpackb(parts[0], wire.MAX_CONTROL_BYTES)
             if not isinstance(req, dict) or not isinstance(req.get("cmd"), str):
                 raise wire.ProtocolError("bad_control", "expected a map with a 'cmd' string")
         except wire.ProtocolError as exc:
-            self._reply({"ok": False, "error": str(exc)})
+            self._refuse(exc.reason, str(exc))
+            return None
+        return req
+
+    def handle(self) -> None:
+        """Answer the request waiting on the socket, if any."""
+        req = self._request()
+        if req is None:
             return
         cmd = req["cmd"]
         if cmd in ("status", "stats"):
@@ -92,28 +111,24 @@ class ControlChannel:
         elif cmd == "set_policy":
             policy = req.get("policy")
             if policy not in ("realtime", "lossless"):
-                self._reply(
-                    {"ok": False, "error": f"policy {policy!r}: expected 'realtime' or 'lossless'"}
-                )
+                self._refuse("bad_control", f"policy {policy!r}: expected realtime or lossless")
             else:
                 self.service.policy = policy
                 self._reply({"ok": True, "policy": policy})
         elif cmd == "reset_tracks":
-            ended = self.service.linker.reset()
-            self._reply({"ok": True, "ended": ended.tolist()})
+            self._reply({"ok": True, "ended": self.service.reset_tracks()})
         elif cmd == "shutdown":
             self._reply({"ok": True})
             self.service.stop()
         elif cmd == "load_model":
             path = req.get("path")
             if not isinstance(path, str):
-                self._reply(
-                    {"ok": False, "error": "'path' (a model artifact directory) is required"}
-                )
+                self._refuse("bad_control", "'path' (a model artifact directory) is required")
             else:
                 self._pending = self._pool.submit(self._load, path)
         else:
-            self._reply({"ok": False, "error": f"unknown command {cmd!r}"})
+            known = "status, stats, set_policy, reset_tracks, load_model, shutdown"
+            self._refuse("unknown_command", f"unknown command {cmd!r}; known: {known}")
 
     def _load(self, path: str) -> FrameDetector:
         loader = self._loader
@@ -155,8 +170,6 @@ class ControlChannel:
         try:
             self.service.detector = fut.result()
         except (ArtifactError, OSError, ValueError) as exc:
-            self._reply(
-                {"ok": False, "error": f"model not loaded, the old one keeps serving: {exc}"}
-            )
+            self._refuse("model_not_loaded", f"model not loaded, the old one keeps serving: {exc}")
             return
         self._reply({"ok": True, "detector": type(self.service.detector).__name__})

@@ -21,6 +21,7 @@ class ServiceStats:
     rejected: Counter[str] = field(default_factory=Counter)
     published: Counter[str] = field(default_factory=Counter)
     control_requests: int = 0
+    control_rejected: Counter[str] = field(default_factory=Counter)
     latency_ms: dict[str, deque[float]] = field(default_factory=dict)
 
     def add_latency(self, stage: str, ms: float) -> None:
@@ -46,6 +47,7 @@ class ServiceStats:
             "rejected_total": sum(self.rejected.values()),
             "published": dict(self.published),
             "control_requests": self.control_requests,
+            "control_rejected": dict(self.control_rejected),
             "latency_ms": self.percentiles(),
         }
 

@@ -29,9 +29,10 @@ from livetrack.linking import OnlineLinker
 from livetrack.service._control import ControlChannel
 from livetrack.service._pipeline import NetworkWorker, Staged, run_readout
 from livetrack.service._stats import ServiceStats
+from livetrack.service._stream import Stream
 from livetrack.service.config import FrameDetector, Policy, ServiceConfig
 from livetrack.wire import protocol as wire
-from livetrack.wire.security import check_exposure
+from livetrack.wire.security import check_exposure, check_metrics_exposure
 
 __all__ = ["FrameDetector", "Policy", "Service", "ServiceConfig"]
 
@@ -61,10 +62,8 @@ class Service:
         self.config = config or ServiceConfig()
         cfg = self.config
         check_exposure((cfg.frames, cfg.results, cfg.control), insecure=cfg.insecure, keys=cfg.keys)
-        if cfg.metrics_port is not None:  # plain HTTP: CURVE keys do not cover it
-            check_exposure(
-                (f"tcp://{cfg.metrics_host}:{cfg.metrics_port}",), insecure=cfg.insecure, keys=None
-            )
+        if cfg.metrics_port is not None:
+            check_metrics_exposure(cfg.metrics_host, insecure=cfg.insecure)
         self.detector = detector
         self.policy: Policy = cfg.policy
         self.stats = ServiceStats()
@@ -80,7 +79,7 @@ class Service:
             s.setsockopt(zmq.LINGER, cfg.linger_ms)
         self.pull.setsockopt(zmq.RCVHWM, cfg.queue)
         self.pull.setsockopt(zmq.MAXMSGSIZE, cfg.max_frame_bytes + wire.MAX_HEADER_BYTES)
-        self.rep.setsockopt(zmq.MAXMSGSIZE, wire.MAX_CONTROL_BYTES)
+        self.rep.setsockopt(zmq.MAXMSGSIZE, wire.MAX_CONTROL_TRANSPORT_BYTES)
         self.pub.setsockopt(zmq.SNDHWM, 1000)  # PUB drops for slow subscribers, never blocks
         self._auth = None
         if cfg.keys is not None:
@@ -96,6 +95,7 @@ class Service:
         }
         self.control = ControlChannel(self, self.rep, model_loader)
         self._last_status: dict[str, Any] | None = None
+        self.stream = Stream(self.linker)
         # real-time policy: one frame in the network, at most one waiting (the newest)
         self._worker = NetworkWorker(self._ctx)
         self._waiting: tuple[wire.FrameHeader, NDArray[Any], float] | None = None
@@ -117,8 +117,6 @@ class Service:
         sock.bind(address)
         endpoint: str = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         return endpoint
-
-    # -- the loop ---------------------------------------------------------------------
 
     def stop(self) -> None:
         """Ask the loop to finish (thread-safe)."""
@@ -175,13 +173,24 @@ class Service:
         return parts
 
     def _decode(self, parts: list[Any]) -> tuple[wire.FrameHeader, NDArray[Any]] | None:
+        """The frame, if it is one to work on; else counted once, as rejected for a reason."""
         self.stats.received += 1
         try:
-            return wire.decode_frame(parts)
+            header, frame = wire.decode_frame(parts)
+            self.stream.accept(header.seq)
         except wire.ProtocolError as exc:
             self.stats.rejected[exc.reason] += 1
             log.warning("rejected frame: %s", exc)
             return None
+        except Exception:  # a bug on one message must not lose it from the accounting
+            self.stats.rejected["internal_error"] += 1
+            log.exception("internal error while decoding a frame")
+            return None
+        return header, frame
+
+    def reset_tracks(self) -> list[int]:
+        """End every track and forget the last seq (the next frame may have any seq)."""
+        return self.stream.reset()
 
     def _handle_frames(self) -> None:
         t_recv = time.perf_counter()
@@ -283,6 +292,21 @@ class Service:
         det: Detections | None = None,
         t_start: float | None = None,
     ) -> None:
+        """Detect (unless done), link and publish one frame; any failure costs this frame only."""
+        try:
+            self._detect_link_publish(header, frame, t_recv, det, t_start)
+        except Exception:
+            self.stats.rejected["internal_error"] += 1
+            log.exception("internal error while processing frame %d", header.seq)
+
+    def _detect_link_publish(
+        self,
+        header: wire.FrameHeader,
+        frame: NDArray[Any],
+        t_recv: float,
+        det: Detections | None,
+        t_start: float | None,
+    ) -> None:
         st = self.stats
         t0 = time.perf_counter() if t_start is None else t_start
         if det is None:
@@ -297,22 +321,14 @@ class Service:
                 return
         t1 = time.perf_counter()
         # Link in sample coordinates when the frame says where the stage was, so a
-        # stage move (a centring controller) does not look like every particle jumping.
-        ox = oy = 0.0
-        if self.config.stage_compensation and header.stage_um and header.pixel_size_um:
-            ox = header.stage_um[0] / header.pixel_size_um
-            oy = header.stage_um[1] / header.pixel_size_um
-        try:
-            step = self.linker.link(header.seq, det.x + ox, det.y + oy, det.photons)
-        except ValueError as exc:  # seq going backwards: a restarted sender
-            st.rejected["seq_order"] += 1
-            log.warning("frame %d: %s; resetting tracks", header.seq, exc)
-            self.linker.reset()
-            step = self.linker.link(header.seq, det.x + ox, det.y + oy, det.photons)
+        # stage move (a centring controller) does not look like every particle jumping;
+        # a frame that does not say keeps the stream's last position.
+        ox, oy = self.stream.stage_offset(header) if self.config.stage_compensation else (0.0, 0.0)
+        step = self.linker.link(header.seq, det.x + ox, det.y + oy, det.photons)
         t2 = time.perf_counter()
         timings = {"receive": (t0 - t_recv) * 1e3, **det.timings_ms, "link": (t2 - t1) * 1e3}
         det_cols = {k: v.astype(np.float32) for k, v in det.as_dict().items()}
-        self._send(wire.TOPIC_DETECTIONS, header, det_cols, timings=timings)
+        self._send(wire.TOPIC_DETECTIONS, header, det_cols, timings_ms=timings)
         self._send(
             wire.TOPIC_TRACKS,
             header,
@@ -324,14 +340,16 @@ class Service:
                 "photons": det.photons.astype(np.float32),
             },
         )
-        if len(step.started) or len(step.ended):
+        ended, ended_last = self.stream.take_ended()
+        ended += step.ended.tolist()
+        if len(step.started) or ended:
             self._send(
                 wire.TOPIC_EVENTS,
                 header,
                 {},
                 started=step.started.tolist(),
-                ended=step.ended.tolist(),
-                ended_last_seq=step.ended_last_seq.tolist(),
+                ended=ended,
+                ended_last_seq=ended_last + step.ended_last_seq.tolist(),
             )
         t3 = time.perf_counter()
         st.processed += 1
@@ -373,6 +391,8 @@ class Service:
             "split": getattr(self.detector, "split_z", None) is not None,
             "split_region": list(getattr(self.detector, "split_region", None) or []) or None,
             "active_tracks": self.linker.active,
+            "last_seq": self.stream.last_seq,
+            "stream_restarts": self.stream.restarts,
             "linker": vars(self.linker.stats).copy(),
             # full collections stall the loop; counted so a latency tail can be explained
             "gc": {"collections": [g["collections"] for g in gc.get_stats()]},

@@ -35,6 +35,9 @@ TOPICS: Final = (TOPIC_DETECTIONS, TOPIC_TRACKS, TOPIC_EVENTS, TOPIC_STATUS)
 MAX_HEADER_BYTES: Final = 64 * 1024
 MAX_FRAME_BYTES: Final = 256 * 1024 * 1024  # a 8192² float32 frame
 MAX_CONTROL_BYTES: Final = 64 * 1024
+# what the control socket takes in before ZeroMQ drops the sender: requests between the
+# two get an "oversized" reply, larger ones no reply (the peer is disconnected)
+MAX_CONTROL_TRANSPORT_BYTES: Final = 4 * 1024 * 1024
 MAX_DIM: Final = 32768
 
 # Pixel types a frame may carry; all little-endian on the wire.
@@ -71,13 +74,23 @@ def packb(obj: Any) -> bytes:
     return out
 
 
+def _unique_map(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    out: dict[Any, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k!r}")
+        out[k] = v
+    return out
+
+
 def unpackb(data: bytes | memoryview, max_bytes: int) -> Any:
     """Decode untrusted msgpack with every limit set; raise :class:`ProtocolError`.
 
     The buffer is bounded by the length check here (``unpackb`` takes the whole
     message; ``max_buffer_size`` belongs to the streaming ``Unpacker``); strings,
-    binaries, arrays and maps are bounded too, extension types refused, and deep
-    nesting fails inside msgpack and is reported as malformed.
+    binaries, arrays and maps are bounded too, extension types refused, a map with
+    a key twice refused, trailing bytes refused, and deep nesting fails inside
+    msgpack; all are reported as malformed.
     """
     if len(data) > max_bytes:
         raise ProtocolError("oversized", f"{len(data)} bytes, at most {max_bytes}")
@@ -91,6 +104,7 @@ def unpackb(data: bytes | memoryview, max_bytes: int) -> Any:
             max_array_len=min(max_bytes, 1 << 20),
             max_map_len=min(max_bytes, 1 << 16),
             max_ext_len=0,
+            object_pairs_hook=_unique_map,
         )
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.UnpackException, RecursionError) as e:
         raise ProtocolError("malformed", f"not valid msgpack: {type(e).__name__}: {e}") from None
@@ -133,22 +147,41 @@ class FrameHeader:
         return self.shape[0] * self.shape[1] * FRAME_DTYPES[self.dtype].itemsize
 
 
-def _number(h: dict[str, Any], key: str, *, optional: bool = False) -> float | None:
+#: the largest ``seq`` and ``t_acq_ns`` (a signed 64-bit integer, for every language)
+MAX_INT: Final = 2**63 - 1
+
+
+def _number(h: dict[str, Any], key: str, *, positive: bool = False) -> float | None:
+    """An optional finite number (int or float; nil: absent); > 0 with ``positive``."""
     v = h.get(key)
-    if v is None and optional:
+    if v is None:
         return None
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        raise ProtocolError("bad_header", f"'{key}' = {v!r}: expected a number")
-    if not math.isfinite(float(v)):
-        raise ProtocolError("bad_header", f"'{key}' = {v!r}: expected a finite number")
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(float(v)):
+        raise ProtocolError("bad_header", f"'{key}' = {v!r}: expected a finite number or nil")
+    if v < 0 or (positive and v == 0):
+        want = "positive" if positive else "non-negative"
+        raise ProtocolError("bad_header", f"'{key}' = {v!r}: expected a {want} number")
     return float(v)
 
 
 def _int(h: dict[str, Any], key: str) -> int:
     v = h.get(key)
-    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-        raise ProtocolError("bad_header", f"'{key}' = {v!r}: expected a non-negative integer")
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_INT:
+        raise ProtocolError(
+            "bad_header", f"'{key}' = {v!r}: expected an integer from 0 to 2^63 - 1"
+        )
     return v
+
+
+def _finite_everywhere(v: Any) -> bool:
+    """No NaN or infinity anywhere in a decoded value (maps and arrays searched)."""
+    if isinstance(v, float):
+        return math.isfinite(v)
+    if isinstance(v, dict):
+        return all(_finite_everywhere(x) for x in v.values())
+    if isinstance(v, list | tuple):
+        return all(_finite_everywhere(x) for x in v)
+    return True
 
 
 def decode_header(data: bytes | memoryview) -> FrameHeader:
@@ -157,9 +190,10 @@ def decode_header(data: bytes | memoryview) -> FrameHeader:
     if not isinstance(h, dict):
         raise ProtocolError("bad_header", f"header is a {type(h).__name__}, expected a map")
     version = h.get("version")
-    if version != VERSION:
+    if type(version) is not int or version != VERSION:  # not 1.0, not true
         raise ProtocolError(
-            "wrong_version", f"protocol version {version!r}, this service speaks {VERSION}"
+            "wrong_version",
+            f"'version' = {version!r}: expected the integer {VERSION}",
         )
     shape = h.get("shape")
     if (
@@ -180,7 +214,7 @@ def decode_header(data: bytes | memoryview) -> FrameHeader:
     stage = h.get("stage_um")
     if stage is not None and (
         not isinstance(stage, list | tuple)
-        or not 1 <= len(stage) <= 3
+        or not 2 <= len(stage) <= 3
         or not all(
             isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
             for v in stage
@@ -193,13 +227,15 @@ def decode_header(data: bytes | memoryview) -> FrameHeader:
     meta = h.get("meta", {})
     if not isinstance(source, str) or not isinstance(meta, dict):
         raise ProtocolError("bad_header", "'source' must be a string and 'meta' a map")
+    if not _finite_everywhere(meta):
+        raise ProtocolError("bad_header", "'meta' holds NaN or infinity: floats must be finite")
     return FrameHeader(
         seq=_int(h, "seq"),
         t_acq_ns=_int(h, "t_acq_ns"),
         shape=(int(shape[0]), int(shape[1])),
         dtype=str(dtype),
-        pixel_size_um=_number(h, "pixel_size_um", optional=True),
-        exposure_ms=_number(h, "exposure_ms", optional=True),
+        pixel_size_um=_number(h, "pixel_size_um", positive=True),
+        exposure_ms=_number(h, "exposure_ms"),
         stage_um=tuple(float(v) for v in stage) if stage is not None else None,
         source=source,
         meta=meta,
@@ -327,71 +363,3 @@ def decode_result(topic: bytes, body: bytes, max_bytes: int = MAX_FRAME_BYTES) -
         cols,
         rest,
     )
-
-
-# -- actuation (controller PUSH → acquisition PULL) ----------------------------------
-
-MAX_COMMAND_BYTES: Final = 64 * 1024
-# Command name → its required arguments and their types.
-COMMANDS: Final[dict[str, dict[str, type]]] = {
-    "move_xy": {"x_um": float, "y_um": float},
-    "set_trap": {"x_px": float, "y_px": float},
-    "mda_event": {"event": dict},
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Command:
-    """An actuation request; ``seq``/``t_acq_ns`` name the frame that caused it."""
-
-    cmd: str
-    seq: int
-    t_acq_ns: int
-    t_sent_ns: int
-    args: dict[str, Any]
-
-
-def encode_command(cmd: str, seq: int, t_acq_ns: int, **args: Any) -> bytes:
-    """Encode an actuation command (see ``docs/protocol.md``, *Actuation*)."""
-    check_command_args(cmd, args)
-    return packb(
-        {
-            "version": VERSION,
-            "cmd": cmd,
-            "seq": int(seq),
-            "t_acq_ns": int(t_acq_ns),
-            "t_sent_ns": now_ns(),
-            **args,
-        }
-    )
-
-
-def check_command_args(cmd: str, args: dict[str, Any]) -> None:
-    """Raise :class:`ProtocolError` unless ``args`` are what ``cmd`` takes."""
-    spec = COMMANDS.get(cmd)
-    if spec is None:
-        raise ProtocolError("bad_command", f"unknown command {cmd!r}; known: {sorted(COMMANDS)}")
-    for name, typ in spec.items():
-        v: Any = args.get(name)
-        ok = (
-            isinstance(v, (int, float)) and not isinstance(v, bool)
-            if typ is float
-            else isinstance(v, typ)
-        )
-        if not ok or (typ is float and not math.isfinite(float(v))):
-            want = "a finite number" if typ is float else typ.__name__
-            raise ProtocolError("bad_command", f"{cmd}: {name}={v!r}, expected {want}")
-
-
-def decode_command(data: bytes) -> Command:
-    """Decode and validate an untrusted actuation command."""
-    m = unpackb(data, MAX_COMMAND_BYTES)
-    if not isinstance(m, dict) or m.get("version") != VERSION:
-        raise ProtocolError("wrong_version", f"command is not a version-{VERSION} map")
-    cmd = m.pop("cmd", None)
-    stamps = [m.pop(k, None) for k in ("seq", "t_acq_ns", "t_sent_ns")]
-    m.pop("version")
-    if not isinstance(cmd, str) or not all(isinstance(s, int) for s in stamps):
-        raise ProtocolError("bad_command", "'cmd' must be a string; seq, t_acq_ns, t_sent_ns ints")
-    check_command_args(cmd, m)
-    return Command(cmd, stamps[0], stamps[1], stamps[2], m)

@@ -127,3 +127,13 @@ def check_exposure(addresses: tuple[str, ...], *, insecure: bool, keys: str | No
                 "network. Give CURVE keys (--keys DIR, see livetrack keys), or pass --insecure "
                 "if this network is trusted."
             )
+
+
+def check_metrics_exposure(host: str, *, insecure: bool) -> None:
+    """Refuse plain-HTTP metrics beyond this machine unless told it is fine."""
+    if not is_local(f"tcp://{host}:0") and not insecure:
+        raise PermissionError(
+            f"--metrics-host {host} is not a loopback address, and the metrics are plain "
+            "HTTP, which CURVE keys do not cover: pass --insecure if this network is "
+            "trusted, or keep them on 127.0.0.1."
+        )
