@@ -30,7 +30,7 @@ from livetrack.acquisition import (
 )
 from livetrack.config import ConfigError, Distribution, SimulationConfig
 from livetrack.detection.classical import TrackpyDetector
-from livetrack.service.service import Service, ServiceConfig
+from livetrack.service import Service, ServiceConfig
 from livetrack.wire import protocol as wire
 from livetrack.wire.client import FramePublisher, free_loopback_addresses
 

@@ -175,6 +175,12 @@ def test_quick_storm_rejects_every_bad_message_and_keeps_every_good_frame(
         "size_mismatch",
         "non_finite",
     }
+    # drawn from the conformance suite's kinds: each counted under its own reason
+    assert row["bad_kinds"] >= 80
+    assert row["rejected_as_expected"]
+    assert row["control_replies_as_expected"]
+    assert row["control_requests_bad"] >= 10
+    assert row["accounted"]
 
 
 def test_quick_overhead_section_times_the_service_without_a_model(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from livetrack.offline.process import (
     track_movie,
     write_table,
 )
-from livetrack.service.service import Service, ServiceConfig
+from livetrack.service import Service, ServiceConfig
 from livetrack.simulation.io import write_movie
 from livetrack.wire import protocol as wire
 from livetrack.wire.client import ControlClient, FramePublisher, ResultSubscriber

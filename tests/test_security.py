@@ -13,7 +13,7 @@ import pytest
 import zmq
 
 from livetrack.detection.classical import TrackpyDetector
-from livetrack.service.service import Service, ServiceConfig
+from livetrack.service import Service, ServiceConfig
 from livetrack.wire import protocol as wire
 from livetrack.wire.client import (
     ControlClient,

@@ -18,7 +18,7 @@ import zmq
 
 from livetrack.detection.classical import TrackpyDetector
 from livetrack.detection.detector import Detections
-from livetrack.service.service import Service, ServiceConfig
+from livetrack.service import Service, ServiceConfig
 from livetrack.simulation.scenarios import Scenario
 from livetrack.wire import protocol as wire
 from livetrack.wire.client import (

@@ -220,3 +220,45 @@ def test_every_message_the_service_and_client_send_fits_the_schema(
     bad = dict(seen[b"trk"][0])
     bad["columns"] = {k: v for k, v in bad["columns"].items() if k != "photons"}
     assert errors("trk_body", bad)
+
+
+def test_a_frame_that_states_its_camera_is_seen_in_the_models_camera(beads: Any) -> None:
+    from livetrack.detection import Detector
+    from livetrack.simulation import simulate_movie
+
+    from .conftest import small
+
+    det = Detector(split=False)
+    e = det.card.expects
+    cam = beads.camera.model_copy(
+        update={"offset_adu": e.camera_offset_adu, "gain_adu_per_e": e.camera_gain_adu_per_e}
+    )
+    cfg = small(beads, 128, 128, number=12).model_copy(update={"camera": cam})
+    f = simulate_movie(cfg, 1, seed=4).frames[0].astype(np.int64)
+    electrons = f - e.camera_offset_adu
+    # the same exposure from two other cameras: offset -100 (int16), and 10 000 at 2x gain
+    other = {
+        "int16 at -100 ADU": ((electrons - 100).astype(np.int16), -100.0, e.camera_gain_adu_per_e),
+        "uint16 at 10 000 ADU, 2x gain": (
+            (electrons * 2 + 10_000).astype(np.uint16), 10_000.0, 2 * e.camera_gain_adu_per_e,
+        ),
+    }  # fmt: skip
+    r = start(det, policy="lossless")
+    try:
+        r.pub.publish(f.astype(np.uint16), seq=0)
+        (ref,) = r.results(wire.TOPIC_DETECTIONS, 1)
+        seq = 1
+        for frame, offset, gain in other.values():
+            r.pub.publish(frame, seq=seq, camera_offset_adu=offset, camera_gain_adu_per_e=gain)
+            r.pub.publish(frame, seq=seq + 1)  # the same frame, its camera unstated
+            stated, unstated = r.results(wire.TOPIC_DETECTIONS, 2)
+            seq += 2
+            assert len(stated.columns["x"]) == len(ref.columns["x"]) >= 10
+            for k in ("x", "y"):
+                np.testing.assert_allclose(stated.columns[k], ref.columns[k], atol=0.05)
+            np.testing.assert_allclose(stated.columns["photons"], ref.columns["photons"], rtol=0.02)
+            assert len(unstated.columns["x"]) != len(ref.columns["x"]) or not np.allclose(
+                unstated.columns["photons"], ref.columns["photons"], rtol=0.02
+            )
+    finally:
+        r.stop()

@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 
 from livetrack.detection.detector import Detections
 from livetrack.detection.normalise import robust_normalise
-from livetrack.service.service import Service, ServiceConfig
+from livetrack.service import Service, ServiceConfig
 from livetrack.wire.client import FramePublisher, ResultSubscriber
 
 

@@ -8,114 +8,150 @@ good frame processed), and the latency of good frames before and after the storm
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+from collections import Counter
 from typing import Any
 
 import msgpack
 import numpy as np
 import zmq
 
-from livetrack.bench._served import Collector, percentiles, served
+from livetrack.bench._served import Collector, Served, percentiles, proc_memory_mb, served
 from livetrack.simulation.scenarios import Scenario
-from livetrack.wire import protocol as wire
+from livetrack.wire import conformance
 
 
-def bad_messages(frame: np.ndarray, n: int, seed: int = 0) -> list[list[bytes]]:
-    """``n`` protocol-breaking messages of many kinds, drawn reproducibly."""
+def bad_messages(n: int, seed: int = 0) -> tuple[list[tuple[bytes, ...]], Counter[str]]:
+    """``n`` protocol-breaking frames drawn reproducibly from the conformance suite's kinds.
+
+    Returns the messages and how many the service must reject under each reason.
+    """
+    kinds = conformance.bad_frames(0)
     rng = np.random.default_rng(seed)
-    good = wire.FrameHeader(seq=1, t_acq_ns=1, shape=frame.shape, dtype="uint16").to_bytes()
-    pixels = frame.tobytes()
-    h0 = msgpack.unpackb(good)
-    out: list[list[bytes]] = []
-    for _ in range(n):
-        kind = int(rng.integers(8))
-        if kind == 0:  # random bytes for a header
-            out.append([rng.bytes(int(rng.integers(0, 300))), pixels])
-        elif kind == 1:  # wrong part count
-            out.append([good] if rng.random() < 0.5 else [good, pixels, b"x"])
-        elif kind == 2:  # nesting bomb
-            out.append([b"\x91" * int(rng.integers(1000, 60000)) + b"\x00", pixels])
-        elif kind == 3:  # declares a huge string / array
-            out.append([rng.choice([b"\xdb\xff\xff\xff\xff", b"\xdd\xff\xff\xff\xff"]), pixels])
-        elif kind == 4:  # wrong version or dtype
-            h = dict(h0)
-            if rng.random() < 0.5:
-                h["version"] = int(rng.integers(2, 100))
-            else:
-                h["dtype"] = str(rng.choice(["complex64", "object", "U4", ""]))
-            out.append([msgpack.packb(h), pixels])
-        elif kind == 5:  # shape that disagrees with the buffer, or absurd
-            h = dict(h0)
-            h["shape"] = [int(v) for v in rng.choice([[0, 5], [-1, 4], [40000, 40000], [7, 9]])]
-            out.append([msgpack.packb(h), pixels])
-        elif kind == 6:  # NaN / inf pixels
-            h = dict(h0)
-            h["dtype"] = "float32"
-            f = frame.astype("<f4")
-            f.flat[int(rng.integers(f.size))] = rng.choice([np.nan, np.inf, -np.inf])
-            out.append([msgpack.packb(h), f.tobytes()])
-        else:  # truncated pixels
-            out.append([good, pixels[: int(rng.integers(1, len(pixels)))]])
-    return out
+    drawn = [kinds[int(i)] for i in rng.integers(len(kinds), size=n)]
+    return [c.parts for c in drawn], Counter(str(c.reason) for c in drawn)
 
 
-def _raw_push(address: str) -> zmq.Socket[Any]:
-    """A bare PUSH socket for the malformed messages (the publisher would refuse them)."""
-    raw: zmq.Socket[Any] = zmq.Context.instance().socket(zmq.PUSH)
-    raw.setsockopt(zmq.LINGER, 0)
-    raw.setsockopt(zmq.SNDHWM, 1000)
-    raw.connect(address)
-    return raw
+def bad_requests(n: int, seed: int = 1) -> tuple[list[tuple[bytes, ...]], Counter[str]]:
+    """``n`` bad control requests of every kind, and the reply reasons they must get."""
+    kinds = [c for c in conformance.control_cases() if c.reason is not None]
+    rng = np.random.default_rng(seed)
+    drawn = [kinds[int(i)] for i in rng.integers(len(kinds), size=n)]
+    return [c.parts for c in drawn], Counter(str(c.reason) for c in drawn)
+
+
+def _raw(kind: int, address: str) -> zmq.Socket[Any]:
+    """A bare socket for messages the livetrack clients would refuse to send."""
+    sock: zmq.Socket[Any] = zmq.Context.instance().socket(kind)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SNDHWM, 1000)
+    sock.setsockopt(zmq.RCVTIMEO, 10_000)
+    sock.connect(address)
+    return sock
+
+
+class _Storm:
+    """Bad frames as fast as the service takes them, and bad control requests, in threads."""
+
+    def __init__(self, svc: Served, n_bad: int, n_requests: int) -> None:
+        self.frames, self.want = bad_messages(n_bad)
+        self.requests, self.want_control = bad_requests(n_requests)
+        self.push = _raw(zmq.PUSH, svc.frames)
+        self.control = svc.control.address
+        self.got_control: Counter[str] = Counter()
+        self.threads = [threading.Thread(target=f, daemon=True) for f in (self._fire, self._ask)]
+
+    def _fire(self) -> None:
+        for parts in self.frames:
+            self.push.send_multipart(list(parts))  # blocks when the queue is full: none lost
+
+    def _ask(self) -> None:
+        req = _raw(zmq.REQ, self.control)
+        try:
+            for parts in self.requests:
+                req.send_multipart(list(parts))
+                reply = msgpack.unpackb(req.recv(), raw=False)
+                self.got_control[str(reply.get("reason"))] += 1
+        finally:
+            req.close(0)
+
+    def start(self) -> None:
+        for th in self.threads:
+            th.start()
+
+    def join(self) -> None:
+        for th in self.threads:
+            th.join(120)
+        self.push.close(0)
 
 
 def run_storm(n_bad: int = 10_000, rate_hz: float = 20.0, phase_s: float = 10.0) -> dict[str, Any]:
     """Good frames at ``rate_hz`` for 3 phases (before, storm, after); bad ones in phase 2."""
     frames, _ = Scenario("storm", 100, 7.0, 10, size=512, seed=3).render()
-    bad = bad_messages(frames[0], n_bad)
     m, n = int(phase_s * rate_hz), int(3 * phase_s * rate_hz)
     with served("lossless", queue=64) as svc:
-        raw = _raw_push(svc.frames)
+        storm = _Storm(svc, n_bad, max(10, n_bad // 200))
         pub = svc.publisher
+        svc.stats()
+        time.sleep(0.3)
+        svc.publish_paced(frames, 10, rate_hz, 0)  # warm-up (first network calls)
+        time.sleep(1.0)
+        before = svc.stats()
+        offered0, sent0, dropped0 = pub.stats.offered, pub.stats.sent, pub.stats.dropped
+        got = Collector(svc.results, 10)
+        rss: dict[str, float] = {}
 
-        def storm() -> None:
-            for parts in bad:
-                raw.send_multipart(parts)  # blocks when the queue is full: nothing skipped
+        def at(k: int) -> None:
+            if k == m:  # the storm starts; the service's memory just before it
+                rss["before"] = proc_memory_mb(svc.proc.pid).get("VmRSS", math.nan)
+                storm.start()
 
-        stormer = threading.Thread(target=storm, daemon=True)
-        try:
-            svc.stats()
-            time.sleep(0.3)
-            svc.publish_paced(frames, 10, rate_hz, 0)  # warm-up (first network calls)
-            time.sleep(1.0)
-            warm = pub.stats.sent  # warm-up frames that went out (some drop before connecting)
-            pub.stats.sent = 0
-            got = Collector(svc.results, 10)
-            svc.publish_paced(frames, n, rate_hz, 10, lambda k: stormer.start() if k == m else None)
-            stormer.join(120)
-            svc.drained(warm + n + n_bad, timeout_s=60)
-            time.sleep(0.5)
-            got.close()
-            st = svc.stats()
-            svc.stop()
-        finally:
-            raw.close(0)
-    lat = got.latency_ms
+        svc.publish_paced(frames, n, rate_hz, 10, at)
+        storm.join()
+        after = svc.drained(before["received"] + pub.stats.sent - sent0 + n_bad, timeout_s=60)
+        rss["after"] = proc_memory_mb(svc.proc.pid).get("VmRSS", math.nan)
+        time.sleep(0.5)
+        got.close()
+        svc.stop()
+    return _row(storm, before, after, got.latency_ms, m, rss, pub.stats.offered - offered0,
+                pub.stats.dropped - dropped0)  # fmt: skip
 
-    def pct(lo: int, hi: int) -> dict[str, float]:
-        return percentiles(lat[s] for s in range(10 + lo, 10 + hi) if s in lat)
 
+def _row(
+    storm: _Storm,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    lat: dict[int, float],
+    m: int,
+    rss: dict[str, float],
+    offered: int,
+    dropped: int,
+) -> dict[str, Any]:
+    """The storm's figures: exact accounting, rejections per reason, latency, memory."""
+    d = {k: after[k] - before[k] for k in ("received", "processed", "skipped", "rejected_total")}
+    rejected = {k: v - before["rejected"].get(k, 0) for k, v in after["rejected"].items()}
+    sent = offered + len(storm.frames)  # every message sent, good and bad
     return {
-        "bad_sent": n_bad,
-        "good_sent": pub.stats.sent,
-        "received": st["received"] - warm,
-        "processed": st["processed"] - warm,
-        "rejected": st["rejected"],
-        "rejected_total": st["rejected_total"],
+        "bad_sent": len(storm.frames),
+        "bad_kinds": len(conformance.bad_frames(0)),
+        "good_offered": offered,
+        "good_sent": offered - dropped,
+        "good_dropped_at_sender": dropped,
+        **d,
+        "rejected": {k: v for k, v in rejected.items() if v},
+        "rejected_as_expected": {k: v for k, v in rejected.items() if v} == dict(storm.want),
+        "control_requests_bad": len(storm.requests),
+        "control_replies_as_expected": storm.got_control == storm.want_control,
+        # sent = processed + skipped + dropped at the sender + rejected
+        "accounted": sent == d["processed"] + d["skipped"] + dropped + d["rejected_total"],
         "good_results": len(lat),
-        "latency_before_ms": pct(0, m),
-        "latency_during_ms": pct(m, 2 * m),
-        "latency_after_ms": pct(2 * m, 3 * m),
+        "latency_before_ms": percentiles(lat[s] for s in range(10, 10 + m) if s in lat),
+        "latency_during_ms": percentiles(lat[s] for s in range(10 + m, 10 + 2 * m) if s in lat),
+        "latency_after_ms": percentiles(lat[s] for s in range(10 + 2 * m, 10 + 3 * m) if s in lat),
+        "rss_mb": rss,
+        "rss_growth_percent": 100.0 * (rss["after"] / rss["before"] - 1.0),
     }
 
 

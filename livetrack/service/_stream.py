@@ -2,8 +2,31 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
 from livetrack.linking import OnlineLinker
 from livetrack.wire import protocol as wire
+
+
+def in_model_camera(frame: NDArray[Any], header: wire.FrameHeader, card: Any) -> NDArray[Any]:
+    """The frame in the serving model's camera units, when its header states its camera.
+
+    ADU = offset + gain × electrons: the frame's electrons, as the model's camera would
+    have counted them. A frame that states nothing, or a detector without a card (a
+    classical one, which works in the frame's own units), is left as it is.
+    """
+    if card is None or (header.camera_offset_adu is None and header.camera_gain_adu_per_e is None):
+        return frame
+    e = card.expects
+    offset = e.camera_offset_adu if header.camera_offset_adu is None else header.camera_offset_adu
+    gain = header.camera_gain_adu_per_e or e.camera_gain_adu_per_e
+    scale = np.float32(e.camera_gain_adu_per_e / gain)
+    out: NDArray[Any] = (frame.astype(np.float32) - np.float32(offset)) * scale
+    out += np.float32(e.camera_offset_adu)
+    return out
 
 
 class Stream:

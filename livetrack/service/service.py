@@ -29,12 +29,10 @@ from livetrack.linking import OnlineLinker
 from livetrack.service._control import ControlChannel
 from livetrack.service._pipeline import NetworkWorker, Staged, run_readout
 from livetrack.service._stats import ServiceStats
-from livetrack.service._stream import Stream
+from livetrack.service._stream import Stream, in_model_camera
 from livetrack.service.config import FrameDetector, Policy, ServiceConfig
 from livetrack.wire import protocol as wire
 from livetrack.wire.security import check_exposure, check_metrics_exposure
-
-__all__ = ["FrameDetector", "Policy", "Service", "ServiceConfig"]
 
 log = logging.getLogger("livetrack.service")
 
@@ -178,6 +176,7 @@ class Service:
         try:
             header, frame = wire.decode_frame(parts)
             self.stream.accept(header.seq)
+            frame = in_model_camera(frame, header, getattr(self.detector, "card", None))
         except wire.ProtocolError as exc:
             self.stats.rejected[exc.reason] += 1
             log.warning("rejected frame: %s", exc)

@@ -49,6 +49,13 @@ class PublisherStats:
     dropped: int = 0
 
 
+#: what a frame header may say besides seq, time, shape and dtype
+_METADATA = frozenset(
+    ("pixel_size_um", "exposure_ms", "stage_um", "source", "meta", "camera_offset_adu",
+     "camera_gain_adu_per_e")
+)  # fmt: skip
+
+
 class FramePublisher:
     """Send frames to a service's PULL socket without ever blocking.
 
@@ -91,8 +98,14 @@ class FramePublisher:
         """Send one frame; return False (and count a drop) if it could not go out now.
 
         ``metadata`` may hold ``pixel_size_um``, ``exposure_ms``, ``stage_um``,
-        ``source`` and ``meta`` (a free map).
+        ``source``, ``meta`` (a free map), and the camera, ``camera_offset_adu`` and
+        ``camera_gain_adu_per_e``, when they are known.
         """
+        unknown = set(metadata) - _METADATA
+        if unknown:
+            raise ValueError(
+                f"unknown frame metadata {sorted(unknown)}; known: {sorted(_METADATA)}"
+            )
         self.stats.offered += 1
         s = self._seq if seq is None else seq
         self._seq = s + 1
@@ -111,6 +124,8 @@ class FramePublisher:
             stage_um=tuple(metadata["stage_um"]) if metadata.get("stage_um") is not None else None,
             source=str(metadata.get("source", "")),
             meta=dict(metadata.get("meta", {})),
+            camera_offset_adu=metadata.get("camera_offset_adu"),
+            camera_gain_adu_per_e=metadata.get("camera_gain_adu_per_e"),
         )
         try:
             self.sock.send_multipart(

@@ -93,6 +93,7 @@ def valid_frames(seq: int) -> list[Case]:
         "with nil optional fields": {"pixel_size_um": None, "exposure_ms": None, "stage_um": None},
         "with an unknown key (ignored)": {"future_key": {"a": 1}},
         "with an integer pixel size": {"pixel_size_um": 1},
+        "stating its camera": {"camera_offset_adu": -100.0, "camera_gain_adu_per_e": 2},
     }  # fmt: skip
     for i, (name, change) in enumerate(extra.items()):
         cases.append(
@@ -124,6 +125,10 @@ def _bad_headers() -> Iterator[tuple[str, dict[str, Any], str]]:
         yield f"source = {v!r}", {"source": v}, "bad_header"
     for v in (5, [1], "m", {"a": math.nan}, {"a": [1.0, math.inf]}, {"a": {"b": -math.inf}}):
         yield f"meta = {v}", {"meta": v}, "bad_header"
+    for v in (math.nan, "100", True):
+        yield f"camera_offset_adu = {v}", {"camera_offset_adu": v}, "bad_header"
+    for v in (0.0, -2.0, math.inf, "2"):
+        yield f"camera_gain_adu_per_e = {v}", {"camera_gain_adu_per_e": v}, "bad_header"
 
 
 def bad_frames(seq: int) -> list[Case]:

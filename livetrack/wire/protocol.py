@@ -123,23 +123,28 @@ class FrameHeader:
     stage_um: tuple[float, ...] | None = None
     source: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    # the camera, when the sender knows it (revision 1.1): ADU = offset + gain × electrons
+    camera_offset_adu: float | None = None
+    camera_gain_adu_per_e: float | None = None
 
     def to_bytes(self) -> bytes:
-        """Encode as a version-1 header map."""
-        return packb(
-            {
-                "version": VERSION,
-                "seq": self.seq,
-                "t_acq_ns": self.t_acq_ns,
-                "shape": list(self.shape),
-                "dtype": self.dtype,
-                "pixel_size_um": self.pixel_size_um,
-                "exposure_ms": self.exposure_ms,
-                "stage_um": list(self.stage_um) if self.stage_um is not None else None,
-                "source": self.source,
-                "meta": self.meta,
-            }
-        )
+        """Encode as a version-1 header map (the camera keys only when known)."""
+        h = {
+            "version": VERSION,
+            "seq": self.seq,
+            "t_acq_ns": self.t_acq_ns,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "pixel_size_um": self.pixel_size_um,
+            "exposure_ms": self.exposure_ms,
+            "stage_um": list(self.stage_um) if self.stage_um is not None else None,
+            "source": self.source,
+            "meta": self.meta,
+        }
+        for key in ("camera_offset_adu", "camera_gain_adu_per_e"):
+            if getattr(self, key) is not None:
+                h[key] = getattr(self, key)
+        return packb(h)
 
     @property
     def nbytes(self) -> int:
@@ -151,13 +156,17 @@ class FrameHeader:
 MAX_INT: Final = 2**63 - 1
 
 
-def _number(h: dict[str, Any], key: str, *, positive: bool = False) -> float | None:
-    """An optional finite number (int or float; nil: absent); > 0 with ``positive``."""
+def _number(
+    h: dict[str, Any], key: str, *, positive: bool = False, signed: bool = False
+) -> float | None:
+    """An optional finite number (int or float; nil: absent): ≥ 0, > 0 (positive) or any."""
     v = h.get(key)
     if v is None:
         return None
     if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(float(v)):
         raise ProtocolError("bad_header", f"'{key}' = {v!r}: expected a finite number or nil")
+    if signed:
+        return float(v)
     if v < 0 or (positive and v == 0):
         want = "positive" if positive else "non-negative"
         raise ProtocolError("bad_header", f"'{key}' = {v!r}: expected a {want} number")
@@ -239,6 +248,8 @@ def decode_header(data: bytes | memoryview) -> FrameHeader:
         stage_um=tuple(float(v) for v in stage) if stage is not None else None,
         source=source,
         meta=meta,
+        camera_offset_adu=_number(h, "camera_offset_adu", signed=True),
+        camera_gain_adu_per_e=_number(h, "camera_gain_adu_per_e", positive=True),
     )
 
 
