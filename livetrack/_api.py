@@ -207,6 +207,8 @@ def process_movie(
     minmass: float = 100.0,
     linking: LinkingConfig | None = None,
     pixel_size_um: float | None = None,
+    fps: float | None = None,
+    channel: int | None = None,
     precision: str = "auto",
     split: bool = True,
     chunk: int = 8,
@@ -229,8 +231,10 @@ def process_movie(
         trackpy's feature size (odd, px) and minimum mass, with ``classical``.
     linking
         Linker settings (default :class:`~livetrack.linking.LinkingConfig`).
-    pixel_size_um
-        When the movie's metadata does not say.
+    pixel_size_um, fps
+        When the movie's metadata does not say (``fps`` gives the ``t_s`` column).
+    channel
+        Which channel of a multichannel or colour movie (required there).
     precision, split, chunk, workers, force_model
         As the CLI's options of the same names.
 
@@ -255,19 +259,10 @@ def process_movie(
     from livetrack.offline import job
 
     options = job.ProcessOptions(
-        model=str(model) if model is not None else None,
-        classical=classical,
-        single=single,
-        diameter=diameter,
-        minmass=minmass,
-        linking=linking or LinkingConfig(),
-        pixel_size_um=pixel_size_um,
-        precision=precision,
-        split=split,
-        chunk=chunk,
-        workers=workers,
-        checkpoint=output is not None,
-        force_model=force_model,
-    )
+        model=str(model) if model is not None else None, linking=linking or LinkingConfig(),
+        checkpoint=output is not None, classical=classical, single=single, diameter=diameter,
+        minmass=minmass, pixel_size_um=pixel_size_um, fps=fps, channel=channel,
+        precision=precision, split=split, chunk=chunk, workers=workers, force_model=force_model,
+    )  # fmt: skip
     out = Path(output) if output is not None else None
     return job.process_movie(movie, out, options)

@@ -56,6 +56,8 @@ def process(
     scheduler: o.Scheduler = None,
     chunk: o.Chunk = 8,
     pixel_size_um: o.PixelSize = None,
+    fps: o.Fps = None,
+    channel: o.Channel = None,
     search_range: o.SearchRange = None,
     memory: o.Memory = None,
     brightness_penalty: o.BrightnessPenalty = None,
@@ -76,9 +78,11 @@ def process(
         raise fail(f"linking options: {exc}") from None
     try:
         opts = ProcessOptions(
-            str(model) if model else None, bool(classical), single, diameter, minmass, fmt,
-            workers, scheduler, chunk, pixel_size_um, linking, precision or "auto", split,
-            checkpoint, bool(force_model),
+            model=str(model) if model else None, classical=bool(classical), single=single,
+            diameter=diameter, minmass=minmass, fmt=fmt, workers=workers, scheduler=scheduler,
+            chunk=chunk, pixel_size_um=pixel_size_um, linking=linking,
+            precision=precision or "auto", split=split, checkpoint=checkpoint,
+            force_model=bool(force_model), fps=fps, channel=channel,
         )  # fmt: skip
         with _frames_bar() as on_movie:
             done = process_movies(movies, output, opts, on_movie, _say)

@@ -135,6 +135,13 @@ Workers = Annotated[int, typer.Option(help="Local Dask worker processes.")]
 Scheduler = Annotated[str | None, typer.Option(help="Address of a running Dask scheduler.")]
 Chunk = Annotated[int, typer.Option(help="Frames per unit of work.")]
 PixelSize = Annotated[float | None, typer.Option(help="Pixel size when the movie does not say.")]
+Fps = Annotated[
+    float | None, typer.Option(help="Frames per second when the movie does not say (t_s column).")
+]
+Channel = Annotated[
+    int | None,
+    typer.Option(help="The channel of a multichannel or colour movie (0, 1, …); required there."),
+]
 ProcessSplit = Annotated[
     bool,
     typer.Option(

@@ -35,16 +35,13 @@ from numpy.typing import NDArray
 from livetrack.detection._lobes import residual_lobes, window_loglik
 
 FloatArray = NDArray[np.float64]
-#: the detector's default: recall at 300 particles/SNR 4 0.927 → 0.948, precision unchanged
-#: (z = 4 finds a few more, z = 8 a few less; 5 × 2 frames measured, see the bench)
+#: residual z-score that splits a second particle out of a fit: lower splits noise,
+#: higher misses hidden particles (chosen on the bench's dense frames)
 SPLIT_Z = 6.0
-#: elongation that makes a spot a candidate pair (lone spots: 4.5 % above; merged
-#: pairs 96 %, 300 particles at SNR 4), and the log-likelihood gain that accepts it
-#: (300 at SNR 4: recall 0.961 → 0.980, RMSE 0.43 → 0.33 px; at SNR 2 a gain of 5
-#: costs 1 % precision, 20 gives back half the recall; 3 frames per case). 12, not
-#: the 10 first chosen, since coupled fits step Gauss–Seidel: settled fits raise every
-#: gain, a lone 300-photon spot's to 10.1; 300 at SNR 2, F1 0.982 / 0.984 / 0.977 at
-#: 10 / 12 / 14, SNR 4 and 7 unchanged
+#: elongation that makes a spot a candidate pair (a lone spot's weighted second moments
+#: give ~0.1, a merged pair's ~0.5), and the log-likelihood gain that accepts the split:
+#: above what a lone spot's noise reaches once coupled fits have settled (~10 for 300
+#: photons), below where recall at SNR 2 is lost
 ELONGATION_MIN = 0.2
 LOGLIK_MIN = 12.0
 

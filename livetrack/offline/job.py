@@ -56,6 +56,8 @@ class ProcessOptions:
     split: bool = True
     checkpoint: bool = True  # keep each chunk's detections in OUTPUT.partial.d
     force_model: bool = False
+    fps: float | None = None  # frames per second, when the movie does not say
+    channel: int | None = None  # of a multichannel or colour movie
 
     def __post_init__(self) -> None:
         if f".{self.fmt}" not in TABLE_SUFFIXES:
@@ -64,6 +66,10 @@ class ProcessOptions:
             raise ProcessError(f"precision {self.precision!r}: expected one of {PRECISIONS}")
         if self.chunk < 1:
             raise ProcessError(f"chunk {self.chunk}: must be at least 1")
+        if self.fps is not None and not self.fps > 0:
+            raise ProcessError(f"fps {self.fps}: must be positive")
+        if self.pixel_size_um is not None and not self.pixel_size_um > 0:
+            raise ProcessError(f"pixel size {self.pixel_size_um} µm: must be positive")
 
     def spec(self) -> DetectorSpec:
         """How to build the detector, here or on a Dask worker."""
@@ -140,14 +146,18 @@ def check_movies(
     infos = []
     for m in movies:
         try:
-            reader = MovieReader(m)
+            reader = MovieReader(m, options.channel)
         except MovieError as exc:
             raise ProcessError(str(exc)) from None
         infos.append(reader.info)
         reader.close()
+        px = options.pixel_size_um or reader.info.pixel_size_um
+        if px is None:
+            assumed = f"; the model's card says {card.expects.pixel_size_um} µm" if card else ""
+            note(f"{m}: no pixel size in the file and none given (--pixel-size-um): the "
+                 f"table stays in pixels, unchecked against the model{assumed}")  # fmt: skip
         if card is None:
             continue
-        px = options.pixel_size_um or reader.info.pixel_size_um
         try:
             problems = check_fits(card, pixel_size_um=px, override=options.force_model)
         except ArtifactError as exc:
@@ -197,6 +207,18 @@ def sidecar_record(
         "livetrack": __version__,
         "movie": asdict(info),
         "pixel_size_um": options.pixel_size_um or info.pixel_size_um,
+        "pixel_size_from": "option"
+        if options.pixel_size_um
+        else "file"
+        if info.pixel_size_um
+        else None,
+        "frame_interval_s": 1.0 / options.fps if options.fps else info.frame_interval_s,
+        "frame_interval_from": "option"
+        if options.fps
+        else "file"
+        if info.frame_interval_s
+        else None,
+        "channel": options.channel,
         "detector": options.detector_name(),
         "model": card.name if card is not None else None,
         "split": options.split if not (options.classical or options.single) else None,
@@ -252,6 +274,8 @@ def process_movies(
                     on_frames=on_frames,
                     pixel_size_um=options.pixel_size_um,
                     checkpoint=kept,
+                    channel=options.channel,
+                    frame_interval_s=1.0 / options.fps if options.fps else None,
                 )
             except OSError as exc:
                 raise ProcessError(f"{m}: {exc}") from None
@@ -298,7 +322,8 @@ def process_movie(
     with dask_client(opts.workers, opts.scheduler) as client:
         table, info, seconds = track_movie(
             movie, opts.spec(), opts.linking, opts.chunk, client=client,
-            pixel_size_um=opts.pixel_size_um,
+            pixel_size_um=opts.pixel_size_um, channel=opts.channel,
+            frame_interval_s=1.0 / opts.fps if opts.fps else None,
         )  # fmt: skip
     table.attrs["livetrack"] = sidecar_record(info, table, seconds, opts, card)
     return table

@@ -34,6 +34,72 @@ class MovieInfo:
     format: str
 
 
+def _layout(
+    where: str, shape: tuple[int, ...], axes: str, channel: int | None
+) -> tuple[tuple[Any, ...], tuple[int, ...]]:
+    """How to read frames from an array with these axes: (index, frame axes' sizes).
+
+    ``axes`` names each dimension (tifffile's letters: Y, X the image, C and S channels,
+    anything else a frame axis). A channel axis longer than 1 needs ``channel``;
+    without it, or with a layout that is not frames of 2-D images, :class:`MovieError`
+    names the shape found and what is expected.
+    """
+    found = f"shape {tuple(shape)} (axes {axes})"
+    if "Y" not in axes or "X" not in axes:
+        raise MovieError(f"{where}: {found}: no image axes Y and X")
+    if "Z" in axes and shape[axes.index("Z")] > 1:
+        raise MovieError(f"{where}: {found}: a z-stack per frame; expected one plane per frame")
+    chans = [i for i, a in enumerate(axes) if a in "CS" and shape[i] > 1]
+    if len(chans) > 1:
+        raise MovieError(f"{where}: {found}: two channel axes; expected at most one")
+    n = shape[chans[0]] if chans else 1
+    if chans and channel is None:
+        raise MovieError(
+            f"{where}: {found}: each frame has {n} channels; choose one with "
+            f"--channel N (0 to {n - 1})"
+        )
+    if channel is not None and not 0 <= channel < n:
+        raise MovieError(f"{where}: --channel {channel}: the movie has {n} channel(s), {found}")
+    index: list[Any] = []
+    lead: list[int] = []
+    for i, a in enumerate(axes):
+        if a in "CS":
+            index.append(channel if i in chans else 0)
+        else:
+            index.append(slice(None))
+            if a not in "YX":
+                lead.append(shape[i])
+    kept = [a for i, a in enumerate(axes) if a not in "CS"]
+    if kept[-2:] != ["Y", "X"]:
+        raise MovieError(f"{where}: {found}: expected frames of Y × X images")
+    return tuple(index), tuple(lead)
+
+
+class _Frames:
+    """Frames ``k`` of an array (numpy memmap or zarr) with a layout from :func:`_layout`."""
+
+    def __init__(self, arr: Any, index: tuple[Any, ...], lead: tuple[int, ...]) -> None:
+        self.arr, self.index, self.lead = arr, index, lead
+        self.n = int(np.prod(lead)) if lead else 1
+        # the index's slices before the image's two walk the frame axes
+        self._walk = [i for i, s in enumerate(index) if isinstance(s, slice)][:-2]
+
+    def frame(self, k: int) -> NDArray[Any]:
+        """Frame ``k`` (frame axes flattened in C order)."""
+        idx = list(self.index)
+        for i, v in zip(self._walk, np.unravel_index(k, self.lead), strict=True):
+            idx[i] = int(v)
+        return np.asarray(self.arr[tuple(idx)])
+
+    def read(self, start: int, stop: int) -> NDArray[Any]:
+        """Frames ``start`` to ``stop`` (exclusive), (T, H, W)."""
+        if len(self._walk) == 1:  # one frame axis: one slice, read at once
+            idx = list(self.index)
+            idx[self._walk[0]] = slice(start, stop)
+            return np.asarray(self.arr[tuple(idx)])
+        return np.stack([self.frame(k) for k in range(start, stop)])
+
+
 def _tiff_scales(tif: Any) -> tuple[float | None, float | None]:
     """(pixel size µm, frame interval s) from OME, Micro-Manager or ImageJ metadata."""
     if tif.is_ome and tif.ome_metadata:
@@ -75,13 +141,18 @@ class MovieReader:
     ----------
     source
         A TIFF / OME-TIFF file, a Zarr / OME-Zarr store, or a glob of image files.
+    channel
+        Which channel of a multichannel or colour movie to read; a movie with several
+        and none chosen is refused, naming its shape.
     """
 
-    def __init__(self, source: str | Path) -> None:
+    def __init__(self, source: str | Path, channel: int | None = None) -> None:
         self.source = str(source)
+        self.channel = channel
         self._files: list[str] = []
-        self._array: Any = None
+        self._frames: _Frames | None = None
         self._tif: Any = None
+        self._store: Any = None
         p = Path(self.source)
         if any(c in self.source for c in "*?["):
             self._open_glob()
@@ -107,27 +178,33 @@ class MovieReader:
 
         try:
             tif = tifffile.TiffFile(p)
+            series = tif.series[0]
         except Exception as exc:
             raise MovieError(f"{p}: not a readable TIFF: {exc}") from None
-        series = tif.series[0]
-        shape = series.shape
+        shape, axes = tuple(series.shape), str(series.axes)
         if len(shape) < 2:
             raise MovieError(f"{p}: a {len(shape)}-D image is not a movie")
-        try:  # uncompressed, contiguous: read through the page cache, no copy
-            self._array = tifffile.memmap(p, mode="r")
-            self.format = "tiff (memory-mapped)"
-        except Exception:
-            self._array = None
-            self._tif = tif
-            self.format = "tiff"
-        frames = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
-        px, dt = _tiff_scales(tif)
-        self.info = MovieInfo(
-            str(p), frames, (shape[-2], shape[-1]), str(series.dtype), px, dt, self.format
-        )
-        if self._array is not None:
-            self._array = self._array.reshape(frames, shape[-2], shape[-1])
+        try:
+            index, lead = _layout(str(p), shape, axes, self.channel)
+            px, dt = _tiff_scales(tif)
+            try:  # uncompressed, contiguous: read through the page cache, no copy
+                arr: Any = tifffile.memmap(p, mode="r").reshape(shape)
+                self.format = "tiff (memory-mapped)"
+            except Exception:  # compressed or scattered: pages on demand, through zarr
+                import zarr
+
+                self._store = tif.aszarr()
+                arr = zarr.open(self._store, mode="r")
+                self.format = "tiff"
+        except MovieError:
             tif.close()
+            raise
+        self._tif = tif
+        self._frames = _Frames(arr, index, lead)
+        self.info = MovieInfo(
+            str(p), self._frames.n, (shape[axes.index("Y")], shape[axes.index("X")]),
+            str(series.dtype), px, dt, self.format,
+        )  # fmt: skip
 
     def _open_zarr(self, p: Path) -> None:
         import zarr
@@ -152,25 +229,27 @@ class MovieReader:
                     px = float(t["scale"][-1])
         if arr.ndim < 3:
             raise MovieError(f"{p}: a {arr.ndim}-D array is not a movie")
-        index = (slice(None),) + (0,) * (arr.ndim - 3)  # (t, [c, z,] y, x): first c and z
-        self._array = _ZarrFrames(arr, index)
+        shape = tuple(int(v) for v in arr.shape)
+        axes = _ome_axes(node, arr.ndim) or ("T" + "Q" * (arr.ndim - 3) + "YX")
+        if "Q" in axes and any(v > 1 for v in shape[1:-2]):
+            raise MovieError(
+                f"{p}: shape {shape} without OME axes metadata: expected (frames, rows, "
+                "columns), or axes in the store's 'multiscales' metadata"
+            )
+        index, lead = _layout(str(p), shape, axes, self.channel)
+        self._frames = _Frames(arr, index, lead)
         self.format = "zarr"
         self.info = MovieInfo(
-            str(p),
-            int(arr.shape[0]),
-            (arr.shape[-2], arr.shape[-1]),
-            str(arr.dtype),
-            px,
-            None,
-            "zarr",
-        )
+            str(p), self._frames.n, (shape[axes.index("Y")], shape[axes.index("X")]),
+            str(arr.dtype), px, None, "zarr",
+        )  # fmt: skip
 
     def _open_glob(self) -> None:
         files = sorted(globlib.glob(self.source))
         if not files:
             raise MovieError(f"{self.source}: no file matches")
         self._files = files
-        first = _read_image(files[0])
+        first = _read_image(files[0], self.channel)
         self.format = "image sequence"
         self.info = MovieInfo(
             self.source, len(files), first.shape, str(first.dtype), None, None, self.format
@@ -182,11 +261,9 @@ class MovieReader:
         """Frames ``start`` to ``stop`` (exclusive) as an array (T, H, W)."""
         stop = min(stop, self.info.n_frames)
         if self._files:
-            return np.stack([_read_image(f) for f in self._files[start:stop]])
-        if self._array is not None:
-            return np.asarray(self._array[start:stop])
-        out: NDArray[Any] = self._tif.asarray(key=range(start, stop))
-        return out.reshape(stop - start, *self.info.shape)
+            return np.stack([_read_image(f, self.channel) for f in self._files[start:stop]])
+        assert self._frames is not None
+        return self._frames.read(start, stop)
 
     def chunks(self, size: int) -> Iterator[tuple[int, NDArray[Any]]]:
         """(first frame index, frames) in chunks of ``size`` frames."""
@@ -197,18 +274,23 @@ class MovieReader:
         """Release the file."""
         if self._tif is not None:
             self._tif.close()
+            self._tif = None
 
 
-class _ZarrFrames:
-    def __init__(self, arr: Any, index: tuple[Any, ...]) -> None:
-        self.arr = arr
-        self.index = index
+def _ome_axes(node: Any, ndim: int) -> str | None:
+    """The OME-Zarr axes of a multiscales group as letters (t c z y x → TCZYX), if stated."""
+    attrs: dict[str, Any] = dict(getattr(node, "attrs", {}) or {})
+    ms: Any = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
+    names = (
+        [a["name"] if isinstance(a, dict) else a for a in (ms[0].get("axes") or [])] if ms else []
+    )
+    if len(names) != ndim:
+        return None
+    return "".join(str(n).upper()[:1] for n in names)
 
-    def __getitem__(self, t: slice) -> NDArray[Any]:
-        return np.asarray(self.arr[(t, *self.index[1:])])
 
-
-def _read_image(path: str) -> NDArray[Any]:
+def _read_image(path: str, channel: int | None) -> NDArray[Any]:
+    """One image of a sequence; a colour image gives the channel asked for."""
     if path.lower().endswith((".tif", ".tiff")):
         import tifffile
 
@@ -217,8 +299,17 @@ def _read_image(path: str) -> NDArray[Any]:
         from PIL import Image
 
         a = np.asarray(Image.open(path))
-    if a.ndim == 3:  # colour: the mean of the channels
-        a = a[..., :3].mean(axis=-1).astype(np.float32)
+    if a.ndim == 3:
+        if channel is not None:
+            if not 0 <= channel < a.shape[-1]:
+                raise MovieError(f"{path}: --channel {channel}: the image has shape {a.shape}")
+            return a[..., channel]
+        if all(np.array_equal(a[..., 0], a[..., c]) for c in range(1, min(3, a.shape[-1]))):
+            return a[..., 0]  # grey stored as colour: nothing to choose
+        raise MovieError(
+            f"{path}: a colour image of shape {a.shape}; choose a channel with --channel N "
+            f"(0 to {a.shape[-1] - 1})"
+        )
     if a.ndim != 2:
         raise MovieError(f"{path}: expected a 2-D image, got shape {a.shape}")
     return a

@@ -73,12 +73,14 @@ def _columns(det: Any) -> Columns:
     return {k: np.asarray(v, np.float64) for k, v in det.as_dict().items()}
 
 
-def detect_chunk(source: str, spec: DetectorSpec, start: int, stop: int) -> list[Columns]:
+def detect_chunk(
+    source: str, spec: DetectorSpec, start: int, stop: int, channel: int | None = None
+) -> list[Columns]:
     """Detect frames ``start:stop`` of a movie (runs on a Dask worker; model cached there)."""
     det = _WORKER_DETECTORS.get(spec)
     if det is None:
         det = _WORKER_DETECTORS[spec] = spec.build()
-    reader = MovieReader(source)
+    reader = MovieReader(source, channel)
     try:
         frames = reader.read(start, stop)
         return [_columns(d) for d in _detect_frames(det, frames, start, reader)]
@@ -113,7 +115,13 @@ def _local_chunks(
 
 
 def _dask_chunks(
-    client: Any, source: str, spec: DetectorSpec, starts: list[int], chunk: int, ahead: int
+    client: Any,
+    source: str,
+    spec: DetectorSpec,
+    starts: list[int],
+    chunk: int,
+    ahead: int,
+    channel: int | None,
 ) -> Iterator[tuple[int, list[Columns]]]:
     """Submit chunks, at most ``ahead`` in flight (bounded memory), yield them in order."""
     futures: dict[int, Any] = {}
@@ -121,7 +129,9 @@ def _dask_chunks(
     for start in starts:
         while nxt < len(starts) and len(futures) < ahead:
             s = starts[nxt]
-            futures[s] = client.submit(detect_chunk, source, spec, s, s + chunk, pure=False)
+            futures[s] = client.submit(
+                detect_chunk, source, spec, s, s + chunk, channel, pure=False
+            )
             nxt += 1
         yield start, futures.pop(start).result()
 
@@ -155,8 +165,12 @@ def link_columns(
     linking: LinkingConfig,
     pixel_size_um: float | None,
     on_frames: Callable[[int], None] | None = None,
+    frame_interval_s: float | None = None,
 ) -> pd.DataFrame:
-    """Link per-frame detections in frame order into one trackpy-compatible table."""
+    """Link per-frame detections in frame order into one trackpy-compatible table.
+
+    With a pixel size the table has ``x_um``, ``y_um``; with a frame interval ``t_s``.
+    """
     linker = OnlineLinker(linking)
     parts: list[pd.DataFrame] = []
     for start, cols_list in chunks:
@@ -178,6 +192,8 @@ def link_columns(
     if pixel_size_um:
         table["x_um"] = table["x"] * pixel_size_um
         table["y_um"] = table["y"] * pixel_size_um
+    if frame_interval_s:
+        table["t_s"] = table["frame"] * frame_interval_s
     return table
 
 
@@ -191,19 +207,23 @@ def track_movie(
     on_frames: Callable[[int], None] | None = None,
     pixel_size_um: float | None = None,
     checkpoint: Path | None = None,
+    channel: int | None = None,
+    frame_interval_s: float | None = None,
 ) -> tuple[pd.DataFrame, MovieInfo, float]:
     """Detect and link one movie. Returns (table, movie info, seconds).
 
     ``client``: a ``dask.distributed.Client`` to detect on its workers; otherwise
-    ``detector`` (or one built from ``spec``) runs here. ``pixel_size_um``
-    overrides the movie's metadata. ``checkpoint``: a folder where each chunk's
+    ``detector`` (or one built from ``spec``) runs here. ``pixel_size_um`` and
+    ``frame_interval_s`` override the movie's metadata; ``channel`` picks one of a
+    multichannel movie's channels. ``checkpoint``: a folder where each chunk's
     detections are kept as they come, and read back by a rerun (see
     :class:`~livetrack.offline.checkpoint.DetectionCheckpoint`); the caller
     removes it once the table is safely written.
     """
-    reader = MovieReader(source)
+    reader = MovieReader(source, channel)
     info = reader.info
     px = pixel_size_um or info.pixel_size_um
+    dt = frame_interval_s or info.frame_interval_s
     kept = None
     if checkpoint is not None:
         identity = {
@@ -216,6 +236,7 @@ def track_movie(
             "dtype": info.dtype,
             "detector": {k: v for k, v in asdict(spec).items() if k != "threads"},
             "chunk": chunk,
+            "channel": channel,
         }
         try:
             kept = DetectionCheckpoint(checkpoint, identity)
@@ -232,12 +253,12 @@ def track_movie(
     try:
         if client is not None:
             n = max(1, len(client.scheduler_info().get("workers", {})))
-            fresh = _dask_chunks(client, str(source), spec, todo, chunk, 2 * n)
+            fresh = _dask_chunks(client, str(source), spec, todo, chunk, 2 * n, channel)
         else:
             det = (detector or spec.build()) if todo else None  # all kept: no model needed
             fresh = _local_chunks(reader, det, chunk, todo)
         chunks = _kept_or_fresh(starts, fresh, kept)
-        table = link_columns(chunks, linking or LinkingConfig(), px, on_frames)
+        table = link_columns(chunks, linking or LinkingConfig(), px, on_frames, dt)
     finally:
         reader.close()
     return table, info, time.perf_counter() - t0

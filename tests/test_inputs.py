@@ -1,0 +1,114 @@
+"""Inputs never misread: every layout and channel arrangement read right, or refused clearly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+from typer.testing import CliRunner
+
+from livetrack.cli import app
+from livetrack.offline.movies import MovieError, MovieReader
+
+RNG = np.random.default_rng(0)
+
+
+def test_an_rgb_tiff_stack_is_refused_without_a_channel_and_read_right_with_one(
+    tmp_path: Path,
+) -> None:
+    a = RNG.integers(0, 255, (10, 64, 64, 3), dtype=np.uint8)
+    path = tmp_path / "rgb.tif"
+    tifffile.imwrite(path, a, photometric="rgb")
+    with pytest.raises(MovieError, match=r"shape \(10, 64, 64, 3\).*--channel N \(0 to 2\)"):
+        MovieReader(path)
+    r = MovieReader(path, channel=1)
+    assert (r.info.n_frames, r.info.shape) == (10, (64, 64))  # not 640 frames of 64 × 3
+    np.testing.assert_array_equal(r.read(3, 7), a[3:7, :, :, 1])
+    r.close()
+    with pytest.raises(MovieError, match="--channel 3: the movie has 3 channel"):
+        MovieReader(path, channel=3)
+
+
+def test_an_imagej_hyperstack_reads_the_chosen_channel(tmp_path: Path) -> None:
+    a = RNG.integers(0, 4000, (4, 2, 32, 48), dtype=np.uint16)
+    path = tmp_path / "tcyx.tif"
+    tifffile.imwrite(path, a, imagej=True, metadata={"axes": "TCYX"})
+    with pytest.raises(MovieError, match="2 channels"):
+        MovieReader(path)
+    r = MovieReader(path, channel=1)
+    assert (r.info.n_frames, r.info.shape) == (4, (32, 48))
+    np.testing.assert_array_equal(r.read(0, 4), a[:, 1])
+    r.close()
+
+
+def test_a_compressed_movie_is_read_page_by_page_with_the_same_frames(tmp_path: Path) -> None:
+    a = RNG.integers(0, 4000, (6, 20, 30), dtype=np.uint16)
+    path = tmp_path / "zlib.tif"
+    tifffile.imwrite(path, a, compression="zlib")
+    r = MovieReader(path)
+    assert r.format == "tiff"  # not memory-mapped
+    np.testing.assert_array_equal(r.read(1, 5), a[1:5])
+    r.close()
+
+
+def test_a_z_stack_per_frame_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "tzyx.tif"
+    tifffile.imwrite(path, np.zeros((3, 5, 16, 16), np.uint16), imagej=True,
+                     metadata={"axes": "TZYX"})  # fmt: skip
+    with pytest.raises(MovieError, match="z-stack per frame"):
+        MovieReader(path)
+
+
+def test_colour_images_in_a_folder_need_a_channel_unless_they_are_grey(tmp_path: Path) -> None:
+    rgb = RNG.integers(0, 255, (3, 24, 32, 3), dtype=np.uint8)
+    for k, img in enumerate(rgb):
+        Image.fromarray(img).save(tmp_path / f"c{k}.png")
+        grey = np.repeat(img[..., :1], 3, axis=-1)
+        Image.fromarray(grey).save(tmp_path / f"g{k}.png")
+    with pytest.raises(MovieError, match=r"colour image of shape \(24, 32, 3\)"):
+        MovieReader(str(tmp_path / "c*.png"))
+    r = MovieReader(str(tmp_path / "c*.png"), channel=2)
+    np.testing.assert_array_equal(r.read(0, 3), rgb[..., 2])  # not the mean of the three
+    g = MovieReader(str(tmp_path / "g*.png"))
+    np.testing.assert_array_equal(g.read(0, 3), rgb[..., 0])
+
+
+def test_an_unlabelled_zarr_of_more_than_three_dimensions_is_refused(tmp_path: Path) -> None:
+    import zarr
+
+    z = zarr.open(str(tmp_path / "m.zarr"), mode="w", shape=(4, 2, 16, 16), dtype="uint16")
+    z[:] = 1
+    with pytest.raises(MovieError, match=r"shape \(4, 2, 16, 16\) without OME axes"):
+        MovieReader(tmp_path / "m.zarr")
+
+
+def test_process_carries_fps_and_says_when_the_pixel_size_is_missing(tmp_path: Path) -> None:
+    a = np.full((5, 40, 40), 100, np.uint16)
+    a[:, 20, 20] = 4000
+    path = tmp_path / "plain.tif"
+    tifffile.imwrite(path, a)  # no pixel size, no frame interval
+    out = tmp_path / "t.csv"
+    args = ["process", str(path), "-o", str(out), "--classical", "--diameter", "5"]
+    result = CliRunner().invoke(app, [*args, "--minmass", "10", "--fps", "20"])
+    assert result.exit_code == 0, result.output
+    assert "no pixel size in the file and none given" in result.output
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["frame_interval_s"] == pytest.approx(0.05)
+    assert side["frame_interval_from"] == "option"
+    assert side["pixel_size_um"] is None
+    table = __import__("pandas").read_csv(out)
+    assert table["t_s"].tolist() == pytest.approx((table["frame"] * 0.05).tolist())
+
+
+def test_process_refuses_an_rgb_stack_naming_its_shape(tmp_path: Path) -> None:
+    path = tmp_path / "rgb.tif"
+    tifffile.imwrite(path, RNG.integers(0, 255, (4, 32, 32, 3), dtype=np.uint8), photometric="rgb")
+    result = CliRunner().invoke(app, ["process", str(path), "-o", str(tmp_path / "t.csv")])
+    assert result.exit_code == 2
+    assert "(4, 32, 32, 3)" in result.output
+    assert "--channel" in result.output
+    assert not (tmp_path / "t.csv").exists()
