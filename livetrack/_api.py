@@ -209,6 +209,7 @@ def process_movie(
     pixel_size_um: float | None = None,
     fps: float | None = None,
     channel: int | None = None,
+    camera: tuple[float | None, float | None] = (None, None),
     precision: str = "auto",
     split: bool = True,
     chunk: int = 8,
@@ -235,6 +236,8 @@ def process_movie(
         When the movie's metadata does not say (``fps`` gives the ``t_s`` column).
     channel
         Which channel of a multichannel or colour movie (required there).
+    camera
+        (offset ADU, gain ADU/e); None: read from the movie (the sidecar says how).
     precision, split, chunk, workers, force_model
         As the CLI's options of the same names.
 
@@ -262,6 +265,7 @@ def process_movie(
         model=str(model) if model is not None else None, linking=linking or LinkingConfig(),
         checkpoint=output is not None, classical=classical, single=single, diameter=diameter,
         minmass=minmass, pixel_size_um=pixel_size_um, fps=fps, channel=channel,
+        offset_adu=camera[0], gain_adu_per_e=camera[1],
         precision=precision, split=split, chunk=chunk, workers=workers, force_model=force_model,
     )  # fmt: skip
     out = Path(output) if output is not None else None

@@ -325,3 +325,19 @@ def test_quick_real_section_finds_the_real_colloids_beside_trackpy(tmp_path: Pat
         assert r["false_detections"] <= 2, r
         assert r["median_spread_px"] < 0.6, r
     assert (rep / "real.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_quick_camera_section_shows_detections_independent_of_the_camera(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "c.json"
+    result = CliRunner().invoke(app, ["bench", "--quick", "--only", "camera", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())["camera"]
+    assert len(rows) == 14
+    for r in rows:
+        assert r["offset_from"] == "data"
+        if "ADU" in r["variant"] or "8-bit" in r["variant"]:  # a constant: nothing changes
+            assert abs(r["count_change_percent"]) < 1.0, r
+            assert r["rms_px"] < 0.05, r

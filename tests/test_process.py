@@ -143,7 +143,10 @@ def test_table_is_trackpy_compatible_and_finds_the_particles(movie_file: Path) -
 
 def test_live_service_and_offline_give_the_same_tracks(movie_file: Path) -> None:
     frames = tifffile.imread(movie_file)
-    offline, _, _ = track_movie(movie_file, DetectorSpec(), LinkingConfig(), chunk=8)
+    # the live frames state no camera (the card's: the simulated one); offline, the same
+    offline, _, _ = track_movie(
+        movie_file, DetectorSpec(), LinkingConfig(), chunk=8, camera=(100.0, 1.0)
+    )
     service = Service(
         Detector(),
         ServiceConfig(
@@ -357,6 +360,9 @@ class _Counting:
     def needs_sigma_from(self, index: int) -> int | None:
         out: int | None = self.inner.needs_sigma_from(index)
         return out
+
+    def __getattr__(self, name: str) -> Any:  # the card, peaks: what is not counted
+        return getattr(self.inner, name)
 
 
 @pytest.mark.parametrize("classical", [True, False], ids=["trackpy", "model"])

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from livetrack.bench._accuracy import bench_detection, bench_localization
+from livetrack.bench._camera import bench_camera
 from livetrack.bench._centring import bench_centring
 from livetrack.bench._linking import bench_linking
 from livetrack.bench._overhead import bench_overhead
@@ -30,6 +31,7 @@ SECTIONS: dict[str, Section] = {
     "simulation": bench_simulation,
     "localization": bench_localization,
     "detection": bench_detection,
+    "camera": bench_camera,
     "linking": bench_linking,
     "overhead": bench_overhead,
     "speed": bench_speed,

@@ -58,6 +58,8 @@ def process(
     pixel_size_um: o.PixelSize = None,
     fps: o.Fps = None,
     channel: o.Channel = None,
+    offset: o.Offset = None,
+    gain: o.Gain = None,
     search_range: o.SearchRange = None,
     memory: o.Memory = None,
     brightness_penalty: o.BrightnessPenalty = None,
@@ -82,7 +84,8 @@ def process(
             diameter=diameter, minmass=minmass, fmt=fmt, workers=workers, scheduler=scheduler,
             chunk=chunk, pixel_size_um=pixel_size_um, linking=linking,
             precision=precision or "auto", split=split, checkpoint=checkpoint,
-            force_model=bool(force_model), fps=fps, channel=channel,
+            force_model=bool(force_model), fps=fps, channel=channel, offset_adu=offset,
+            gain_adu_per_e=gain,
         )  # fmt: skip
         with _frames_bar() as on_movie:
             done = process_movies(movies, output, opts, on_movie, _say)
@@ -126,6 +129,7 @@ class BenchPart(StrEnum):
     simulation = "simulation"
     localization = "localization"
     detection = "detection"
+    camera = "camera"
     linking = "linking"
     overhead = "overhead"
     speed = "speed"

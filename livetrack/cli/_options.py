@@ -135,6 +135,22 @@ Workers = Annotated[int, typer.Option(help="Local Dask worker processes.")]
 Scheduler = Annotated[str | None, typer.Option(help="Address of a running Dask scheduler.")]
 Chunk = Annotated[int, typer.Option(help="Frames per unit of work.")]
 PixelSize = Annotated[float | None, typer.Option(help="Pixel size when the movie does not say.")]
+Offset = Annotated[
+    float | None,
+    typer.Option(
+        "--offset",
+        help="The camera's dark level (ADU); default: read from the movie (process), the "
+        "frame's header or the model card's (serve).",
+    ),
+]
+Gain = Annotated[
+    float | None,
+    typer.Option(
+        "--gain",
+        help="The camera's gain (ADU per photo-electron); default: from the movie where it "
+        "can tell (process), the frame's header (serve), else the model card's.",
+    ),
+]
 Fps = Annotated[
     float | None, typer.Option(help="Frames per second when the movie does not say (t_s column).")
 ]

@@ -49,6 +49,8 @@ def serve(
     network_threads: o.NetworkThreads = None,
     metrics_port: o.MetricsPort = None,
     metrics_host: o.MetricsHost = None,
+    offset: o.Offset = None,
+    gain: o.Gain = None,
     search_range: o.SearchRange = None,
     memory: o.Memory = None,
     brightness_penalty: o.BrightnessPenalty = None,

@@ -260,6 +260,13 @@ class Detector:
         out, timings = self.stage_network(frame)
         return self._read_out(np.asarray(frame), out, threshold, timings, index)
 
+    def peaks(self, frame: NDArray[np.generic]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """The network's peaks in one frame, unfitted: whatever the camera's offset and gain."""
+        out, _ = self.stage_network(frame)
+        o = self.card.outputs
+        x, y, _ = read_peaks(out, o.threshold, o.stride, np.shape(frame))
+        return x, y
+
     def needs_sigma_from(self, index: int) -> int | None:
         """The frame whose PSF width ``index`` should use, if this detector lacks it.
 

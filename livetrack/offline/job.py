@@ -58,6 +58,8 @@ class ProcessOptions:
     force_model: bool = False
     fps: float | None = None  # frames per second, when the movie does not say
     channel: int | None = None  # of a multichannel or colour movie
+    offset_adu: float | None = None  # the camera's dark level (None: read from the movie)
+    gain_adu_per_e: float | None = None  # its gain (None: read from the movie, else the card's)
 
     def __post_init__(self) -> None:
         if f".{self.fmt}" not in TABLE_SUFFIXES:
@@ -68,6 +70,8 @@ class ProcessOptions:
             raise ProcessError(f"chunk {self.chunk}: must be at least 1")
         if self.fps is not None and not self.fps > 0:
             raise ProcessError(f"fps {self.fps}: must be positive")
+        if self.gain_adu_per_e is not None and not self.gain_adu_per_e > 0:
+            raise ProcessError(f"gain {self.gain_adu_per_e} ADU/e: must be positive")
         if self.pixel_size_um is not None and not self.pixel_size_um > 0:
             raise ProcessError(f"pixel size {self.pixel_size_um} µm: must be positive")
 
@@ -219,6 +223,7 @@ def sidecar_record(
         if info.frame_interval_s
         else None,
         "channel": options.channel,
+        "camera": table.attrs.get("camera"),
         "detector": options.detector_name(),
         "model": card.name if card is not None else None,
         "split": options.split if not (options.classical or options.single) else None,
@@ -276,6 +281,7 @@ def process_movies(
                     checkpoint=kept,
                     channel=options.channel,
                     frame_interval_s=1.0 / options.fps if options.fps else None,
+                    camera=(options.offset_adu, options.gain_adu_per_e),
                 )
             except OSError as exc:
                 raise ProcessError(f"{m}: {exc}") from None
@@ -324,6 +330,7 @@ def process_movie(
             movie, opts.spec(), opts.linking, opts.chunk, client=client,
             pixel_size_um=opts.pixel_size_um, channel=opts.channel,
             frame_interval_s=1.0 / opts.fps if opts.fps else None,
+            camera=(opts.offset_adu, opts.gain_adu_per_e),
         )  # fmt: skip
     table.attrs["livetrack"] = sidecar_record(info, table, seconds, opts, card)
     return table

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from livetrack.detection.camera import FRAMES, Camera, estimate_camera, in_model_camera
 from livetrack.linking import LinkingConfig, OnlineLinker
 from livetrack.offline.checkpoint import DetectionCheckpoint
 from livetrack.offline.movies import MovieInfo, MovieReader
@@ -73,17 +74,49 @@ def _columns(det: Any) -> Columns:
     return {k: np.asarray(v, np.float64) for k, v in det.as_dict().items()}
 
 
-def detect_chunk(
-    source: str, spec: DetectorSpec, start: int, stop: int, channel: int | None = None
-) -> list[Columns]:
-    """Detect frames ``start:stop`` of a movie (runs on a Dask worker; model cached there)."""
+def _worker_detector(spec: DetectorSpec) -> Any:
     det = _WORKER_DETECTORS.get(spec)
     if det is None:
         det = _WORKER_DETECTORS[spec] = spec.build()
+    return det
+
+
+def detect_chunk(
+    source: str,
+    spec: DetectorSpec,
+    start: int,
+    stop: int,
+    channel: int | None = None,
+    camera: Camera | None = None,
+) -> list[Columns]:
+    """Detect frames ``start:stop`` of a movie (runs on a Dask worker; model cached there)."""
+    det = _worker_detector(spec)
     reader = MovieReader(source, channel)
     try:
         frames = reader.read(start, stop)
-        return [_columns(d) for d in _detect_frames(det, frames, start, reader)]
+        return [_columns(d) for d in _detect_frames(det, frames, start, reader, camera)]
+    finally:
+        reader.close()
+
+
+def movie_camera(
+    reader: MovieReader, detector: Any, offset_adu: float | None, gain_adu_per_e: float | None
+) -> Camera | None:
+    """The movie's camera, read from its first frames (None: a detector without a card)."""
+    if not hasattr(detector, "peaks"):
+        return None  # a classical or single-particle detector works in the frame's units
+    frames = reader.read(0, FRAMES)
+    spots = [detector.peaks(f) for f in frames]
+    return estimate_camera(frames, spots, detector.card, offset_adu, gain_adu_per_e)
+
+
+def worker_camera(
+    source: str, spec: DetectorSpec, channel: int | None, offset: float | None, gain: float | None
+) -> Camera | None:
+    """:func:`movie_camera` on a Dask worker."""
+    reader = MovieReader(source, channel)
+    try:
+        return movie_camera(reader, _worker_detector(spec), offset, gain)
     finally:
         reader.close()
 
@@ -95,23 +128,34 @@ def warm_worker(spec: DetectorSpec) -> bool:
     return True
 
 
-def _detect_frames(detector: Any, frames: np.ndarray, start: int, reader: MovieReader) -> list[Any]:
+def _detect_frames(
+    detector: Any, frames: np.ndarray, start: int, reader: MovieReader, camera: Camera | None
+) -> list[Any]:
     """Frames ``start, start+1, …`` with their indices, as the live service sees them."""
+
+    def seen(f: np.ndarray) -> np.ndarray:  # in the model's camera
+        if camera is None:
+            return f
+        card = getattr(detector, "card", None)
+        return in_model_camera(f, camera.offset_adu, camera.gain_adu_per_e, card)
+
     if not getattr(detector, "indexed", False):
         many = getattr(detector, "detect_many", None)
         return list(many(list(frames))) if many else [detector.detect(f) for f in frames]
     first = detector.needs_sigma_from(start)
     if first is not None:  # the PSF width of this block comes from its first frame
-        detector.detect(reader.read(first, first + 1)[0], index=first)
-    return list(detector.detect_many(list(frames), indices=list(range(start, start + len(frames)))))
+        detector.detect(seen(reader.read(first, first + 1)[0]), index=first)
+    indices = list(range(start, start + len(frames)))
+    return list(detector.detect_many([seen(f) for f in frames], indices=indices))
 
 
 def _local_chunks(
-    reader: MovieReader, detector: Any, chunk: int, starts: list[int]
+    reader: MovieReader, detector: Any, chunk: int, starts: list[int], camera: Camera | None
 ) -> Iterator[tuple[int, list[Columns]]]:
     for start in starts:
         frames = reader.read(start, start + chunk)
-        yield start, [_columns(d) for d in _detect_frames(detector, frames, start, reader)]
+        dets = _detect_frames(detector, frames, start, reader, camera)
+        yield start, [_columns(d) for d in dets]
 
 
 def _dask_chunks(
@@ -122,6 +166,7 @@ def _dask_chunks(
     chunk: int,
     ahead: int,
     channel: int | None,
+    camera: Camera | None,
 ) -> Iterator[tuple[int, list[Columns]]]:
     """Submit chunks, at most ``ahead`` in flight (bounded memory), yield them in order."""
     futures: dict[int, Any] = {}
@@ -130,7 +175,7 @@ def _dask_chunks(
         while nxt < len(starts) and len(futures) < ahead:
             s = starts[nxt]
             futures[s] = client.submit(
-                detect_chunk, source, spec, s, s + chunk, channel, pure=False
+                detect_chunk, source, spec, s, s + chunk, channel, camera, pure=False
             )
             nxt += 1
         yield start, futures.pop(start).result()
@@ -209,13 +254,16 @@ def track_movie(
     checkpoint: Path | None = None,
     channel: int | None = None,
     frame_interval_s: float | None = None,
+    camera: tuple[float | None, float | None] = (None, None),
 ) -> tuple[pd.DataFrame, MovieInfo, float]:
     """Detect and link one movie. Returns (table, movie info, seconds).
 
     ``client``: a ``dask.distributed.Client`` to detect on its workers; otherwise
     ``detector`` (or one built from ``spec``) runs here. ``pixel_size_um`` and
     ``frame_interval_s`` override the movie's metadata; ``channel`` picks one of a
-    multichannel movie's channels. ``checkpoint``: a folder where each chunk's
+    multichannel movie's channels. ``camera``: (offset ADU, gain ADU/e) to use; what
+    is None is read from the movie (:mod:`livetrack.detection.camera`), and the table's
+    ``attrs["camera"]`` says what was used. ``checkpoint``: a folder where each chunk's
     detections are kept as they come, and read back by a rerun (see
     :class:`~livetrack.offline.checkpoint.DetectionCheckpoint`); the caller
     removes it once the table is safely written.
@@ -237,6 +285,7 @@ def track_movie(
             "detector": {k: v for k, v in asdict(spec).items() if k != "threads"},
             "chunk": chunk,
             "channel": channel,
+            "camera": list(camera),
         }
         try:
             kept = DetectionCheckpoint(checkpoint, identity)
@@ -251,14 +300,19 @@ def track_movie(
         client.run(warm_worker, spec)  # model loading is start-up, not throughput
     t0 = time.perf_counter()
     try:
+        cam = None
         if client is not None:
             n = max(1, len(client.scheduler_info().get("workers", {})))
-            fresh = _dask_chunks(client, str(source), spec, todo, chunk, 2 * n, channel)
+            if todo:
+                cam = client.submit(worker_camera, str(source), spec, channel, *camera).result()
+            fresh = _dask_chunks(client, str(source), spec, todo, chunk, 2 * n, channel, cam)
         else:
             det = (detector or spec.build()) if todo else None  # all kept: no model needed
-            fresh = _local_chunks(reader, det, chunk, todo)
+            cam = movie_camera(reader, det, *camera) if todo else None
+            fresh = _local_chunks(reader, det, chunk, todo, cam)
         chunks = _kept_or_fresh(starts, fresh, kept)
         table = link_columns(chunks, linking or LinkingConfig(), px, on_frames, dt)
+        table.attrs["camera"] = cam.as_record() if cam is not None else None
     finally:
         reader.close()
     return table, info, time.perf_counter() - t0

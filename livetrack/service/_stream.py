@@ -4,29 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from numpy.typing import NDArray
 
+from livetrack.detection.camera import in_model_camera
 from livetrack.linking import OnlineLinker
 from livetrack.wire import protocol as wire
-
-
-def in_model_camera(frame: NDArray[Any], header: wire.FrameHeader, card: Any) -> NDArray[Any]:
-    """The frame in the serving model's camera units, when its header states its camera.
-
-    ADU = offset + gain × electrons: the frame's electrons, as the model's camera would
-    have counted them. A frame that states nothing, or a detector without a card (a
-    classical one, which works in the frame's own units), is left as it is.
-    """
-    if card is None or (header.camera_offset_adu is None and header.camera_gain_adu_per_e is None):
-        return frame
-    e = card.expects
-    offset = e.camera_offset_adu if header.camera_offset_adu is None else header.camera_offset_adu
-    gain = header.camera_gain_adu_per_e or e.camera_gain_adu_per_e
-    scale = np.float32(e.camera_gain_adu_per_e / gain)
-    out: NDArray[Any] = (frame.astype(np.float32) - np.float32(offset)) * scale
-    out += np.float32(e.camera_offset_adu)
-    return out
 
 
 class Stream:
@@ -34,11 +16,15 @@ class Stream:
 
     Seqs must increase: a repeat or a decrease is refused (``seq_order``), except
     seq 0 after others, which is a restarted sender: every track ends. A frame
-    without a stage position keeps the stream's last one.
+    without a stage position keeps the stream's last one; one that does not state its
+    camera has ``camera`` (offset ADU, gain ADU/e; None: the model card's).
     """
 
-    def __init__(self, linker: OnlineLinker) -> None:
+    def __init__(
+        self, linker: OnlineLinker, camera: tuple[float | None, float | None] = (None, None)
+    ) -> None:
         self.linker = linker
+        self.camera = camera
         self.last_seq: int | None = None  # of the last frame accepted
         self.restarts = 0
         self.stage_px = (0.0, 0.0)
@@ -78,6 +64,14 @@ class Stream:
             px = header.pixel_size_um
             self.stage_px = (header.stage_um[0] / px, header.stage_um[1] / px)
         return self.stage_px
+
+    def in_model_camera(
+        self, header: wire.FrameHeader, frame: NDArray[Any], card: Any
+    ) -> NDArray[Any]:
+        """The frame as the model's camera counts: its header's camera, else the default."""
+        offset, gain = header.camera_offset_adu, header.camera_gain_adu_per_e
+        offset = self.camera[0] if offset is None else offset
+        return in_model_camera(frame, offset, gain or self.camera[1], card)
 
     def take_ended(self) -> tuple[list[int], list[int]]:
         """Tracks ended outside the linker since the last call, and their last seqs."""

@@ -47,3 +47,6 @@ class ServiceConfig:
     # Prometheus /metrics over plain HTTP (None: off); off-loopback needs --insecure
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    # the camera of frames that do not state theirs (None: the model card's)
+    camera_offset_adu: float | None = None
+    camera_gain_adu_per_e: float | None = None

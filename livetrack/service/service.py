@@ -29,7 +29,7 @@ from livetrack.linking import OnlineLinker
 from livetrack.service._control import ControlChannel
 from livetrack.service._pipeline import NetworkWorker, Staged, run_readout
 from livetrack.service._stats import ServiceStats
-from livetrack.service._stream import Stream, in_model_camera
+from livetrack.service._stream import Stream
 from livetrack.service.config import FrameDetector, Policy, ServiceConfig
 from livetrack.wire import protocol as wire
 from livetrack.wire.security import check_exposure, check_metrics_exposure
@@ -93,7 +93,7 @@ class Service:
         }
         self.control = ControlChannel(self, self.rep, model_loader)
         self._last_status: dict[str, Any] | None = None
-        self.stream = Stream(self.linker)
+        self.stream = Stream(self.linker, (cfg.camera_offset_adu, cfg.camera_gain_adu_per_e))
         # real-time policy: one frame in the network, at most one waiting (the newest)
         self._worker = NetworkWorker(self._ctx)
         self._waiting: tuple[wire.FrameHeader, NDArray[Any], float] | None = None
@@ -176,7 +176,7 @@ class Service:
         try:
             header, frame = wire.decode_frame(parts)
             self.stream.accept(header.seq)
-            frame = in_model_camera(frame, header, getattr(self.detector, "card", None))
+            frame = self.stream.in_model_camera(header, frame, getattr(self.detector, "card", None))
         except wire.ProtocolError as exc:
             self.stats.rejected[exc.reason] += 1
             log.warning("rejected frame: %s", exc)

@@ -41,6 +41,8 @@ class ServeSettings(BaseModel):
     network_threads: Annotated[int, Field(ge=1)] | None = None
     metrics_port: Annotated[int, Field(ge=0, le=65535)] | None = None
     metrics_host: str = "127.0.0.1"
+    offset: float | None = None  # the camera's dark level, ADU (frames that do not say)
+    gain: Annotated[float, Field(gt=0)] | None = None  # its gain, ADU per electron
     linking: LinkingConfig = Field(default_factory=LinkingConfig)
 
     @field_validator("split_near")
@@ -67,6 +69,8 @@ class ServeSettings(BaseModel):
             metrics_host=self.metrics_host,
             pipeline=self.pipeline,
             linking=self.linking,
+            camera_offset_adu=self.offset,
+            camera_gain_adu_per_e=self.gain,
         )
 
     def split_summary(self) -> str:

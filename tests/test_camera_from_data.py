@@ -1,0 +1,101 @@
+"""The camera read from the movie: detections do not depend on its offset or gain."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+from scipy.spatial import cKDTree
+from typer.testing import CliRunner
+
+from livetrack.cli import app
+from livetrack.config import SimulationConfig
+from livetrack.offline.process import DetectorSpec, track_movie
+from livetrack.simulation import simulate_movie
+
+from .conftest import small
+
+SPEC = DetectorSpec(split=False)
+
+
+def electrons(beads: SimulationConfig, gradient: float, background: float, size: int) -> Any:
+    """A movie in photo-electrons (the shipped card's camera: offset 100 ADU, gain 1)."""
+    ill = beads.illumination.model_copy(
+        update={"gradient": [gradient, gradient / 2], "background_photons": background}
+    )
+    cfg = small(beads, size, size, number=size * size // 1100).model_copy(
+        update={"illumination": ill}
+    )
+    return simulate_movie(cfg, 24, seed=3).frames.astype(np.int64) - 100
+
+
+def tracked(tmp_path: Path, frames: Any, dtype: str) -> pd.DataFrame:
+    path = tmp_path / f"m-{len(list(tmp_path.iterdir()))}.tif"
+    tifffile.imwrite(path, frames.astype(dtype))
+    table, _, _ = track_movie(path, SPEC, chunk=8)
+    return table
+
+
+def same(a: pd.DataFrame, b: pd.DataFrame) -> tuple[float, float]:
+    """Relative count change and the RMS distance of matched detections (px)."""
+    d: list[float] = []
+    for f, g in a.groupby("frame"):
+        h = b[b["frame"] == f]
+        dist, _ = cKDTree(h[["x", "y"]].to_numpy()).query(g[["x", "y"]].to_numpy())
+        d += list(dist[dist < 1.0])
+    return abs(len(b) - len(a)) / len(a), float(np.sqrt(np.mean(np.square(d))))
+
+
+@pytest.mark.slow
+def test_adding_a_constant_changes_nothing_8_and_16_bit(tmp_path: Path, beads: Any) -> None:
+    e = electrons(beads, 0.0, 10.0, 192)
+    ref = tracked(tmp_path, e + 100, "uint16")
+    assert ref.attrs["camera"]["offset_from"] == "data"
+    assert ref.attrs["camera"]["offset_adu"] == pytest.approx(100, abs=2)
+    for frames, dtype, shift in ((e + 1100, "uint16", 1000), (e + 10, "uint8", -90),
+                                 (e + 110, "uint8", 10)):  # fmt: skip
+        t = tracked(tmp_path, np.clip(frames, 0, np.iinfo(dtype).max), dtype)
+        count, rms = same(ref, t)
+        assert count < 0.01
+        assert rms < 0.05
+        offset = t.attrs["camera"]["offset_adu"] - ref.attrs["camera"]["offset_adu"]
+        assert offset == pytest.approx(shift, abs=0.05)
+
+
+@pytest.mark.slow
+def test_a_gain_is_measured_where_the_background_spans_levels(tmp_path: Path, beads: Any) -> None:
+    e = electrons(beads, 0.6, 40.0, 256)
+    ref = tracked(tmp_path, e + 100, "uint16")
+    g0 = ref.attrs["camera"]["gain_adu_per_e"]
+    assert ref.attrs["camera"]["gain_from"] == "data"
+    assert g0 == pytest.approx(1.0, rel=0.08)  # within a few % (24 frames of 256²)
+    t = tracked(tmp_path, np.rint(e * 3.0) + 500, "uint16")
+    assert t.attrs["camera"]["gain_adu_per_e"] == pytest.approx(3 * g0, rel=0.03)
+    count, rms = same(ref, t)
+    assert count < 0.01
+    assert rms < 0.05
+
+
+def test_a_flat_background_keeps_the_cards_gain_and_says_so(tmp_path: Path, beads: Any) -> None:
+    e = electrons(beads, 0.0, 10.0, 160)
+    t = tracked(tmp_path, e + 100, "uint16")
+    assert t.attrs["camera"]["gain_from"] == "card"
+    assert t.attrs["camera"]["offset_from"] == "data"
+
+
+def test_a_stated_camera_is_used_and_recorded(tmp_path: Path, beads: Any) -> None:
+    path = tmp_path / "m.tif"
+    tifffile.imwrite(path, (electrons(beads, 0.0, 10.0, 96)[:6] - 50).astype(np.int16))
+    out = tmp_path / "t.csv"
+    args = ["process", str(path), "-o", str(out), "--offset", "-50", "--gain", "1"]
+    result = CliRunner().invoke(app, [*args, "--no-split"])
+    assert result.exit_code == 0, result.output
+    camera = json.loads(out.with_suffix(".json").read_text())["camera"]
+    assert camera == {"offset_adu": -50.0, "gain_adu_per_e": 1.0, "offset_from": "option",
+                      "gain_from": "option"}  # fmt: skip
+    assert len(pd.read_csv(out)) > 0
