@@ -112,3 +112,21 @@ def test_process_refuses_an_rgb_stack_naming_its_shape(tmp_path: Path) -> None:
     assert "(4, 32, 32, 3)" in result.output
     assert "--channel" in result.output
     assert not (tmp_path / "t.csv").exists()
+
+
+def test_single_takes_an_even_crop_and_refuses_a_tiny_one_clearly(tmp_path: Path) -> None:
+    from livetrack.single.detector import SingleParticleDetector
+
+    assert SingleParticleDetector(48).crop == 49
+    a = np.full((4, 40, 40), 100, np.uint16)
+    a[:, 18:23, 18:23] = 900
+    path = tmp_path / "trap.tif"
+    tifffile.imwrite(path, a, photometric="minisblack")
+    out = tmp_path / "t.csv"
+    ok = CliRunner().invoke(app, ["process", str(path), "-o", str(out), "--single", "16"])
+    assert ok.exit_code == 0, ok.output
+    assert len(__import__("pandas").read_csv(out)) == 4
+    bad = CliRunner().invoke(app, ["process", str(path), "-o", str(out), "--single", "4"])
+    assert bad.exit_code == 2
+    assert "at least 7 px" in bad.output
+    assert bad.output.count("error:") == 1

@@ -261,7 +261,10 @@ def process_movies(
     spec = options.spec()
     results = []
     with dask_client(options.workers, options.scheduler) as client:
-        detector = None if client is not None else spec.build()
+        try:
+            detector = None if client is not None else spec.build()
+        except ValueError as exc:  # a crop or model the detector cannot take
+            raise ProcessError(str(exc)) from None
         for m, info in zip(movies, infos, strict=True):
             out = output_for(m, output, options.fmt, several)
             kept = out.with_name(out.name + ".partial.d") if options.checkpoint else None

@@ -67,8 +67,9 @@ class SingleParticleDetector:
     Parameters
     ----------
     crop
-        Side of the crop used for radial symmetry (odd, px); about twice the
-        particle's visible diameter. Also sets the smoothing that finds the particle.
+        Side of the crop used for radial symmetry (px; an even one is taken as the
+        next odd one); about twice the particle's visible diameter. Also sets the
+        smoothing that finds the particle.
     model
         A localiser artifact (``outputs.kind = "localiser"``): its network centres
         the particle instead of radial symmetry.
@@ -77,9 +78,10 @@ class SingleParticleDetector:
     name = "single-particle radial symmetry"
 
     def __init__(self, crop: int = 31, model: str | Path | None = None) -> None:
-        if crop < 7 or crop % 2 == 0:
-            raise ValueError(f"crop must be odd and at least 7, got {crop}")
-        self.crop = crop
+        if crop < 7:
+            raise ValueError(f"single-particle crop {crop} px: at least 7 px (about twice the "
+                             "particle's visible diameter)")  # fmt: skip
+        self.crop = crop | 1  # a centre pixel: 48 → 49
         self.localiser = None
         if model is not None:
             from livetrack.single.localiser import CropLocaliser
