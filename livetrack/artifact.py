@@ -99,13 +99,31 @@ class ModelCard(_Frozen):
     parameters: int | None = None
 
 
+def shipped_models() -> list[str]:
+    """The names of the models shipped inside the package."""
+    root = Path(str(resources.files("livetrack") / "models"))
+    return sorted(d.name for d in root.iterdir() if (d / CARD_NAME).is_file())
+
+
+def model_dir(name_or_path: str | Path) -> Path:
+    """An artifact directory: a path, or the name of a shipped model (``default``, …)."""
+    p = Path(name_or_path)
+    if not p.exists() and str(name_or_path) in shipped_models():
+        return Path(str(resources.files("livetrack") / "models" / str(name_or_path)))
+    return p
+
+
 def card_path(artifact: str | Path) -> Path:
     """The card file of an artifact directory."""
-    return Path(artifact) / CARD_NAME
+    return model_dir(artifact) / CARD_NAME
 
 
 def read_card(artifact: str | Path) -> ModelCard:
-    """Read and validate ``card.json``; raise :class:`ArtifactError` with the reason."""
+    """Read and validate ``card.json``; raise :class:`ArtifactError` with the reason.
+
+    ``artifact``: a directory, or the name of a shipped model.
+    """
+    artifact = model_dir(artifact)
     p = card_path(artifact)
     if not Path(artifact).is_dir():
         raise ArtifactError(f"{artifact}: not a model artifact directory")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -130,3 +131,24 @@ def test_single_takes_an_even_crop_and_refuses_a_tiny_one_clearly(tmp_path: Path
     assert bad.exit_code == 2
     assert "at least 7 px" in bad.output
     assert bad.output.count("error:") == 1
+
+
+def test_a_fluorescence_model_warns_when_the_particles_are_not_its_size(beads: Any) -> None:
+    from scipy import ndimage
+
+    from livetrack.artifact import brightfield_model_dir, read_card
+    from livetrack.detection.appearance import apparent_sigma, width_warning
+    from livetrack.simulation import simulate_movie
+
+    from .conftest import REAL_DATA, small
+
+    card = read_card("default")
+    frame = simulate_movie(small(beads, 256, 256, number=60), 1, seed=2).frames[0]
+    assert apparent_sigma(frame) == pytest.approx(card.expects.psf_sigma_px, rel=0.2)
+    assert width_warning(frame, card) is None
+    blurred = ndimage.gaussian_filter(frame.astype(np.float64), 4.0)
+    assert "wider than the PSF" in (width_warning(blurred, card) or "")
+    assert width_warning(blurred, read_card(brightfield_model_dir())) is None  # no spots there
+    movie = REAL_DATA / "deeptrack_videos" / "brownian_particles_gray.tif"
+    if movie.is_file():  # large beads with dark halos: the fluorescence model's rings
+        assert "wider" in (width_warning(tifffile.imread(movie, key=0), card) or "")

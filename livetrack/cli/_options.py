@@ -42,7 +42,12 @@ Precision = Annotated[
     ),
 ]
 Model = Annotated[
-    Path | None, typer.Option("--model", help="Model artifact (default: the shipped one).")
+    Path | None,
+    typer.Option(
+        "--model",
+        help="Model artifact folder, or a shipped model's name: default, "
+        "brightfield-colloid-detector, trapped-colloid-localiser (default: default).",
+    ),
 ]
 Classical = Annotated[
     bool | None, typer.Option("--classical", help="trackpy's locate instead of a trained model.")

@@ -16,7 +16,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from livetrack.artifact import MODEL_NAME, ArtifactError, ModelCard, default_model_dir, read_card
+from livetrack.artifact import (
+    MODEL_NAME,
+    ArtifactError,
+    ModelCard,
+    default_model_dir,
+    model_dir,
+    read_card,
+)
 from livetrack.detection._folded import folded_network
 from livetrack.detection._newton import compile_now
 from livetrack.detection._refine import refine
@@ -100,7 +107,7 @@ class Detector:
     ) -> None:
         #: the precision asked for (``LIVETRACK_PRECISION`` applied), e.g. "auto"
         self.asked_precision = requested_precision(precision)
-        self.path = Path(artifact) if artifact is not None else default_model_dir()
+        self.path = model_dir(artifact) if artifact is not None else default_model_dir()
         self.card: ModelCard = read_card(self.path)
         if self.card.outputs.kind != "detector":
             raise ArtifactError(

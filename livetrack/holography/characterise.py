@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from livetrack.artifact import MODEL_NAME, ArtifactError, ModelCard, read_card
+from livetrack.artifact import MODEL_NAME, ArtifactError, ModelCard, model_dir, read_card
 from livetrack.detection.normalise import normalise_hologram
 from livetrack.runtime import quiet_tensorflow_start
 
@@ -117,7 +117,7 @@ class Characteriser:
     """
 
     def __init__(self, artifact: str | Path) -> None:
-        self.path = Path(artifact)
+        self.path = model_dir(artifact)
         self.card, self.model = load_crop_model(self.path, "characteriser", "a characteriser")
         out = self.card.outputs
         self.crop = int(out.crop_px or 0)

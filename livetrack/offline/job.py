@@ -17,6 +17,7 @@ import pandas as pd
 
 from livetrack import __version__
 from livetrack.artifact import ArtifactError, ModelCard, check_fits, default_model_dir, read_card
+from livetrack.detection.appearance import width_warning
 from livetrack.detection.precision import PRECISIONS
 from livetrack.linking import LinkingConfig
 from livetrack.offline.checkpoint import frames_kept
@@ -162,6 +163,13 @@ def check_movies(
                  f"table stays in pixels, unchecked against the model{assumed}")  # fmt: skip
         if card is None:
             continue
+        first = MovieReader(m, options.channel)
+        try:
+            warning = width_warning(first.read(0, 1)[0], card)
+        finally:
+            first.close()
+        if warning:
+            note(f"warning: {m}: {warning}")
         try:
             problems = check_fits(card, pixel_size_um=px, override=options.force_model)
         except ArtifactError as exc:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from livetrack.artifact import model_dir
 from livetrack.detection.normalise import robust_normalise
 from livetrack.holography.characterise import decode, load_crop_model
 
@@ -33,7 +34,7 @@ class CropLocaliser:
     def __init__(self, artifact: str | Path, passes: int = 2) -> None:
         if passes < 1:
             raise ValueError(f"passes must be at least 1, got {passes}")
-        self.path = Path(artifact)
+        self.path = model_dir(artifact)
         self.card, self.model = load_crop_model(
             self.path, "localiser", "a single-particle localiser"
         )
