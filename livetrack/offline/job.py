@@ -155,19 +155,18 @@ def check_movies(
         except MovieError as exc:
             raise ProcessError(str(exc)) from None
         infos.append(reader.info)
-        reader.close()
+        try:
+            first = reader.read(0, 1)[0] if card is not None else None
+        finally:
+            reader.close()
         px = options.pixel_size_um or reader.info.pixel_size_um
         if px is None:
             assumed = f"; the model's card says {card.expects.pixel_size_um} µm" if card else ""
             note(f"{m}: no pixel size in the file and none given (--pixel-size-um): the "
                  f"table stays in pixels, unchecked against the model{assumed}")  # fmt: skip
-        if card is None:
+        if card is None or first is None:
             continue
-        first = MovieReader(m, options.channel)
-        try:
-            warning = width_warning(first.read(0, 1)[0], card)
-        finally:
-            first.close()
+        warning = width_warning(first, card)
         if warning:
             note(f"warning: {m}: {warning}")
         try:
