@@ -123,13 +123,11 @@ def batch(
     """
     det = _as_detector(model)
     tables = [locate(f, det, frame=k) for k, f in enumerate(frames)]
-    return pd.concat(tables, ignore_index=True) if tables else _features(_NoDetections(), 0)
-
-
-class _NoDetections:
-    def as_dict(self) -> dict[str, NDArray[np.float64]]:
-        cols = ("x", "y", "score", "photons", "background", "sigma")
-        return {k: np.zeros(0) for k in cols}
+    if tables:
+        return pd.concat(tables, ignore_index=True)
+    return pd.DataFrame(
+        columns=["frame", "x", "y", "score", "photons", "background", "sigma"]
+    ).astype({"frame": np.int64})
 
 
 def link(

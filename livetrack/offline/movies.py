@@ -199,7 +199,10 @@ class MovieReader:
         except MovieError:
             tif.close()
             raise
-        self._tif = tif
+        if self._store is None:  # memory-mapped: the file handle is not needed
+            tif.close()
+        else:  # pages on demand: the store reads through it until close()
+            self._tif = tif
         self._frames = _Frames(arr, index, lead)
         self.info = MovieInfo(
             str(p), self._frames.n, (shape[axes.index("Y")], shape[axes.index("X")]),
@@ -272,6 +275,9 @@ class MovieReader:
 
     def close(self) -> None:
         """Release the file."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
         if self._tif is not None:
             self._tif.close()
             self._tif = None
