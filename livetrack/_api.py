@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -200,10 +200,11 @@ def process_movie(
     *,
     model: str | Path | None = None,
     classical: bool = False,
-    single: int | None = None,
+    single: int | Literal["auto"] | None = None,
     diameter: int = 9,
     minmass: float = 100.0,
     linking: LinkingConfig | None = None,
+    invert: bool = False,
     pixel_size_um: float | None = None,
     fps: float | None = None,
     channel: int | None = None,
@@ -225,11 +226,15 @@ def process_movie(
         same files the CLI writes; ``None`` writes nothing.
     model, classical, single
         The shipped detector (default), another artifact, trackpy's locate, or one
-        particle per frame found at the ``single`` scale (px).
+        particle per frame (``single="auto"``: the crop sized from the particle, else
+        its side in px).
     diameter, minmass
         trackpy's feature size (odd, px) and minimum mass, with ``classical``.
     linking
-        Linker settings (default :class:`~livetrack.linking.LinkingConfig`).
+        Linker settings; the search range and memory it leaves unset are read from
+        the movie's motion (:mod:`livetrack.linking.from_data`).
+    invert
+        Dark particles on a bright background: inverted before detection.
     pixel_size_um, fps
         When the movie's metadata does not say (``fps`` gives the ``t_s`` column).
     channel
@@ -263,7 +268,7 @@ def process_movie(
         model=str(model) if model is not None else None, linking=linking or LinkingConfig(),
         checkpoint=output is not None, classical=classical, single=single, diameter=diameter,
         minmass=minmass, pixel_size_um=pixel_size_um, fps=fps, channel=channel,
-        offset_adu=camera[0], gain_adu_per_e=camera[1],
+        offset_adu=camera[0], gain_adu_per_e=camera[1], invert=invert,
         precision=precision, split=split, chunk=chunk, workers=workers, force_model=force_model,
     )  # fmt: skip
     out = Path(output) if output is not None else None

@@ -28,6 +28,9 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+Polarity = Literal["bright-on-dark", "dark-on-bright", "interference"]
+
+
 class Expects(_Frozen):
     """What the model expects of its input."""
 
@@ -45,6 +48,20 @@ class Expects(_Frozen):
     camera_read_noise_e: Annotated[float, Field(ge=0)] = 0.0
     # the medium's refractive index: a hologram fit needs it (None: not stated)
     medium_index: Annotated[float, Field(gt=0)] | None = None
+    # how particles stand out: brighter than a dark background (fluorescence), or an
+    # interference pattern, darker and brighter, on a bright one (brightfield,
+    # holography). None: the modality's (cards written before this field)
+    polarity: Polarity | None = None
+
+    @property
+    def particle_polarity(self) -> Polarity:
+        """The polarity the model expects: the card's, else its modality's."""
+        return self.polarity or modality_polarity(self.modality)
+
+
+def modality_polarity(modality: str) -> Polarity:
+    """How particles stand out in a modality: fluorescence glows, the others interfere."""
+    return "bright-on-dark" if modality == "fluorescence" else "interference"
 
 
 class Outputs(_Frozen):
@@ -67,6 +84,9 @@ class Outputs(_Frozen):
     # multiplies each decoded σ: calibrated after training on the validation crops so
     # that 68.3 % of their errors fall within 1σ (empty: not calibrated, 1)
     sigma_scale: tuple[float, ...] = ()
+    # localiser: the visible particle radii (px, normalised crops, 2nd–98th percentile)
+    # of its training crops; None: not recorded
+    particle_radius_px: tuple[float, float] | None = None
 
 
 class Training(_Frozen):

@@ -41,7 +41,7 @@ def plot_table(
     import matplotlib
 
     matplotlib.use("Agg")
-    from livetrack.offline.process import read_table
+    from livetrack.offline.tables import read_table
 
     table_path = Path(table_path)
     out = Path(output)

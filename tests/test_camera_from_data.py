@@ -97,5 +97,35 @@ def test_a_stated_camera_is_used_and_recorded(tmp_path: Path, beads: Any) -> Non
     assert result.exit_code == 0, result.output
     camera = json.loads(out.with_suffix(".json").read_text())["camera"]
     assert camera == {"offset_adu": -50.0, "gain_adu_per_e": 1.0, "offset_from": "option",
-                      "gain_from": "option"}  # fmt: skip
+                      "gain_from": "option", "inverted": False}  # fmt: skip
     assert len(pd.read_csv(out)) > 0
+
+
+def test_one_or_two_frames_read_the_camera_from_neighbouring_pixels(beads: Any) -> None:
+    from livetrack.artifact import read_card
+    from livetrack.detection.camera import estimate_camera
+    from livetrack.detection.detector import Detector
+
+    det = Detector()
+    card = read_card("default")
+    e = electrons(beads, 0.0, 20.0, 256)
+    for n in (1, 2):
+        frames = e[:n] + 100
+        cam = estimate_camera(frames, [det.peaks(f) for f in frames], card)
+        assert cam.offset_from == "data"
+        assert cam.offset_adu == pytest.approx(100, abs=3)  # not the card's by default
+        shifted = frames + 1000
+        moved = estimate_camera(shifted, [det.peaks(f) for f in shifted], card)
+        assert moved.offset_adu - cam.offset_adu == pytest.approx(1000, abs=0.5)
+
+
+def test_a_short_movie_with_another_camera_is_detected_as_a_long_one(
+    tmp_path: Path, beads: Any
+) -> None:
+    e = electrons(beads, 0.0, 20.0, 192)
+    long = tracked(tmp_path, e + 100, "uint16")
+    short = tracked(tmp_path, e[:2] + 1100, "uint16")  # two frames, offset 1000 ADU higher
+    assert short.attrs["camera"]["offset_adu"] == pytest.approx(1100, abs=3)
+    count, rms = same(long[long["frame"] < 2], short)
+    assert count < 0.03
+    assert rms < 0.05

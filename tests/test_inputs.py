@@ -152,3 +152,85 @@ def test_a_fluorescence_model_warns_when_the_particles_are_not_its_size(beads: A
     movie = REAL_DATA / "deeptrack_videos" / "brownian_particles_gray.tif"
     if movie.is_file():  # large beads with dark halos: the fluorescence model's rings
         assert "wider" in (width_warning(tifffile.imread(movie, key=0), card) or "")
+
+
+def _absorbing_movie(
+    path: Path, frames: int = 4, n: int = 40, seed: int = 3
+) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """Dark Gaussian dips (50 % absorption) on a bright 400 e background, gain 2, offset 100."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:128, :128]
+    out, truth = [], []
+    for _ in range(frames):
+        x, y = rng.uniform(6, 122, n), rng.uniform(6, 122, n)
+        dip = sum(
+            np.exp(-((xx - a) ** 2 + (yy - b) ** 2) / (2 * 2.0**2))
+            for a, b in zip(x, y, strict=True)
+        )
+        light = 400.0 * np.clip(1 - 0.5 * dip, 0.05, None)
+        out.append((100 + 2 * rng.poisson(light)).astype(np.uint16))
+        truth.append((x, y))
+    movie = np.stack(out)
+    tifffile.imwrite(path, movie, photometric="minisblack")
+    return movie, truth
+
+
+def test_dark_particles_are_named_and_found_with_invert(tmp_path: Path) -> None:
+    from livetrack.artifact import brightfield_model_dir, read_card
+    from livetrack.detection.appearance import apparent_polarity, polarity_warning
+    from livetrack.linking.scores import detection_scores
+    from livetrack.offline.job import ProcessOptions, process_movie
+
+    path = tmp_path / "dark.tif"
+    movie, truth = _absorbing_movie(path)
+    card = read_card("default")
+    assert apparent_polarity(movie[0]) == "dark-on-bright"
+    assert apparent_polarity(movie.max() - movie[0]) == "bright-on-dark"
+    assert apparent_polarity(RNG.poisson(20, (128, 128))) is None  # noise: nothing to say
+    assert "add --invert" in (polarity_warning(movie[0], card, invert=False) or "")
+    assert polarity_warning(movie[0], card, invert=True) is None
+    bright = movie.max() - movie[0]
+    assert "leave --invert out" in (polarity_warning(bright, card, invert=True) or "")
+    bf = read_card(brightfield_model_dir())
+    assert "fluorescence model" in (polarity_warning(bright, bf, invert=False) or "")
+    t = {"frame": np.repeat(np.arange(4), 40), "x": np.concatenate([x for x, _ in truth]),
+         "y": np.concatenate([y for _, y in truth])}  # fmt: skip
+    import pandas as pd
+
+    notes: list[str] = []
+    plain = process_movie(path, options=ProcessOptions(), note=notes.append)
+    assert any("add --invert" in n for n in notes)
+    inverted = process_movie(path, options=ProcessOptions(invert=True))
+    assert detection_scores(pd.DataFrame(t), plain, gate=2.0).recall < 0.2
+    s = detection_scores(pd.DataFrame(t), inverted, gate=2.0)
+    assert s.recall > 0.9, s
+    assert s.precision > 0.95, s
+    record = inverted.attrs["livetrack"]
+    assert record["invert"] is True
+    assert record["camera"]["inverted"] is True
+    for invert, lo, hi in ((False, 0.0, 0.2), (True, 0.5, 1.0)):  # trackpy's own invert
+        opts = ProcessOptions(invert=invert, classical=True, diameter=11, minmass=500)
+        tp = process_movie(path, options=opts)
+        assert lo <= detection_scores(pd.DataFrame(t), tp, gate=2.0).recall <= hi
+
+
+def test_the_cli_takes_invert(tmp_path: Path) -> None:
+    path = tmp_path / "dark.tif"
+    _absorbing_movie(path, frames=3)
+    out = tmp_path / "t.csv"
+    r = CliRunner().invoke(app, ["process", str(path), "-o", str(out), "--invert"])
+    assert r.exit_code == 0, r.output
+    assert "--invert" not in r.output  # no polarity warning once inverted
+    assert json.loads(out.with_suffix(".json").read_text())["invert"] is True
+
+
+def test_real_movies_polarity_is_read_right() -> None:
+    from livetrack.detection.appearance import apparent_polarity
+
+    from .conftest import REAL_DATA
+
+    movie = REAL_DATA / "brightfield_colloids" / "brightfield.tif"
+    if not movie.is_file():
+        pytest.skip("the real movies are not beside this checkout")
+    # brightfield colloids: dark and bright rings on a bright background
+    assert apparent_polarity(tifffile.imread(movie, key=0)) == "interference"

@@ -132,7 +132,8 @@ def test_shipped_localiser_agrees_with_trackpy_on_real_brightfield_colloids() ->
     h = 32
     detectors = {
         "cnn": SingleParticleDetector(31, localiser_model_dir()),
-        "radial": SingleParticleDetector(31),
+        "radial": SingleParticleDetector(31, template=False),
+        "template": SingleParticleDetector(),  # the default: sized, its own template
     }
     spread = {}
     for name, det in detectors.items():
@@ -140,6 +141,7 @@ def test_shipped_localiser_agrees_with_trackpy_on_real_brightfield_colloids() ->
         for _, g in ref.groupby("particle"):
             x0 = int(np.clip(round(g["x"].iloc[0]), h, movie.shape[2] - h))
             y0 = int(np.clip(round(g["y"].iloc[0]), h, movie.shape[1] - h))
+            det.prepare(movie[g["frame"].to_numpy(int), y0 - h : y0 + h, x0 - h : x0 + h])
             for r in g.itertuples():
                 d = det.detect(movie[int(r.frame), y0 - h : y0 + h, x0 - h : x0 + h])
                 assert len(d) == 1
@@ -149,3 +151,4 @@ def test_shipped_localiser_agrees_with_trackpy_on_real_brightfield_colloids() ->
         spread[name] = float(np.sqrt(np.mean(e.std(axis=0) ** 2)))
     assert spread["cnn"] < 0.5
     assert spread["cnn"] < 1.5 * spread["radial"]
+    assert spread["template"] < 1.1 * spread["radial"]

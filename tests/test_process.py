@@ -20,12 +20,8 @@ from livetrack.config import SimulationConfig
 from livetrack.detection.detector import Detector
 from livetrack.linking import LinkingConfig
 from livetrack.offline.movies import MovieError, MovieReader
-from livetrack.offline.process import (
-    DetectorSpec,
-    read_table,
-    track_movie,
-    write_table,
-)
+from livetrack.offline.process import DetectorSpec, track_movie
+from livetrack.offline.tables import read_table, write_table
 from livetrack.service import Service, ServiceConfig
 from livetrack.simulation.io import write_movie
 from livetrack.wire import protocol as wire
@@ -143,9 +139,15 @@ def test_table_is_trackpy_compatible_and_finds_the_particles(movie_file: Path) -
 
 def test_live_service_and_offline_give_the_same_tracks(movie_file: Path) -> None:
     frames = tifffile.imread(movie_file)
-    # the live frames state no camera (the card's: the simulated one); offline, the same
+    # the live frames state no camera (the card's: the simulated one); offline, the same,
+    # and the service's fixed linking (not read from the movie)
     offline, _, _ = track_movie(
-        movie_file, DetectorSpec(), LinkingConfig(), chunk=8, camera=(100.0, 1.0)
+        movie_file,
+        DetectorSpec(),
+        LinkingConfig(),
+        chunk=8,
+        camera=(100.0, 1.0),
+        linking_from_data=False,
     )
     service = Service(
         Detector(),
@@ -370,7 +372,8 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(
     movie_file: Path, tmp_path: Path, classical: bool
 ) -> None:
     spec = DetectorSpec(classical=classical, diameter=7, minmass=50.0)
-    whole, _, _ = track_movie(movie_file, spec, chunk=4)
+    # fixed linking: each chunk is linked (and counted) as it comes, none held back
+    whole, _, _ = track_movie(movie_file, spec, chunk=4, linking_from_data=False)
     kept = tmp_path / "t.parquet.partial.d"
     first = _Counting(spec.build())
 
@@ -381,12 +384,20 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(
 
     with pytest.raises(KeyboardInterrupt):
         track_movie(
-            movie_file, spec, chunk=4, detector=first, on_frames=die_after_12, checkpoint=kept
+            movie_file,
+            spec,
+            chunk=4,
+            detector=first,
+            on_frames=die_after_12,
+            checkpoint=kept,
+            linking_from_data=False,
         )
     assert first.frames == 12
     assert len(list(kept.glob("chunk-*.parquet"))) == 3
     second = _Counting(spec.build())
-    table, _, _ = track_movie(movie_file, spec, chunk=4, detector=second, checkpoint=kept)
+    table, _, _ = track_movie(
+        movie_file, spec, chunk=4, detector=second, checkpoint=kept, linking_from_data=False
+    )
     # only what was missing (the model: plus frame 8, whose PSF width frames 12-15 use)
     assert second.frames == (12 if classical else 13)
     pd.testing.assert_frame_equal(table, whole)

@@ -14,6 +14,7 @@ from livetrack.bench._accuracy import bench_detection, bench_localization
 from livetrack.bench._camera import bench_camera
 from livetrack.bench._centring import bench_centring
 from livetrack.bench._linking import bench_linking
+from livetrack.bench._offconfig import bench_offconfig
 from livetrack.bench._overhead import bench_overhead
 from livetrack.bench._real import bench_real, plot_real
 from livetrack.bench._reconnect import bench_reconnect
@@ -32,6 +33,7 @@ SECTIONS: dict[str, Section] = {
     "localization": bench_localization,
     "detection": bench_detection,
     "camera": bench_camera,
+    "offconfig": bench_offconfig,
     "linking": bench_linking,
     "overhead": bench_overhead,
     "speed": bench_speed,

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -58,11 +58,13 @@ def process(
     pixel_size_um: o.PixelSize = None,
     fps: o.Fps = None,
     channel: o.Channel = None,
+    invert: o.Invert = False,
     offset: o.Offset = None,
     gain: o.Gain = None,
     search_range: o.SearchRange = None,
     memory: o.Memory = None,
     brightness_penalty: o.BrightnessPenalty = None,
+    linking_from_data: o.LinkingFromData = True,
     precision: o.Precision = "auto",
     split: o.ProcessSplit = True,
     checkpoint: o.Checkpoint = True,
@@ -72,6 +74,11 @@ def process(
     from livetrack.linking import LinkingConfig
     from livetrack.offline.job import ProcessError, ProcessOptions, process_movies
 
+    if single is not None and single != "auto" and not single.isdigit():
+        raise fail(f"--single {single!r}: expected auto or a crop side in px (e.g. 31)")
+    single_crop: int | Literal["auto"] | None = (
+        None if single is None else "auto" if single == "auto" else int(single)
+    )
     given = {"search_range_px": search_range, "memory": memory}
     given["brightness_penalty"] = brightness_penalty
     try:
@@ -80,12 +87,12 @@ def process(
         raise fail(f"linking options: {exc}") from None
     try:
         opts = ProcessOptions(
-            model=str(model) if model else None, classical=bool(classical), single=single,
+            model=str(model) if model else None, classical=bool(classical), single=single_crop,
             diameter=diameter, minmass=minmass, fmt=fmt, workers=workers, scheduler=scheduler,
             chunk=chunk, pixel_size_um=pixel_size_um, linking=linking,
             precision=precision or "auto", split=split, checkpoint=checkpoint,
             force_model=bool(force_model), fps=fps, channel=channel, offset_adu=offset,
-            gain_adu_per_e=gain,
+            gain_adu_per_e=gain, invert=invert, linking_from_data=linking_from_data,
         )  # fmt: skip
         with _frames_bar() as on_movie:
             done = process_movies(movies, output, opts, on_movie, _say)
@@ -130,6 +137,7 @@ class BenchPart(StrEnum):
     localization = "localization"
     detection = "detection"
     camera = "camera"
+    offconfig = "offconfig"
     linking = "linking"
     overhead = "overhead"
     speed = "speed"

@@ -21,10 +21,16 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 # linking (serve, process)
-SearchRange = Annotated[float | None, typer.Option(help="Linking search range (px) (default 8).")]
+SearchRange = Annotated[
+    float | None,
+    typer.Option(help="Linking search range (px) (default 8; process: from the data)."),
+]
 Memory = Annotated[
     int | None,
-    typer.Option(help="Frames a track may be missed (one hidden in an encounter) (default 10)."),
+    typer.Option(
+        help="Frames a track may be missed (one hidden in an encounter) "
+        "(default 10; process: from the density)."
+    ),
 ]
 BrightnessPenalty = Annotated[
     float | None,
@@ -124,10 +130,12 @@ MetricsHost = Annotated[
 Movies = Annotated[list[str], typer.Argument(help="TIFF/OME-TIFF, Zarr, or a quoted glob.")]
 TableOut = Annotated[Path, typer.Option("-o", "--output", help="Table file, or a folder.")]
 Single = Annotated[
-    int | None,
+    str | None,
     typer.Option(
-        help="One particle per frame (a trap), found at this scale (odd, px): radial "
-        "symmetry on a crop this wide, or the network of a --model localiser."
+        metavar="auto|CROP",
+        help="One particle per frame (a trap): `auto` sizes the crop from the particle "
+        "(else its side, px); radial symmetry, then the particle's own template (or the "
+        "network of a --model localiser).",
     ),
 ]
 Diameter = Annotated[int, typer.Option(help="--classical: feature diameter (odd, px).")]
@@ -162,6 +170,21 @@ Fps = Annotated[
 Channel = Annotated[
     int | None,
     typer.Option(help="The channel of a multichannel or colour movie (0, 1, …); required there."),
+]
+Invert = Annotated[
+    bool,
+    typer.Option(
+        "--invert",
+        help="Dark particles on a bright background (absorbing beads in transmitted "
+        "light): inverted before a fluorescence model or --classical sees them.",
+    ),
+]
+LinkingFromData = Annotated[
+    bool,
+    typer.Option(
+        help="Search range and memory not given: from the particles' measured steps and "
+        "density (--no-linking-from-data: the defaults, 8 px and 10 frames)."
+    ),
 ]
 ProcessSplit = Annotated[
     bool,

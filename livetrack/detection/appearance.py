@@ -1,9 +1,14 @@
-"""How wide the particles of a movie look, next to the PSF a model was trained for.
+"""How the particles of a movie look, next to what a model was trained for: width, polarity.
 
 The frame's autocorrelation peaks at lag 0 with the width of its spots (√2 × theirs,
 for Gaussian spots); white noise adds to lag 0 alone, so lag 0 is extrapolated from
 lags 1 and 2. Read on the first frame, it tells a fluorescence model's user that the
 particles are far wider (large beads, rings) or narrower than what it knows.
+
+Polarity: after a light smoothing, the pixels more than 3 noise σ above the median
+against those as far below it. Fluorescent particles only rise above a dark
+background, absorbing ones only sink below a bright one, brightfield and holographic
+images do both (rings).
 """
 
 from __future__ import annotations
@@ -12,6 +17,9 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import ndimage
+
+from livetrack.artifact import Polarity
 
 #: the autocorrelation's half-maximum radius over a Gaussian spot's σ (1.665), and what
 #: the spots' own fitted light adds on simulated frames (the read is ~18 % wide there)
@@ -51,3 +59,71 @@ def width_warning(frame: NDArray[Any], card: Any) -> str | None:
         f"trained for (σ {sigma:.1f} px against {e.psf_sigma_px:.2f}): it may find parts "
         "of them, or miss them; see docs/real-data.md"
     )
+
+
+#: excess beyond this many σ counts as a particle's (noise alone: ~8e-4 per pixel)
+_TAIL_SIGMA = 3.0
+#: a side holding this share of the excess decides the polarity
+_ONE_SIDED = 0.85
+_MEANING = {
+    "bright-on-dark": "bright particles on a dark background",
+    "dark-on-bright": "dark particles on a bright background",
+    "interference": "interference patterns (darker and brighter) on a bright background",
+}
+
+
+def apparent_polarity(frame: NDArray[Any]) -> Polarity | None:
+    """How particles stand out in this frame (None: nothing stands out from the noise)."""
+    f = np.asarray(frame, np.float64)
+    # lightly smoothed, less the slow background (uneven illumination is no particle)
+    s = ndimage.gaussian_filter(f, 1.0) - ndimage.gaussian_filter(f, 12.0)
+    med = float(np.median(s))
+    scale = 1.4826 * float(np.median(np.abs(s - med)))
+    if not scale > 0:
+        return None
+    z = (s - med) / scale
+    above = float(np.clip(z - _TAIL_SIGMA, 0, None).sum())
+    below = float(np.clip(-z - _TAIL_SIGMA, 0, None).sum())
+    if above + below < 0.01 * z.size:  # about 13× what noise alone gives
+        return None
+    share = above / (above + below)
+    if share >= _ONE_SIDED:
+        return "bright-on-dark"
+    if share <= 1 - _ONE_SIDED:
+        return "dark-on-bright"
+    return "interference"
+
+
+_FLIPPED: dict[str, Polarity] = {
+    "bright-on-dark": "dark-on-bright",
+    "dark-on-bright": "bright-on-dark",
+}
+_WHAT_TO_DO = {
+    ("dark-on-bright", "bright-on-dark"): "add --invert",
+    ("dark-on-bright", "interference"): "try --invert with a fluorescence model (the default)",
+    ("bright-on-dark", "interference"): "use a fluorescence model (the default)",
+    ("interference", "bright-on-dark"): (
+        "use a brightfield model (--model brightfield-colloid-detector), or --classical"
+    ),
+}
+
+
+def polarity_warning(frame: NDArray[Any], card: Any, invert: bool) -> str | None:
+    """A warning when the movie's particles stand out otherwise than the model expects.
+
+    ``frame``: the movie's own (before ``--invert``, which ``invert`` says is asked for).
+    """
+    seen = apparent_polarity(frame)
+    if seen is None:
+        return None
+    after = _FLIPPED.get(seen, seen) if invert else seen
+    want = card.expects.particle_polarity
+    if after == want:
+        return None
+    looks = f"the particles look like {_MEANING[seen]}"
+    expects = f"the model '{card.name}' ({card.expects.modality}) expects {_MEANING[want]}"
+    if invert:
+        undo = ": leave --invert out" if seen == want else ""
+        return f"{looks}; --invert makes them {_MEANING[after]}, but {expects}{undo}"
+    todo = _WHAT_TO_DO.get((seen, want))
+    return f"{looks}, but {expects}" + (f": {todo}" if todo else "")

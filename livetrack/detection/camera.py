@@ -10,6 +10,9 @@ around each peak the network finds: particles passing by would add variance), th
   model card's;
 - the **offset** follows from each background pixel's level and variance.
 
+A movie of one or two frames has no variance over time: side-by-side background
+pixels give it instead (:func:`spatial_background_stats`).
+
 Adding a constant to a movie moves its offset by that constant, so the frames mapped
 into the model's camera (:func:`in_model_camera`) are the same.
 """
@@ -42,6 +45,7 @@ class Camera:
     gain_adu_per_e: float
     offset_from: Source = "card"
     gain_from: Source = "card"
+    invert: bool = False  # dark particles on a bright background (see in_model_camera)
 
     def as_record(self) -> dict[str, Any]:
         """For the sidecar."""
@@ -50,6 +54,7 @@ class Camera:
             "gain_adu_per_e": round(self.gain_adu_per_e, 4),
             "offset_from": self.offset_from,
             "gain_from": self.gain_from,
+            "inverted": self.invert,
         }
 
 
@@ -62,15 +67,7 @@ def background_stats(
     are left out of that frame. A pixel free in fewer than half the frame pairs is dropped.
     """
     f = np.asarray(frames, np.float64)
-    free = np.ones(f.shape, bool)
-    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
-    disc_y, disc_x = np.nonzero(xx**2 + yy**2 <= radius**2)
-    h, w = f.shape[1:]
-    for k, (x, y) in enumerate(spots):
-        cy = np.rint(np.asarray(y)).astype(int)[:, None] + disc_y[None, :] - radius
-        cx = np.rint(np.asarray(x)).astype(int)[:, None] + disc_x[None, :] - radius
-        inside = (cy >= 0) & (cy < h) & (cx >= 0) & (cx < w)
-        free[k][cy[inside], cx[inside]] = False
+    free = _free_pixels(f.shape, spots, radius)
     pair = free[1:] & free[:-1]
     d = np.diff(f, axis=0)
     for k in range(len(d)):  # a frame-wide flicker is no pixel noise
@@ -83,6 +80,55 @@ def background_stats(
     level = np.where(free, f, 0.0).sum(axis=0) / np.maximum(free.sum(axis=0), 1)
     ok = (n >= max(2, (len(f) - 1) // 2)) & (var > 0)
     return level[ok], var[ok]
+
+
+def _free_pixels(
+    shape: tuple[int, ...], spots: Sequence[tuple[NDArray[Any], NDArray[Any]]], radius: int
+) -> NDArray[np.bool_]:
+    """Per frame, the pixels farther than ``radius`` from every particle."""
+    free = np.ones(shape, bool)
+    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    disc_y, disc_x = np.nonzero(xx**2 + yy**2 <= radius**2)
+    h, w = shape[1:]
+    for k, (x, y) in enumerate(spots):
+        cy = np.rint(np.asarray(y)).astype(int)[:, None] + disc_y[None, :] - radius
+        cx = np.rint(np.asarray(x)).astype(int)[:, None] + disc_x[None, :] - radius
+        inside = (cy >= 0) & (cy < h) & (cx >= 0) & (cx < w)
+        free[k][cy[inside], cx[inside]] = False
+    return free
+
+
+#: neighbour pairs averaged into one spatial sample (as a pixel's ~31 frame pairs)
+PAIRS_PER_SAMPLE = 32
+
+
+def spatial_background_stats(
+    frames: NDArray[Any], spots: Sequence[tuple[NDArray[Any], NDArray[Any]]], radius: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Level and variance from side-by-side background pixels (one or two frames).
+
+    Too few frames for a pixel's variance over time: the variance is read from the
+    difference of horizontal neighbours instead (a smooth background cancels), and
+    runs of :data:`PAIRS_PER_SAMPLE` neighbouring pairs are averaged, so the samples
+    stand where the temporal ones would.
+    """
+    f = np.asarray(frames, np.float64)
+    if f.ndim != 3 or f.shape[0] == 0 or f.shape[2] < 2:
+        return np.zeros(0), np.zeros(0)
+    free = _free_pixels(f.shape, spots, radius)
+    both = free[:, :, 1:] & free[:, :, :-1]
+    a, b = f[:, :, 1:][both], f[:, :, :-1][both]
+    level, half_d2 = 0.5 * (a + b), 0.5 * (a - b) ** 2
+    # in raster order: each sample is a short run of neighbours (sorting by level
+    # would make noise look like a span of background levels)
+    n = len(level) // PAIRS_PER_SAMPLE * PAIRS_PER_SAMPLE
+    level = level[:n].reshape(-1, PAIRS_PER_SAMPLE).mean(axis=1)
+    var = half_d2[:n].reshape(-1, PAIRS_PER_SAMPLE).mean(axis=1)
+    if np.issubdtype(np.asarray(frames).dtype, np.integer):
+        var -= 1.0 / 12.0
+    # each sample stands for its pairs: the pixel count the offset needs is of pairs
+    keep = var > 0
+    return np.repeat(level[keep], PAIRS_PER_SAMPLE), np.repeat(var[keep], PAIRS_PER_SAMPLE)
 
 
 def _measured_gain(level: NDArray[np.float64], var: NDArray[np.float64]) -> float | None:
@@ -111,8 +157,8 @@ def estimate_camera(
     """
     e = card.expects
     radius = int(np.ceil(4.0 * e.psf_sigma_px))
-    level, var = background_stats(frames, spots, radius) if len(frames) >= 3 else (
-        np.zeros(0), np.zeros(0))  # fmt: skip
+    stats = background_stats if len(frames) >= 3 else spatial_background_stats
+    level, var = stats(frames, spots, radius)
     enough = len(level) >= MIN_PIXELS
     measured = _measured_gain(level, var) if enough and gain_adu_per_e is None else None
     g = gain_adu_per_e or measured or e.camera_gain_adu_per_e
@@ -127,19 +173,28 @@ def estimate_camera(
 
 
 def in_model_camera(
-    frame: NDArray[Any], offset_adu: float | None, gain_adu_per_e: float | None, card: Any
+    frame: NDArray[Any],
+    offset_adu: float | None,
+    gain_adu_per_e: float | None,
+    card: Any,
+    invert: bool = False,
 ) -> NDArray[Any]:
     """The frame in the model's camera units: the same electrons, as the card's camera counts.
 
     A value left out (None) is the card's; with both left out, or no card (a classical
     detector works in the frame's own units), the frame is returned as it is.
+    ``invert``: dark particles on a bright background are turned into bright ones on a
+    background of the same level, ``e → 2 B − e`` in electrons with ``B`` the frame's
+    median: a pixel keeps its shot noise, so the model sees Poisson-like frames.
     """
-    if card is None or (offset_adu is None and gain_adu_per_e is None):
+    if card is None or (offset_adu is None and gain_adu_per_e is None and not invert):
         return frame
     e = card.expects
     offset = e.camera_offset_adu if offset_adu is None else offset_adu
     gain = gain_adu_per_e or e.camera_gain_adu_per_e
     scale = np.float32(e.camera_gain_adu_per_e / gain)
     out: NDArray[Any] = (np.asarray(frame, np.float32) - np.float32(offset)) * scale
+    if invert:
+        np.subtract(np.float32(2.0 * np.median(out)), out, out=out)
     out += np.float32(e.camera_offset_adu)
     return out

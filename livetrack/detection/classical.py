@@ -19,9 +19,10 @@ class TrackpyDetector:
 
     name = "trackpy.locate"
 
-    def __init__(self, diameter: int = 9, minmass: float = 100.0) -> None:
+    def __init__(self, diameter: int = 9, minmass: float = 100.0, invert: bool = False) -> None:
         self.diameter = diameter
         self.minmass = minmass
+        self.invert = invert  # dark particles on a bright background
 
     def warm_up(self, shape: tuple[int, int] = (64, 64)) -> None:
         """Locate one spot now, so the first live frame is not late.
@@ -43,7 +44,9 @@ class TrackpyDetector:
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            f = trackpy.locate(np.asarray(frame), self.diameter, minmass=self.minmass)
+            f = trackpy.locate(
+                np.asarray(frame), self.diameter, minmass=self.minmass, invert=self.invert
+            )
         n = len(f)
         x = f["x"].to_numpy(np.float64)
         y = f["y"].to_numpy(np.float64)

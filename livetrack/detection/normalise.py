@@ -20,17 +20,78 @@ def robust_normalise(
     """
     f = np.asarray(frame)
     step = max(1, int(np.sqrt(f.size / max_samples)))
-    sample = f[::step, ::step].astype(np.float32).ravel()
-    med, p80 = _median_and_p80(sample)
-    mad, _ = _median_and_p80(np.abs(sample - np.float32(med)), p80=False)
-    low = sample[sample <= p80]
-    scale = max(1.4826 * mad, float(low.std()), 1e-3)
+    sub = f[::step, ::step].astype(np.float32)
+    med, scale = _level_and_scale(sub.ravel())
+    ramp = _background_ramp(sub, step, f.shape, scale) if f.ndim == 2 else None
+    if ramp is not None:  # a gradient of several noise σ: flattened, then measured again
+        sub_map, full_map = ramp
+        med, scale = _level_and_scale((sub - sub_map).ravel())
+        flat = f.astype(np.float32)
+        flat -= full_map
+        return _transform(flat, med, scale, compress)
     table = _lookup_table(f, med, scale, compress)
     if table is not None:  # one gather per pixel: the same numbers, ~1 ms sooner
         lo, values = table
         out: NDArray[np.float32] = _take_levels(f.reshape(-1), lo, values)
         return out.reshape(f.shape)
     return _transform(f.astype(np.float32), med, scale, compress)
+
+
+def _level_and_scale(sample: NDArray[np.float32]) -> tuple[float, float]:
+    """The median, and 1.4826 × MAD floored by the std of the lower 80 % (see above)."""
+    sample = sample.copy()  # partitioned in place below
+    med, p80 = _median_and_p80(sample)
+    mad, _ = _median_and_p80(np.abs(sample - np.float32(med)), p80=False)
+    low = sample[sample <= p80]
+    return med, max(1.4826 * mad, float(low.std()) if low.size else 0.0, 1e-3)
+
+
+#: background blocks (px of the frame): wider than any spot, narrower than an
+#: illumination gradient; a training crop (64 px) is one block, so never flattened
+BLOCK_PX = 64
+#: the most blocks per side (a large frame's blocks grow instead)
+MAX_BLOCKS = 16
+#: flatten where the block medians span this many noise σ (a flat frame's span
+#: by chance, 64 blocks of 256 samples: ~0.4 σ)
+FLATTEN_SPAN = 1.0
+
+
+def _background_ramp(
+    sub: NDArray[np.float32], step: int, shape: tuple[int, ...], scale: float
+) -> tuple[NDArray[np.float32], NDArray[np.float32]] | None:
+    """The frame's slowly varying background (bilinear through block medians), zero-mean.
+
+    Uneven illumination puts one side of a frame several noise σ above the median the
+    network is fed relative to, and faint particles there below its threshold. Returns
+    the map on the sub-sample and on the frame, or None where the background is flat
+    (to within :data:`FLATTEN_SPAN` σ) or the frame holds fewer than 2 × 2 blocks.
+    """
+    h, w = shape
+    block = max(BLOCK_PX, -(-max(h, w) // MAX_BLOCKS))
+    nby, nbx = h // block, w // block
+    if nby < 2 and nbx < 2:
+        return None
+    nby, nbx = max(nby, 1), max(nbx, 1)
+    by = np.minimum(np.arange(sub.shape[0]) * step * nby // h, nby - 1)
+    bx = np.minimum(np.arange(sub.shape[1]) * step * nbx // w, nbx - 1)
+    medians = np.empty((nby, nbx), np.float32)
+    for i in range(nby):
+        rows = sub[by == i]
+        for j in range(nbx):
+            medians[i, j] = np.median(rows[:, bx == j])
+    if float(medians.max() - medians.min()) < FLATTEN_SPAN * scale:
+        return None
+    medians -= np.float32(np.median(medians))
+
+    def weights(n: int, nb: int, at: NDArray[np.float64]) -> NDArray[np.float32]:
+        centres = (np.arange(nb) + 0.5) * n / nb
+        eye = np.eye(nb)
+        return np.stack([np.interp(at, centres, eye[k]) for k in range(nb)], 1).astype(np.float32)
+
+    wy = weights(h, nby, np.arange(h, dtype=np.float64))
+    wx = weights(w, nbx, np.arange(w, dtype=np.float64))
+    full = (wy @ medians @ wx.T).astype(np.float32, copy=False)
+    return full[::step, ::step], full
 
 
 @njit(cache=True, nogil=True)

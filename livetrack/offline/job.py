@@ -17,18 +17,13 @@ import pandas as pd
 
 from livetrack import __version__
 from livetrack.artifact import ArtifactError, ModelCard, check_fits, default_model_dir, read_card
-from livetrack.detection.appearance import width_warning
+from livetrack.detection.appearance import polarity_warning, width_warning
 from livetrack.detection.precision import PRECISIONS
 from livetrack.linking import LinkingConfig
 from livetrack.offline.checkpoint import frames_kept
 from livetrack.offline.movies import MovieError, MovieInfo, MovieReader
-from livetrack.offline.process import (
-    TABLE_SUFFIXES,
-    DetectorSpec,
-    track_movie,
-    write_sidecar,
-    write_table,
-)
+from livetrack.offline.process import DetectorSpec, track_movie
+from livetrack.offline.tables import TABLE_SUFFIXES, write_sidecar, write_table
 from livetrack.runtime import package_versions
 
 TableFormat = Literal["parquet", "csv", "h5"]
@@ -44,7 +39,8 @@ class ProcessOptions:
 
     model: str | None = None  # artifact directory; None: the shipped default
     classical: bool = False  # trackpy's locate instead of a model
-    single: int | None = None  # one particle per frame, found at this scale (px)
+    # one particle per frame: the crop side (px), or "auto" (sized from the first frame)
+    single: int | Literal["auto"] | None = None
     diameter: int = 9  # classical: feature diameter (odd, px)
     minmass: float = 100.0  # classical: minimum integrated mass
     fmt: TableFormat = "parquet"  # when the output is a folder
@@ -53,6 +49,8 @@ class ProcessOptions:
     chunk: int = 8  # frames per unit of work
     pixel_size_um: float | None = None  # when the movie does not say
     linking: LinkingConfig = field(default_factory=LinkingConfig)
+    # the search range and memory ``linking`` leaves unset, from the movie's motion
+    linking_from_data: bool = True
     precision: str = "auto"
     split: bool = True
     checkpoint: bool = True  # keep each chunk's detections in OUTPUT.partial.d
@@ -61,6 +59,7 @@ class ProcessOptions:
     channel: int | None = None  # of a multichannel or colour movie
     offset_adu: float | None = None  # the camera's dark level (None: read from the movie)
     gain_adu_per_e: float | None = None  # its gain (None: read from the movie, else the card's)
+    invert: bool = False  # dark particles on a bright background: inverted before detection
 
     def __post_init__(self) -> None:
         if f".{self.fmt}" not in TABLE_SUFFIXES:
@@ -89,6 +88,7 @@ class ProcessOptions:
             threads=threads,
             precision=self.precision,
             split=self.split,
+            invert=self.invert,
         )
 
     def detector_name(self) -> str:
@@ -96,7 +96,7 @@ class ProcessOptions:
         if self.classical:
             return "trackpy.locate"
         if self.single and self.model is None:
-            return f"single-particle radial symmetry, crop {self.single}"
+            return f"single-particle radial symmetry + template, crop {self.single}"
         if self.single:
             return f"single-particle localiser {self.model}"
         return str(self.model or default_model_dir())
@@ -166,9 +166,16 @@ def check_movies(
                  f"table stays in pixels, unchecked against the model{assumed}")  # fmt: skip
         if card is None or first is None:
             continue
-        warning = width_warning(first, card)
-        if warning:
-            note(f"warning: {m}: {warning}")
+        if card.outputs.kind == "localiser":
+            from livetrack.single.localiser import size_problem
+
+            if problem := size_problem(card, first):
+                raise ProcessError(f"{m}: {problem}")
+        else:  # a detector: the particles' polarity and width against its card
+            for warning in (polarity_warning(first, card, options.invert),
+                            width_warning(first, card)):  # fmt: skip
+                if warning:
+                    note(f"warning: {m}: {warning}")
         try:
             problems = check_fits(card, pixel_size_um=px, override=options.force_model)
         except ArtifactError as exc:
@@ -230,11 +237,12 @@ def sidecar_record(
         if info.frame_interval_s
         else None,
         "channel": options.channel,
+        "invert": options.invert,
         "camera": table.attrs.get("camera"),
         "detector": options.detector_name(),
         "model": card.name if card is not None else None,
         "split": options.split if not (options.classical or options.single) else None,
-        "linking": options.linking.model_dump(),
+        "linking": table.attrs.get("linking", options.linking.model_dump()),
         "workers": options.workers if options.scheduler is None else options.scheduler,
         "frames": info.n_frames,
         "seconds": seconds,
@@ -292,8 +300,11 @@ def process_movies(
                     channel=options.channel,
                     frame_interval_s=1.0 / options.fps if options.fps else None,
                     camera=(options.offset_adu, options.gain_adu_per_e),
+                    linking_from_data=options.linking_from_data,
                 )
             except OSError as exc:
+                raise ProcessError(f"{m}: {exc}") from None
+            except ValueError as exc:  # a frame the detector refuses (a localiser's size)
                 raise ProcessError(f"{m}: {exc}") from None
             record = sidecar_record(info, table, seconds, options, card)
             _write(table, out, record, kept)
@@ -341,6 +352,7 @@ def process_movie(
             pixel_size_um=opts.pixel_size_um, channel=opts.channel,
             frame_interval_s=1.0 / opts.fps if opts.fps else None,
             camera=(opts.offset_adu, opts.gain_adu_per_e),
+            linking_from_data=opts.linking_from_data,
         )  # fmt: skip
     table.attrs["livetrack"] = sidecar_record(info, table, seconds, opts, card)
     return table

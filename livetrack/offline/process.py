@@ -9,23 +9,24 @@ itself: no frames travel) and linked here, in order, as results come back.
 
 from __future__ import annotations
 
-import json
+import itertools
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from livetrack.detection.camera import FRAMES, Camera, estimate_camera, in_model_camera
 from livetrack.linking import LinkingConfig, OnlineLinker
+from livetrack.linking.from_data import FRAMES as MOTION_FRAMES
+from livetrack.linking.from_data import linking_from_motion, measure_motion
 from livetrack.offline.checkpoint import DetectionCheckpoint
 from livetrack.offline.movies import MovieInfo, MovieReader
 from livetrack.runtime import quiet_tensorflow_start
 
-TABLE_SUFFIXES = {".parquet": "parquet", ".csv": "csv", ".h5": "hdf5", ".hdf5": "hdf5"}
 Columns = dict[str, np.ndarray]
 
 
@@ -35,13 +36,15 @@ class DetectorSpec:
 
     model: str | None = None  # artifact directory; None: the shipped default
     classical: bool = False
-    # one particle per frame (a trap): radial symmetry, or the localiser ``model``
-    single_crop: int | None = None
+    # one particle per frame (a trap): its template, or the localiser ``model``; the
+    # crop side (px), or "auto" (sized from the first frame)
+    single_crop: int | Literal["auto"] | None = None
     diameter: int = 9
     minmass: float = 100.0
     threads: int | None = None  # TensorFlow threads per process (workers sharing cores)
     precision: str = "auto"  # the network's arithmetic (Detector)
     split: bool = True  # particles hidden in a neighbour's fit (Detector)
+    invert: bool = False  # dark particles on a bright background
 
     def build(self) -> Any:
         """The detector."""
@@ -57,11 +60,12 @@ class DetectorSpec:
         if self.single_crop:
             from livetrack.single.detector import SingleParticleDetector
 
-            return SingleParticleDetector(self.single_crop, self.model)
+            crop = None if self.single_crop == "auto" else self.single_crop
+            return SingleParticleDetector(crop, self.model)
         if self.classical:
             from livetrack.detection.classical import TrackpyDetector
 
-            return TrackpyDetector(self.diameter, self.minmass)
+            return TrackpyDetector(self.diameter, self.minmass, self.invert)
         from livetrack.detection.detector import Detector
 
         return Detector(self.model, precision=self.precision, split=self.split)
@@ -93,6 +97,7 @@ def detect_chunk(
     det = _worker_detector(spec)
     reader = MovieReader(source, channel)
     try:
+        _prepare(det, reader)
         frames = reader.read(start, stop)
         return [_columns(d) for d in _detect_frames(det, frames, start, reader, camera)]
     finally:
@@ -100,14 +105,22 @@ def detect_chunk(
 
 
 def movie_camera(
-    reader: MovieReader, detector: Any, offset_adu: float | None, gain_adu_per_e: float | None
+    reader: MovieReader,
+    detector: Any,
+    offset_adu: float | None,
+    gain_adu_per_e: float | None,
+    invert: bool = False,
 ) -> Camera | None:
-    """The movie's camera, read from its first frames (None: a detector without a card)."""
+    """The movie's camera, read from its first frames (None: a detector without a card).
+
+    ``invert``: the particles are dark; they are masked where the inverted frame shows them.
+    """
     if not hasattr(detector, "peaks"):
         return None  # a classical or single-particle detector works in the frame's units
     frames = reader.read(0, FRAMES)
-    spots = [detector.peaks(f) for f in frames]
-    return estimate_camera(frames, spots, detector.card, offset_adu, gain_adu_per_e)
+    spots = [detector.peaks(np.float32(f.max()) - f if invert else f) for f in frames]
+    cam = estimate_camera(frames, spots, detector.card, offset_adu, gain_adu_per_e)
+    return replace(cam, invert=invert)
 
 
 def worker_camera(
@@ -116,7 +129,7 @@ def worker_camera(
     """:func:`movie_camera` on a Dask worker."""
     reader = MovieReader(source, channel)
     try:
-        return movie_camera(reader, _worker_detector(spec), offset, gain)
+        return movie_camera(reader, _worker_detector(spec), offset, gain, spec.invert)
     finally:
         reader.close()
 
@@ -128,6 +141,13 @@ def warm_worker(spec: DetectorSpec) -> bool:
     return True
 
 
+def _prepare(detector: Any, reader: MovieReader) -> None:
+    """A detector that learns the movie's particle first (single-particle) reads its start."""
+    prepare = getattr(detector, "prepare", None)
+    if prepare is not None:
+        prepare(reader.read(0, detector.prepare_frames))
+
+
 def _detect_frames(
     detector: Any, frames: np.ndarray, start: int, reader: MovieReader, camera: Camera | None
 ) -> list[Any]:
@@ -137,7 +157,7 @@ def _detect_frames(
         if camera is None:
             return f
         card = getattr(detector, "card", None)
-        return in_model_camera(f, camera.offset_adu, camera.gain_adu_per_e, card)
+        return in_model_camera(f, camera.offset_adu, camera.gain_adu_per_e, card, camera.invert)
 
     if not getattr(detector, "indexed", False):
         many = getattr(detector, "detect_many", None)
@@ -205,17 +225,40 @@ def _kept_or_fresh(
         yield start, cols
 
 
+def _linking_from_data(
+    chunks: Iterator[tuple[int, list[Columns]]], linking: LinkingConfig, shape: tuple[int, int]
+) -> tuple[Iterator[tuple[int, list[Columns]]], LinkingConfig, dict[str, Any]]:
+    """Read the first frames' detections for the search range and memory, then replay them."""
+    head: list[tuple[int, list[Columns]]] = []
+    seen = 0
+    for item in chunks:
+        head.append(item)
+        seen += len(item[1])
+        if seen >= MOTION_FRAMES:
+            break
+    frames = [(c["x"], c["y"]) for _, cols in head for c in cols][:MOTION_FRAMES]
+    config, record = linking_from_motion(linking, measure_motion(frames, shape))
+    return itertools.chain(head, chunks), config, record
+
+
 def link_columns(
     chunks: Iterator[tuple[int, list[Columns]]],
     linking: LinkingConfig,
     pixel_size_um: float | None,
     on_frames: Callable[[int], None] | None = None,
     frame_interval_s: float | None = None,
+    shape: tuple[int, int] | None = None,
 ) -> pd.DataFrame:
     """Link per-frame detections in frame order into one trackpy-compatible table.
 
     With a pixel size the table has ``x_um``, ``y_um``; with a frame interval ``t_s``.
+    With the frames' ``shape``, the search range and memory not set in ``linking`` are
+    read from the first frames' detections (:mod:`livetrack.linking.from_data`); the
+    table's ``attrs["linking"]`` says what was used and why.
     """
+    record: dict[str, Any] = {}
+    if shape is not None:
+        chunks, linking, record = _linking_from_data(chunks, linking, shape)
     linker = OnlineLinker(linking)
     parts: list[pd.DataFrame] = []
     for start, cols_list in chunks:
@@ -239,6 +282,7 @@ def link_columns(
         table["y_um"] = table["y"] * pixel_size_um
     if frame_interval_s:
         table["t_s"] = table["frame"] * frame_interval_s
+    table.attrs["linking"] = {**linking.model_dump(), **record}
     return table
 
 
@@ -255,6 +299,7 @@ def track_movie(
     channel: int | None = None,
     frame_interval_s: float | None = None,
     camera: tuple[float | None, float | None] = (None, None),
+    linking_from_data: bool = True,
 ) -> tuple[pd.DataFrame, MovieInfo, float]:
     """Detect and link one movie. Returns (table, movie info, seconds).
 
@@ -266,7 +311,9 @@ def track_movie(
     ``attrs["camera"]`` says what was used. ``checkpoint``: a folder where each chunk's
     detections are kept as they come, and read back by a rerun (see
     :class:`~livetrack.offline.checkpoint.DetectionCheckpoint`); the caller
-    removes it once the table is safely written.
+    removes it once the table is safely written. ``linking_from_data``: the search
+    range and memory that ``linking`` does not set are read from the first frames'
+    detections (``attrs["linking"]`` says what was used).
     """
     reader = MovieReader(source, channel)
     info = reader.info
@@ -308,58 +355,14 @@ def track_movie(
             fresh = _dask_chunks(client, str(source), spec, todo, chunk, 2 * n, channel, cam)
         else:
             det = (detector or spec.build()) if todo else None  # all kept: no model needed
-            cam = movie_camera(reader, det, *camera) if todo else None
+            cam = movie_camera(reader, det, *camera, spec.invert) if todo else None
+            if todo:
+                _prepare(det, reader)
             fresh = _local_chunks(reader, det, chunk, todo, cam)
         chunks = _kept_or_fresh(starts, fresh, kept)
-        table = link_columns(chunks, linking or LinkingConfig(), px, on_frames, dt)
+        shape = info.shape if linking_from_data else None
+        table = link_columns(chunks, linking or LinkingConfig(), px, on_frames, dt, shape)
         table.attrs["camera"] = cam.as_record() if cam is not None else None
     finally:
         reader.close()
     return table, info, time.perf_counter() - t0
-
-
-def write_table(table: pd.DataFrame, path: Path) -> None:
-    """Write by extension: .parquet, .csv, .h5/.hdf5 (key ``tracks``)."""
-    kind = TABLE_SUFFIXES.get(path.suffix.lower())
-    if kind is None:
-        raise ValueError(
-            f"{path}: unknown table format {path.suffix!r}; use one of {sorted(TABLE_SUFFIXES)}"
-        )
-    tmp = path.with_name(path.name + ".partial")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if kind == "parquet":
-            table.to_parquet(tmp, index=False)
-        elif kind == "csv":
-            table.to_csv(tmp, index=False)
-        else:
-            try:
-                table.to_hdf(tmp, key="tracks", mode="w", format="table")
-            except ImportError:
-                raise ValueError("writing HDF5 needs PyTables: pip install tables") from None
-        tmp.replace(path)  # a complete file or none: never a truncated table
-    except OSError as exc:
-        raise OSError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    finally:
-        if tmp.is_file():
-            tmp.unlink()
-
-
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a table written by :func:`write_table`."""
-    p = Path(path)
-    kind = TABLE_SUFFIXES.get(p.suffix.lower())
-    if kind == "parquet":
-        return pd.read_parquet(p)
-    if kind == "csv":
-        return pd.read_csv(p)
-    if kind == "hdf5":
-        out = pd.read_hdf(p, key="tracks")
-        assert isinstance(out, pd.DataFrame)
-        return out
-    raise ValueError(f"{p}: unknown table format {p.suffix!r}")
-
-
-def write_sidecar(path: Path, record: dict[str, Any]) -> None:
-    """The JSON record next to a table: model, config, versions, timing."""
-    path.write_text(json.dumps(record, indent=2, default=str))

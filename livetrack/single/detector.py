@@ -19,6 +19,8 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from livetrack.detection.detector import Detections
+from livetrack.single.size import crop_for
+from livetrack.single.template import ParticleTemplate
 
 
 def radial_symmetry_centre(window: NDArray[np.floating]) -> tuple[float, float]:
@@ -61,56 +63,131 @@ def radial_symmetry_centre(window: NDArray[np.floating]) -> tuple[float, float]:
     return float(xc), float(yc)
 
 
+#: frames whose mean image becomes the particle's template
+TEMPLATE_FRAMES = 32
+
+
 class SingleParticleDetector:
     """One particle per frame, behind the detector interface.
+
+    Radial symmetry finds the particle in each frame; once :data:`TEMPLATE_FRAMES`
+    frames are seen (or :meth:`prepare` was given them), their mean image, each
+    centred, becomes the particle's template (:mod:`livetrack.single.template`), and
+    every frame is fitted with it: the whole particle, whatever its shape.
 
     Parameters
     ----------
     crop
-        Side of the crop used for radial symmetry (px; an even one is taken as the
-        next odd one); about twice the particle's visible diameter. Also sets the
-        smoothing that finds the particle.
+        Side of the crop (px; an even one is taken as the next odd one) for radial
+        symmetry, and of the template; None: sized from the first frame to hold the
+        whole visible particle (:func:`livetrack.single.size.crop_for`).
     model
         A localiser artifact (``outputs.kind = "localiser"``): its network centres
-        the particle instead of radial symmetry.
+        the particle instead (no template); a particle outside the size range it was
+        trained on is refused.
+    template
+        Fit the particle's own template (False: radial symmetry in every frame).
     """
 
-    name = "single-particle radial symmetry"
+    name = "single-particle radial symmetry + template"
+    #: frames :meth:`prepare` reads from a movie's start
+    prepare_frames = TEMPLATE_FRAMES
 
-    def __init__(self, crop: int = 31, model: str | Path | None = None) -> None:
-        if crop < 7:
+    def __init__(
+        self, crop: int | None = None, model: str | Path | None = None, template: bool = True
+    ) -> None:
+        if crop is not None and crop < 7:
             raise ValueError(f"single-particle crop {crop} px: at least 7 px (about twice the "
                              "particle's visible diameter)")  # fmt: skip
-        self.crop = crop | 1  # a centre pixel: 48 → 49
+        self.crop = None if crop is None else crop | 1  # a centre pixel: 48 → 49
+        self._auto = crop is None
         self.localiser = None
+        self.use_template = template and model is None
+        self.template: ParticleTemplate | None = None
+        self._seen: list[tuple[NDArray[np.float64], float, float]] = []
         if model is not None:
             from livetrack.single.localiser import CropLocaliser
 
             self.localiser = CropLocaliser(model)
             self.name = f"single-particle localiser {self.localiser.card.name!r}"
+        elif not template:
+            self.name = "single-particle radial symmetry"
+
+    def reset(self) -> None:
+        """Forget the particle (a new movie or stream): its size and template."""
+        self.crop = None if self._auto else self.crop
+        self.template = None
+        self._seen = []
+
+    def prepare(self, frames: NDArray[np.generic]) -> None:
+        """Start a movie: size the crop and build the template from its first frames."""
+        self.reset()
+        if len(frames) == 0:
+            return
+        self._size(frames[0])
+        if not self.use_template:
+            return
+        first = [np.asarray(f, np.float64) for f in frames[:TEMPLATE_FRAMES]]
+        for f in first:
+            self._learn(f, *self._radial(f))
+        if self.template is not None:  # again, from the template's own sharper positions
+            for f in first:
+                self._learn(f, *self.template.fit(f, *self._radial(f)))
+
+    def _size(self, frame: NDArray[np.generic]) -> int:
+        if self.crop is None:
+            self.crop = crop_for(frame)
+        if self.localiser is not None:
+            self.localiser.check_size(frame)
+        return self.crop
+
+    def _radial(self, f: NDArray[np.float64]) -> tuple[float, float]:
+        """Radial symmetry on a crop around the strongest blob, re-centred once."""
+        h, w = f.shape
+        crop = self._size(f)
+        r = crop // 2
+        smooth = ndimage.gaussian_filter(np.abs(f - np.median(f)), r / 4.0)
+        iy, ix = np.unravel_index(int(np.argmax(smooth)), smooth.shape)
+        cx, cy = int(ix), int(iy)
+        x = y = float("nan")
+        if self.localiser is not None:
+            return (cx, cy) if np.ptp(f) > 0 else (x, y)
+        for _ in range(2):
+            x0 = int(np.clip(cx - r, 0, max(w - crop, 0)))
+            y0 = int(np.clip(cy - r, 0, max(h - crop, 0)))
+            win = f[y0 : y0 + crop, x0 : x0 + crop]
+            if win.shape[0] < 7 or win.shape[1] < 7 or np.ptp(win) == 0:
+                break
+            dx, dy = radial_symmetry_centre(win)
+            x, y = x0 + dx, y0 + dy
+            cx, cy = round(x), round(y)
+        return x, y
+
+    def _learn(self, f: NDArray[np.float64], x: float, y: float) -> None:
+        if not np.isfinite(x + y):
+            return
+        self._seen.append((f, x, y))
+        if len(self._seen) >= TEMPLATE_FRAMES:
+            frames = [s[0] for s in self._seen]
+            xy = np.array([(s[1], s[2]) for s in self._seen])
+            half = max(3, (self.crop or 7) // 2)
+            self.template = ParticleTemplate.build(frames, xy, half)
+            self._seen = []
 
     def detect(self, frame: NDArray[np.generic], threshold: float | None = None) -> Detections:
         """The particle's centre in this frame (empty if the frame is flat)."""
         t0 = time.perf_counter()
         f = np.asarray(frame, np.float64)
         h, w = f.shape
-        r = self.crop // 2
-        smooth = ndimage.gaussian_filter(np.abs(f - np.median(f)), r / 4.0)
-        iy, ix = np.unravel_index(int(np.argmax(smooth)), smooth.shape)
-        cx, cy = int(ix), int(iy)
-        x = y = float("nan")
-        if self.localiser is not None and np.ptp(f) > 0:
-            x, y, _, _ = self.localiser.locate(f, float(cx), float(cy))
-        for _ in range(0 if self.localiser is not None else 2):
-            # coarse, then re-centred on the first estimate
-            x0 = int(np.clip(cx - r, 0, max(w - self.crop, 0)))
-            y0 = int(np.clip(cy - r, 0, max(h - self.crop, 0)))
-            win = f[y0 : y0 + self.crop, x0 : x0 + self.crop]
-            if win.shape[0] < 7 or win.shape[1] < 7 or np.ptp(win) == 0:
-                break
-            dx, dy = radial_symmetry_centre(win)
-            x, y = x0 + dx, y0 + dy
-            cx, cy = round(x), round(y)
+        x, y = self._radial(f)
+        if self.localiser is not None and np.isfinite(x):
+            x, y, _, _ = self.localiser.locate(f, x, y)
+        elif self.template is not None and np.isfinite(x):
+            tx, ty = self.template.fit(f, x, y)
+            if np.isfinite(tx + ty):
+                x, y = tx, ty
+        elif self.use_template:
+            self._learn(f, x, y)
         ok = np.isfinite(x) and 0 <= x < w and 0 <= y < h
         n = 1 if ok else 0
         nan = np.full(n, np.nan)

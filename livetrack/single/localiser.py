@@ -18,6 +18,30 @@ from numpy.typing import NDArray
 from livetrack.artifact import model_dir
 from livetrack.detection.normalise import robust_normalise
 from livetrack.holography.characterise import decode, load_crop_model
+from livetrack.single.size import particle_extent
+
+#: how far outside its trained radii a localiser still takes a particle (×, ÷)
+SIZE_SLACK = 1.25
+
+
+def size_problem(card: Any, frame: NDArray[np.generic]) -> str | None:
+    """Why a localiser cannot take the particle in ``frame`` (None: it can).
+
+    The particle's visible radius (:func:`~livetrack.single.size.particle_extent` on
+    the normalised frame) against the radii the card says it was trained on.
+    """
+    trained = card.outputs.particle_radius_px
+    if trained is None:
+        return None
+    _, _, radius = particle_extent(robust_normalise(frame))
+    lo, hi = trained
+    if lo / SIZE_SLACK <= radius <= hi * SIZE_SLACK:
+        return None
+    return (
+        f"the particle looks {radius:.0f} px in radius, outside the {lo:.0f}–{hi:.0f} px "
+        f"the localiser '{card.name}' was trained on: use --single auto without "
+        "--model (the particle's own template), or train a localiser for this size"
+    )
 
 
 class CropLocaliser:
@@ -67,6 +91,12 @@ class CropLocaliser:
         """Offsets from the crops' centres and their σ (N, 2) each, for normalised crops."""
         raw = np.asarray(self._call(np.asarray(images, np.float32)), np.float64)
         return decode(raw, self.target_centre, self.target_half_width, self.sigma_scale)
+
+    def check_size(self, frame: NDArray[np.generic]) -> None:
+        """Refuse a particle far outside the sizes the network was trained on (ValueError)."""
+        problem = size_problem(self.card, frame)
+        if problem:
+            raise ValueError(problem)
 
     @property
     def reach_px(self) -> float:

@@ -13,7 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from livetrack.artifact import MODEL_NAME, Expects, ModelCard, Outputs, Training, write_card
+from livetrack.artifact import (
+    MODEL_NAME,
+    Expects,
+    ModelCard,
+    Outputs,
+    Training,
+    modality_polarity,
+    write_card,
+)
 from livetrack.config import SimulationConfig
 from livetrack.runtime import package_versions, quiet_tensorflow_start
 from livetrack.simulation import GaussianPSF
@@ -284,6 +292,7 @@ def _detector_card(
             camera_gain_adu_per_e=cam.gain_adu_per_e,
             camera_quantum_efficiency=cam.quantum_efficiency,
             camera_read_noise_e=cam.read_noise_e,
+            polarity=modality_polarity(sim.preset.modality),
         ),
         # Lorenz–Mie particles are no Gaussian spots: the network's positions stand
         outputs=Outputs(

@@ -17,7 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from livetrack.artifact import MODEL_NAME, Expects, ModelCard, Outputs, Training, write_card
+from livetrack.artifact import (
+    MODEL_NAME,
+    Expects,
+    ModelCard,
+    Outputs,
+    Training,
+    modality_polarity,
+    write_card,
+)
 from livetrack.config import SimulationConfig
 from livetrack.holography.characterise import decode
 from livetrack.runtime import package_versions
@@ -41,6 +49,7 @@ from livetrack.training.localiser import (
 from livetrack.training.localiser import (
     localiser_metrics,
     localiser_ranges,
+    particle_radius_range,
     render_localiser_crops,
 )
 
@@ -109,6 +118,8 @@ def _held_out(
     )
     metrics["network_ms_per_particle_batched"] = per_crop_ms
     metrics["sigma_scale"] = list(sigma_scale)
+    if task.localiser:
+        metrics["particle_radius_px"] = list(particle_radius_range(held_set.images[..., 0]))
     return metrics, sigma_scale
 
 
@@ -211,6 +222,7 @@ def _card(
             target_centre=tuple(float(v) for v in task.centre),
             target_half_width=tuple(float(v) for v in task.half),
             sigma_scale=sigma_scale,
+            particle_radius_px=tuple(metrics["particle_radius_px"]) if localiser else None,
         ),
         training=Training(
             config_file=str(run.config_path),
@@ -252,5 +264,6 @@ def _expects(sim: SimulationConfig, cfg: TrainingConfig, localiser: bool) -> Exp
         camera_gain_adu_per_e=cam.gain_adu_per_e,
         camera_quantum_efficiency=cam.quantum_efficiency,
         camera_read_noise_e=cam.read_noise_e,
+        polarity=modality_polarity(sim.preset.modality),
         medium_index=sim.optics.medium_index,
     )

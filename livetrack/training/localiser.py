@@ -23,6 +23,7 @@ from livetrack.config import SimulationConfig
 from livetrack.detection.normalise import robust_normalise
 from livetrack.simulation import Scene
 from livetrack.single.detector import radial_symmetry_centre
+from livetrack.single.size import particle_extent
 from livetrack.training._scene_crops import snap_varied
 from livetrack.training.characteriser import HoloCrops, parameter_ranges, per_quantity
 
@@ -83,6 +84,17 @@ def render_localiser_crops(
         bx, by = radial_symmetry_centre(frame)
         baseline[i] = (bx - c, by - c)
     return HoloCrops(images, truth, baseline)
+
+
+def particle_radius_range(images: NDArray[np.float32]) -> tuple[float, float]:
+    """The 2nd–98th percentile of the crops' visible particle radius (px), normalised crops.
+
+    What a localiser was trained on: a movie's particle far outside it is refused
+    (:meth:`livetrack.single.localiser.CropLocaliser.check_size`).
+    """
+    radii = [particle_extent(im)[2] for im in images[:400]]
+    lo, hi = np.percentile(radii, [2, 98])
+    return float(lo), float(hi)
 
 
 def localiser_ranges(jitter_px: float) -> dict[str, tuple[float, float]]:
