@@ -341,3 +341,19 @@ def test_quick_camera_section_shows_detections_independent_of_the_camera(
         if "ADU" in r["variant"] or "8-bit" in r["variant"]:  # a constant: nothing changes
             assert abs(r["count_change_percent"]) < 1.0, r
             assert r["rms_px"] < 0.05, r
+
+
+@pytest.mark.slow
+def test_quick_offconfig_section_compares_with_trackpy() -> None:
+    from livetrack.bench._offconfig import bench_offconfig
+
+    rows = bench_offconfig(quick=True)
+    grid, cost = rows[:-1], rows[-1]
+    assert len(grid) == 2
+    for r in grid:
+        assert 0 <= r["recall"] <= 1
+        assert r["camera_offset_adu"] > 400  # read from the frames (500), not the card's 100
+    wide = grid[1]  # PSF 1.35×, 60 % gradient, SNR 2: ours well above tuned trackpy
+    assert wide["recall"] > wide["trackpy_f1_tuned_recall"] + 0.1
+    assert cost["flat_ms"] > 0
+    assert cost["gradient_ms"] > 0

@@ -52,8 +52,8 @@ BLOCK_PX = 64
 #: the most blocks per side (a large frame's blocks grow instead)
 MAX_BLOCKS = 16
 #: flatten where the block medians span this many noise σ (a flat frame's span
-#: by chance, 64 blocks of 256 samples: ~0.4 σ)
-FLATTEN_SPAN = 1.0
+#: by chance, 64 blocks of 64 samples: ~0.75 σ)
+FLATTEN_SPAN = 1.5
 
 
 def _background_ramp(
@@ -68,30 +68,43 @@ def _background_ramp(
     """
     h, w = shape
     block = max(BLOCK_PX, -(-max(h, w) // MAX_BLOCKS))
-    nby, nbx = h // block, w // block
+    b = max(1, block // step)  # a block's side in the sub-sample
+    nby, nbx = sub.shape[0] // b, sub.shape[1] // b
     if nby < 2 and nbx < 2:
         return None
     nby, nbx = max(nby, 1), max(nbx, 1)
-    by = np.minimum(np.arange(sub.shape[0]) * step * nby // h, nby - 1)
-    bx = np.minimum(np.arange(sub.shape[1]) * step * nbx // w, nbx - 1)
-    medians = np.empty((nby, nbx), np.float32)
-    for i in range(nby):
-        rows = sub[by == i]
-        for j in range(nbx):
-            medians[i, j] = np.median(rows[:, bx == j])
+    by, bx = min(b, sub.shape[0]), min(b, sub.shape[1])
+    blocks = sub[: nby * by, : nbx * bx].reshape(nby, by, nbx, bx).swapaxes(1, 2)
+    # every other sample of a block is enough for its median (a quarter of the time)
+    coarse = blocks[:, :, ::2, ::2] if by >= 8 and bx >= 8 else blocks
+    medians = np.median(coarse.reshape(nby, nbx, -1), axis=2).astype(np.float32)
     if float(medians.max() - medians.min()) < FLATTEN_SPAN * scale:
         return None
     medians -= np.float32(np.median(medians))
-
-    def weights(n: int, nb: int, at: NDArray[np.float64]) -> NDArray[np.float32]:
-        centres = (np.arange(nb) + 0.5) * n / nb
-        eye = np.eye(nb)
-        return np.stack([np.interp(at, centres, eye[k]) for k in range(nb)], 1).astype(np.float32)
-
-    wy = weights(h, nby, np.arange(h, dtype=np.float64))
-    wx = weights(w, nbx, np.arange(w, dtype=np.float64))
-    full = (wy @ medians @ wx.T).astype(np.float32, copy=False)
+    # bilinear through the blocks' centres (frame pixels), flat beyond the outer ones:
+    # along x by a small matrix, then each row mixes two of those rows
+    rows = medians @ _interpolation(w, nbx, bx * step).T  # (nby, w)
+    lo, t = _neighbours(h, nby, by * step)
+    full = rows[lo] * (1 - t)[:, None]
+    full += rows[np.minimum(lo + 1, nby - 1)] * t[:, None]
     return full[::step, ::step], full
+
+
+def _neighbours(n: int, blocks: int, side: int) -> tuple[NDArray[np.intp], NDArray[np.float32]]:
+    """For each of ``n`` positions: the block centre below it and the weight of the next."""
+    pos = (np.arange(n, dtype=np.float64) + 0.5) / side - 0.5
+    pos = np.clip(pos, 0, blocks - 1)
+    lo = np.minimum(pos.astype(np.intp), max(blocks - 2, 0))
+    return lo, (pos - lo).astype(np.float32)
+
+
+def _interpolation(n: int, blocks: int, side: int) -> NDArray[np.float32]:
+    """(n, blocks) weights: linear interpolation between block centres along one axis."""
+    lo, t = _neighbours(n, blocks, side)
+    out = np.zeros((n, blocks), np.float32)
+    out[np.arange(n), lo] = 1 - t
+    out[np.arange(n), np.minimum(lo + 1, blocks - 1)] += t
+    return out
 
 
 @njit(cache=True, nogil=True)
