@@ -42,7 +42,12 @@ def test_quick_linking_section_is_complete_and_sane(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(app, ["bench", "--quick", "--only", "linking", "--json", str(out)])
     assert result.exit_code == 0, result.output
-    rows = json.loads(out.read_text())["linking"]
+    every = json.loads(out.read_text())["linking"]
+    rows = [r for r in every if "linking" not in r]
+    # the search range and memory read from a dense movie seen by a poor detector
+    defaults, data = (r for r in every if "linking" in r)
+    assert abs(data["msd_over_truth"] - 1) < 0.1
+    assert defaults["msd_over_truth"] > 1.2
     keys = {
         "scenario",
         "jsc",
@@ -249,10 +254,12 @@ def test_quick_single_section_sets_the_localiser_beside_classical_centring(
         assert 0 < real[0]["localiser_spread_px"] < 1.0
     trap = [r for r in rows if r["data"].startswith("real trapped")]
     if trap:
-        assert trap[0]["frames"] == 100
-        # radial symmetry: the same trap at both noise levels (within 35 %)
-        good, bad = trap[0]["radial_symmetry_good_var_xy"], trap[0]["radial_symmetry_bad_var_xy"]
-        assert all(0 < g <= b < 1.35 * g for g, b in zip(good, bad, strict=True))
+        assert [r["frames"] for r in trap] == [100, 100]
+        for r in trap:  # --single auto: within 10 % of the careful reference
+            assert all(0.9 <= v <= 1.1 for v in r["auto_template_over_reference"]), r
+            assert r["localiser"].startswith("refused: the particle looks")
+        # radial symmetry on a 31 px crop is noisier on the noisy video
+        assert max(trap[1]["radial_symmetry_31_over_reference"]) > 1.2
 
 
 @pytest.mark.slow
