@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -126,3 +127,18 @@ def test_napari_opens_a_real_movies_table_in_one_call(tmp_path: Path) -> None:
     assert seen["shot_std"] > 5  # the movie and the tracks, not a blank canvas
     assert shot.stat().st_size > 10_000
     assert not seen["tensorflow"]  # the viewer stays light
+
+
+def test_napari_finds_the_reader_through_the_installed_manifest() -> None:
+    npe2 = pytest.importorskip("npe2")
+    manifest = npe2.PluginManifest.from_distribution("livetrack")
+    (reader,) = manifest.contributions.readers or []
+    assert {"*.parquet", "*.csv", "*.h5"} <= set(reader.filename_patterns)
+    (command,) = manifest.contributions.commands or []
+    assert command.python_name == "livetrack.viewer.reader:napari_get_reader"
+    module, name = command.python_name.split(":")
+    assert getattr(importlib.import_module(module), name) is napari_get_reader
+    pm = npe2.PluginManager()
+    pm.register(manifest)
+    found = [r.command for r in pm.iter_compatible_readers(["tracks.parquet"])]
+    assert found == ["livetrack.read_tracks"]
