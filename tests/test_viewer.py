@@ -134,11 +134,29 @@ def test_napari_finds_the_reader_through_the_installed_manifest() -> None:
     manifest = npe2.PluginManifest.from_distribution("livetrack")
     (reader,) = manifest.contributions.readers or []
     assert {"*.parquet", "*.csv", "*.h5"} <= set(reader.filename_patterns)
-    (command,) = manifest.contributions.commands or []
+    command = next(c for c in manifest.contributions.commands or [] if c.id == reader.command)
     assert command.python_name == "livetrack.viewer.reader:napari_get_reader"
+    (widget,) = manifest.contributions.widgets or []
+    assert widget.command == "livetrack.live_widget"
     module, name = command.python_name.split(":")
     assert getattr(importlib.import_module(module), name) is napari_get_reader
     pm = npe2.PluginManager()
     pm.register(manifest)
     found = [r.command for r in pm.iter_compatible_readers(["tracks.parquet"])]
     assert found == ["livetrack.read_tracks"]
+
+
+@pytest.mark.gui
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="no display (install Xvfb)")
+def test_livetrack_view_opens_tables(processed: Path, tmp_path: Path) -> None:
+    pytest.importorskip("napari")
+    shot = tmp_path / "view.png"
+    cli = [sys.executable, "-m", "livetrack.cli", "view"]
+    run = subprocess.run([*cli, str(processed), "--screenshot", str(shot)],
+                         capture_output=True, text=True, timeout=240)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert shot.stat().st_size > 10_000
+    missing = subprocess.run([*cli, str(tmp_path / "none.csv")], capture_output=True, text=True)
+    assert missing.returncode == 2
+    assert "no such table" in missing.stderr

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from livetrack import __version__
-from livetrack.cli import _live, _offline, _serve, _trainer
+from livetrack.cli import _live, _offline, _serve, _trainer, _view
 
 app = typer.Typer(
     name="livetrack",
@@ -52,6 +52,7 @@ for command in (
     _offline.process,
     _offline.plot,
     _offline.bench,
+    _view.view,
 ):
     app.command()(command)
 app.command("check-config")(_trainer.check_config)
