@@ -366,3 +366,19 @@ def test_quick_offconfig_section_compares_with_trackpy() -> None:
     assert wide["recall"] > wide["trackpy_f1_tuned_recall"] + 0.1
     assert cost["flat_ms"] > 0
     assert cost["gradient_ms"] > 0
+
+
+@pytest.mark.slow
+def test_quick_viewer_section_measures_the_service_with_and_without_a_viewer() -> None:
+    from livetrack.bench._viewer import bench_viewer
+
+    rows = bench_viewer(quick=True)
+    assert [r["viewer"] for r in rows] == [False, True, False, True]
+    for r in rows:
+        assert r["frames"] == 300
+        assert 0 < r["service_p50_ms"] <= r["service_p99_ms"]
+    for r in rows[1::2]:
+        assert r["draws"] > 0
+        assert r["last_seq"] == r["phase"] * 300 - 1  # the viewer saw the phase's last frame
+        assert r["draws"] >= 30  # ~30 draws a second over the 3 s phase, not one per frame
+        assert 0 < r["undrawn"] < 300

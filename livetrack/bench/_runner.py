@@ -23,6 +23,7 @@ from livetrack.bench._single import bench_single
 from livetrack.bench._sizing import bench_sizing
 from livetrack.bench._speed import bench_overload, bench_speed
 from livetrack.bench._storm import bench_storm
+from livetrack.bench._viewer import bench_viewer
 from livetrack.runtime import allocator_tuned, package_versions
 
 # a section takes ``quick`` (and ``real_data`` when in READS_REAL_DATA)
@@ -44,9 +45,10 @@ SECTIONS: dict[str, Section] = {
     "storm": bench_storm,
     "reconnect": bench_reconnect,
     "centring": bench_centring,
+    "viewer": bench_viewer,
 }
 # sections that only run when asked for by name (long, and they load the machine fully)
-ON_REQUEST = {"overload", "storm", "reconnect", "centring"}
+ON_REQUEST = {"overload", "storm", "reconnect", "centring", "viewer"}
 # sections that also read the real movies (``real_data``)
 READS_REAL_DATA = {"single", "real"}
 

@@ -148,6 +148,7 @@ class BenchPart(StrEnum):
     storm = "storm"
     reconnect = "reconnect"
     centring = "centring"
+    viewer = "viewer"
 
 
 def bench(
