@@ -126,9 +126,8 @@ def spatial_background_stats(
     var = half_d2[:n].reshape(-1, PAIRS_PER_SAMPLE).mean(axis=1)
     if np.issubdtype(np.asarray(frames).dtype, np.integer):
         var -= 1.0 / 12.0
-    # each sample stands for its pairs: the pixel count the offset needs is of pairs
     keep = var > 0
-    return np.repeat(level[keep], PAIRS_PER_SAMPLE), np.repeat(var[keep], PAIRS_PER_SAMPLE)
+    return level[keep], var[keep]
 
 
 def _measured_gain(level: NDArray[np.float64], var: NDArray[np.float64]) -> float | None:
@@ -157,9 +156,13 @@ def estimate_camera(
     """
     e = card.expects
     radius = int(np.ceil(4.0 * e.psf_sigma_px))
-    stats = background_stats if len(frames) >= 3 else spatial_background_stats
-    level, var = stats(frames, spots, radius)
-    enough = len(level) >= MIN_PIXELS
+    if len(frames) >= 3:
+        level, var = background_stats(frames, spots, radius)
+        pixels = len(level)
+    else:  # each sample stands for its run of neighbouring pairs
+        level, var = spatial_background_stats(frames, spots, radius)
+        pixels = len(level) * PAIRS_PER_SAMPLE
+    enough = pixels >= MIN_PIXELS
     measured = _measured_gain(level, var) if enough and gain_adu_per_e is None else None
     g = gain_adu_per_e or measured or e.camera_gain_adu_per_e
     g_from: Source = "option" if gain_adu_per_e else ("data" if measured else "card")

@@ -105,6 +105,7 @@ class SingleParticleDetector:
         self.use_template = template and model is None
         self.template: ParticleTemplate | None = None
         self._seen: list[tuple[NDArray[np.float64], float, float]] = []
+        self._size_checked = False
         if model is not None:
             from livetrack.single.localiser import CropLocaliser
 
@@ -118,6 +119,7 @@ class SingleParticleDetector:
         self.crop = None if self._auto else self.crop
         self.template = None
         self._seen = []
+        self._size_checked = False
 
     def prepare(self, frames: NDArray[np.generic]) -> None:
         """Start a movie: size the crop and build the template from its first frames."""
@@ -128,17 +130,19 @@ class SingleParticleDetector:
         if not self.use_template:
             return
         first = [np.asarray(f, np.float64) for f in frames[:TEMPLATE_FRAMES]]
-        for f in first:
-            self._learn(f, *self._radial(f))
+        starts = [self._radial(f) for f in first]
+        for f, xy in zip(first, starts, strict=True):
+            self._learn(f, *xy)
         if self.template is not None:  # again, from the template's own sharper positions
-            for f in first:
-                self._learn(f, *self.template.fit(f, *self._radial(f)))
+            for f, xy in zip(first, starts, strict=True):
+                self._learn(f, *self.template.fit(f, *xy))
 
     def _size(self, frame: NDArray[np.generic]) -> int:
         if self.crop is None:
             self.crop = crop_for(frame)
-        if self.localiser is not None:
+        if self.localiser is not None and not self._size_checked:  # once a stream
             self.localiser.check_size(frame)
+            self._size_checked = True
         return self.crop
 
     def _radial(self, f: NDArray[np.float64]) -> tuple[float, float]:
