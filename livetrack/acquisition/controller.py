@@ -74,6 +74,7 @@ class ControllerStats:
     reacquired: int = 0
     identity_switches: int = 0
     reselected_at: list[int] = field(default_factory=list)
+    follow_requests: deque[int] = field(default_factory=lambda: deque(maxlen=1000))  # seqs
     safe_state_entries: int = 0
     triggers_fired: int = 0
     followed: int | None = None
@@ -93,6 +94,7 @@ class ControllerStats:
             "reacquired": self.reacquired,
             "identity_switches": self.identity_switches,
             "reselected_at_seq": self.reselected_at,
+            "followed_on_request_at_seq": list(self.follow_requests),
             "safe_state_entries": self.safe_state_entries,
             "triggers_fired": self.triggers_fired,
             "followed": self.followed,
@@ -232,6 +234,21 @@ class FeedbackController:
         self._last = None
         self._velocity[:] = 0.0
 
+    def _follow_if_asked(self, particle: Any, seq: int) -> None:
+        """A person chose the particle (click-to-follow): it is followed from this frame."""
+        if not isinstance(particle, int) or isinstance(particle, bool) or particle == self.followed:
+            return
+        self.followed = particle
+        self.stats.followed = particle
+        self.stats.follow_requests.append(seq)
+        self._missing = 0
+        self._integral[:] = 0.0
+        self._last = None
+        self._velocity[:] = 0.0
+        self._seen_um = self._last_px = None  # where the old one was says nothing of it
+        if self._identity is not None:  # another particle: its brightness is learnt anew
+            self._identity = BrightnessIdentity()
+
     # -- the loop --------------------------------------------------------------------
 
     def check_timeout(self) -> bool:
@@ -258,6 +275,7 @@ class FeedbackController:
         if self._t0_ns is None:
             self._t0_ns = res.t_acq_ns
         self._run_triggers(res, ids, xy)
+        self._follow_if_asked(res.fields.get("follow"), res.seq)
         if self.cfg.mode == "none" and self.followed is None:
             self.followed = self._select(ids, xy)
             self.stats.followed = self.followed

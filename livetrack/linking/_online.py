@@ -127,6 +127,10 @@ class OnlineLinker:
         """Number of tracks currently alive (including those in memory)."""
         return len(self._tracks.ids)
 
+    def track_ids(self) -> set[int]:
+        """The ids of the tracks alive now (including those in memory)."""
+        return {int(i) for i in self._tracks.ids}
+
     def _predict(self, seq: int) -> tuple[FloatArray, FloatArray, FloatArray]:
         t = self._tracks
         cfg = self.config

@@ -16,9 +16,15 @@ import zmq
 
 from livetrack.artifact import ArtifactError, check_fits
 from livetrack.linking import OnlineLinker
+from livetrack.service._results import MAX_PREVIEW_HZ, ResultsOut
 from livetrack.service._stats import ServiceStats
 from livetrack.service.config import FrameDetector, Policy, ServiceConfig
 from livetrack.wire import protocol as wire
+
+COMMANDS = (
+    "status", "stats", "set_policy", "reset_tracks", "set_preview", "follow", "load_model",
+    "shutdown",
+)  # fmt: skip
 
 
 class Controllable(Protocol):
@@ -40,6 +46,15 @@ class Controllable(Protocol):
 
     def reset_tracks(self) -> list[int]:
         """End every track and forget the stream's last seq; returns the ended ids."""
+        ...
+
+    def follow(self, particle: int) -> int | None:
+        """Ask the controller to follow a track (ValueError if it is none); the last seq."""
+        ...
+
+    @property
+    def out(self) -> ResultsOut:
+        """What the service publishes (the preview is set there)."""
         ...
 
 
@@ -120,6 +135,10 @@ class ControlChannel:
         elif cmd == "shutdown":
             self._reply({"ok": True})
             self.service.stop()
+        elif cmd == "set_preview":
+            self._set_preview(req)
+        elif cmd == "follow":
+            self._follow(req.get("particle"))
         elif cmd == "load_model":
             path = req.get("path")
             if not isinstance(path, str):
@@ -127,8 +146,31 @@ class ControlChannel:
             else:
                 self._pending = self._pool.submit(self._load, path)
         else:
-            known = "status, stats, set_policy, reset_tracks, load_model, shutdown"
+            known = ", ".join(COMMANDS)
             self._refuse("unknown_command", f"unknown command {cmd!r}; known: {known}")
+
+    def _set_preview(self, req: dict[str, Any]) -> None:
+        hz: Any = req.get("hz")
+        side = req.get("max_side", 1024)
+        if not _number(hz) or not 0 <= hz <= MAX_PREVIEW_HZ:
+            want = f"a number 0-{MAX_PREVIEW_HZ:g} (0: off)"
+            self._refuse("bad_control", f"hz {hz!r}: expected {want}")
+        elif not isinstance(side, int) or isinstance(side, bool) or not 16 <= side <= wire.MAX_DIM:
+            self._refuse("bad_control", f"max_side {side!r}: expected an integer 16-{wire.MAX_DIM}")
+        else:
+            self.service.out.set_preview(float(hz), side)
+            self._reply({"ok": True, "hz": float(hz), "max_side": side})
+
+    def _follow(self, particle: Any) -> None:
+        if not isinstance(particle, int) or isinstance(particle, bool) or particle < 0:
+            self._refuse("bad_control", f"particle {particle!r}: expected a track id (an integer)")
+            return
+        try:
+            after = self.service.follow(particle)
+        except ValueError as exc:
+            self._refuse("bad_control", str(exc))
+            return
+        self._reply({"ok": True, "particle": particle, "after_seq": after})
 
     def _load(self, path: str) -> FrameDetector:
         loader = self._loader
@@ -173,3 +215,7 @@ class ControlChannel:
             self._refuse("model_not_loaded", f"model not loaded, the old one keeps serving: {exc}")
             return
         self._reply({"ok": True, "detector": type(self.service.detector).__name__})
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and v == v

@@ -20,7 +20,6 @@ import threading
 import time
 from typing import Any
 
-import numpy as np
 import zmq
 from numpy.typing import NDArray
 
@@ -28,6 +27,7 @@ from livetrack.detection.detector import Detections
 from livetrack.linking import OnlineLinker
 from livetrack.service._control import ControlChannel
 from livetrack.service._pipeline import NetworkWorker, Staged, run_readout
+from livetrack.service._results import ResultsOut
 from livetrack.service._stats import ServiceStats
 from livetrack.service._stream import Stream
 from livetrack.service.config import FrameDetector, Policy, ServiceConfig
@@ -92,6 +92,7 @@ class Service:
             "control": self._bind(self.rep, cfg.control),
         }
         self.control = ControlChannel(self, self.rep, model_loader)
+        self.out = ResultsOut(self.pub, self.stats)
         self._last_status: dict[str, Any] | None = None
         self.stream = Stream(self.linker, (cfg.camera_offset_adu, cfg.camera_gain_adu_per_e))
         # real-time policy: one frame in the network, at most one waiting (the newest)
@@ -176,6 +177,7 @@ class Service:
         try:
             header, frame = wire.decode_frame(parts)
             self.stream.accept(header.seq)
+            self.out.hold_for_preview(header.seq, frame)
             frame = self.stream.in_model_camera(header, frame, getattr(self.detector, "card", None))
         except wire.ProtocolError as exc:
             self.stats.rejected[exc.reason] += 1
@@ -190,6 +192,13 @@ class Service:
     def reset_tracks(self) -> list[int]:
         """End every track and forget the last seq (the next frame may have any seq)."""
         return self.stream.reset()
+
+    def follow(self, particle: int) -> int | None:
+        """Ask the controller to follow track ``particle``; the last seq published before."""
+        if particle not in self.linker.track_ids():
+            raise ValueError(f"particle {particle} is not a track now ({self.linker.active} are)")
+        self.out.follow = particle
+        return self.stream.last_seq
 
     def _handle_frames(self) -> None:
         t_recv = time.perf_counter()
@@ -326,30 +335,7 @@ class Service:
         step = self.linker.link(header.seq, det.x + ox, det.y + oy, det.photons)
         t2 = time.perf_counter()
         timings = {"receive": (t0 - t_recv) * 1e3, **det.timings_ms, "link": (t2 - t1) * 1e3}
-        det_cols = {k: v.astype(np.float32) for k, v in det.as_dict().items()}
-        self._send(wire.TOPIC_DETECTIONS, header, det_cols, timings_ms=timings)
-        self._send(
-            wire.TOPIC_TRACKS,
-            header,
-            {
-                "particle": step.particle,
-                "x": det.x.astype(np.float32),
-                "y": det.y.astype(np.float32),
-                # lets a controller tell its particle from a neighbour after they met
-                "photons": det.photons.astype(np.float32),
-            },
-        )
-        ended, ended_last = self.stream.take_ended()
-        ended += step.ended.tolist()
-        if len(step.started) or ended:
-            self._send(
-                wire.TOPIC_EVENTS,
-                header,
-                {},
-                started=step.started.tolist(),
-                ended=ended,
-                ended_last_seq=ended_last + step.ended_last_seq.tolist(),
-            )
+        self.out.frame(header, det, step, timings, self.stream.take_ended())
         t3 = time.perf_counter()
         st.processed += 1
         for k, v in timings.items():
@@ -358,23 +344,10 @@ class Service:
         st.add_latency("service", (t3 - t_recv) * 1e3)
         st.add_latency("end_to_end", (wire.now_ns() - header.t_acq_ns) / 1e6)
 
-    def _send(
-        self, topic: bytes, header: wire.FrameHeader, cols: dict[str, Any], **extra: Any
-    ) -> None:
-        if topic != wire.TOPIC_EVENTS:  # controllers need the frame's stage and scale
-            if header.stage_um is not None:
-                extra["stage_um"] = list(header.stage_um)
-            if header.pixel_size_um is not None:
-                extra["pixel_size_um"] = header.pixel_size_um
-        body = wire.encode_body(header.seq, header.t_acq_ns, cols, **extra)
-        self.pub.send_multipart([topic, body], copy=False)
-        self.stats.published[topic.decode()] += 1
-
     def _publish_status(self) -> None:
         st = self.status()
         self._last_status = st  # what /metrics serves: a snapshot, no lock on the loop
-        self.pub.send_multipart([wire.TOPIC_STATUS, wire.packb(st)])
-        self.stats.published[wire.TOPIC_STATUS.decode()] += 1
+        self.out.status(st)
 
     def status(self) -> dict[str, Any]:
         """The status map published once a second and answered on control."""
@@ -390,6 +363,7 @@ class Service:
             "split": getattr(self.detector, "split_z", None) is not None,
             "split_region": list(getattr(self.detector, "split_region", None) or []) or None,
             "active_tracks": self.linker.active,
+            "preview_hz": self.out.preview_hz,
             "last_seq": self.stream.last_seq,
             "stream_restarts": self.stream.restarts,
             "linker": vars(self.linker.stats).copy(),

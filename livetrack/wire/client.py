@@ -189,7 +189,11 @@ class ResultSubscriber:
             left = int((deadline - time.monotonic()) * 1e3)
             if left <= 0 or not self.sock.poll(left):
                 return None
-            topic, body = self.sock.recv_multipart()
+            parts = self.sock.recv_multipart()
+            if len(parts) != 2:  # not a result message: counted, never fatal
+                self.invalid += 1
+                continue
+            topic, body = parts
             try:
                 if topic == wire.TOPIC_STATUS:
                     status = wire.unpackb(body, self.max_bytes)

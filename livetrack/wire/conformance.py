@@ -203,6 +203,12 @@ def control_cases() -> list[Case]:
         Case("set_policy fast", (p({"cmd": "set_policy", "policy": "fast"}),), "bad_control"),
         Case("set_policy without a policy", (p({"cmd": "set_policy"}),), "bad_control"),
         Case("load_model without a path", (p({"cmd": "load_model"}),), "bad_control"),
+        Case("set_preview 10 Hz", (p({"cmd": "set_preview", "hz": 10}),), None),
+        Case("set_preview off", (p({"cmd": "set_preview", "hz": 0}),), None),
+        Case("set_preview 1000 Hz", (p({"cmd": "set_preview", "hz": 1000}),), "bad_control"),
+        Case("set_preview without hz", (p({"cmd": "set_preview"}),), "bad_control"),
+        Case("follow a string", (p({"cmd": "follow", "particle": "7"}),), "bad_control"),
+        Case("follow no track", (p({"cmd": "follow", "particle": 2**40}),), "bad_control"),
     ]
 
 

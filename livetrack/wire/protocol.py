@@ -8,8 +8,9 @@ Frames in (PUSH → PULL): multipart ``[header, pixels]``; ``header`` is a msgpa
 map (:class:`FrameHeader`), ``pixels`` the C-order little-endian buffer.
 
 Results out (PUB): multipart ``[topic, body]``; topics :data:`TOPIC_DETECTIONS`,
-:data:`TOPIC_TRACKS`, :data:`TOPIC_EVENTS`, :data:`TOPIC_STATUS`. Bodies are msgpack
-maps; per-particle columns are packed arrays ``{"dtype": "<f4", "data": bytes}``.
+:data:`TOPIC_TRACKS`, :data:`TOPIC_EVENTS`, :data:`TOPIC_STATUS` and, when asked for,
+:data:`TOPIC_PREVIEW`. Bodies are msgpack maps; per-particle columns are packed arrays
+``{"dtype": "<f4", "data": bytes}``.
 
 Control (REQ → REP): msgpack maps ``{"cmd": ...}`` answered by ``{"ok": ...}``.
 """
@@ -31,6 +32,9 @@ TOPIC_TRACKS: Final = b"trk"
 TOPIC_EVENTS: Final = b"evt"
 TOPIC_STATUS: Final = b"sta"
 TOPICS: Final = (TOPIC_DETECTIONS, TOPIC_TRACKS, TOPIC_EVENTS, TOPIC_STATUS)
+# Camera frames at a throttled rate, only once a client asked (``set_preview``):
+# not in TOPICS, so a subscriber that takes the default topics never receives them.
+TOPIC_PREVIEW: Final = b"prv"
 
 MAX_HEADER_BYTES: Final = 64 * 1024
 MAX_FRAME_BYTES: Final = 256 * 1024 * 1024  # a 8192² float32 frame
@@ -351,7 +355,7 @@ class Result:
 
 def decode_result(topic: bytes, body: bytes, max_bytes: int = MAX_FRAME_BYTES) -> Result:
     """Decode and validate a ``[topic, body]`` result message."""
-    if topic not in TOPICS:
+    if topic not in (*TOPICS, TOPIC_PREVIEW):
         raise ProtocolError("bad_topic", f"unknown topic {topic!r}")
     b = unpackb(body, max_bytes)
     if not isinstance(b, dict) or b.get("version") != VERSION:
@@ -374,3 +378,35 @@ def decode_result(topic: bytes, body: bytes, max_bytes: int = MAX_FRAME_BYTES) -
         cols,
         rest,
     )
+
+
+def encode_preview(seq: int, t_acq_ns: int, frame: NDArray[Any], step: int) -> bytes:
+    """A ``prv`` body: every ``step``-th pixel of a frame, in its received pixel type."""
+    sub = np.ascontiguousarray(frame[::step, ::step])
+    name = next((k for k, v in FRAME_DTYPES.items() if v == sub.dtype.newbyteorder("<")), None)
+    if name is None:
+        raise ValueError(f"pixel type {sub.dtype} is not one the protocol carries")
+    pixels = sub.astype(FRAME_DTYPES[name], copy=False).tobytes()
+    return encode_body(
+        seq, t_acq_ns, {}, shape=list(sub.shape), dtype=name, step=step, pixels=pixels
+    )
+
+
+def preview_image(result: Result) -> NDArray[Any]:
+    """The picture a ``prv`` result carries; raise :class:`ProtocolError` if it holds none."""
+    f = result.fields
+    shape, dtype, step, pixels = (f.get(k) for k in ("shape", "dtype", "step", "pixels"))
+    if (
+        not isinstance(shape, list)
+        or len(shape) != 2
+        or not all(isinstance(v, int) and 0 < v <= MAX_DIM for v in shape)
+        or dtype not in FRAME_DTYPES
+        or not isinstance(step, int)
+        or step < 1
+        or not isinstance(pixels, bytes)
+    ):
+        raise ProtocolError("bad_body", "a preview needs shape [h, w], dtype, step >= 1, pixels")
+    dt = FRAME_DTYPES[dtype]
+    if len(pixels) != shape[0] * shape[1] * dt.itemsize:
+        raise ProtocolError("bad_body", f"{len(pixels)} pixel bytes for {shape} of {dtype}")
+    return np.frombuffer(pixels, dtype=dt).reshape(shape)

@@ -59,7 +59,7 @@ def errors(definition: str, message: Any) -> list[str]:
     """What is wrong with ``message`` (a decoded msgpack map) as a ``definition``; [] if nothing.
 
     ``definition`` names one of the schema's ``$defs``: ``frame_header``, ``det_body``,
-    ``trk_body``, ``evt_body``, ``sta_body``, ``control_request``, ``control_reply``,
+    ``trk_body``, ``evt_body``, ``prv_body``, ``sta_body``, ``control_request``, ``control_reply``,
     ``actuation_command``.
     """
     root = schema()
