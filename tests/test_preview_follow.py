@@ -90,7 +90,8 @@ def test_the_preview_is_off_until_asked_and_shows_the_frame_its_results_belong_t
     svc.pub.publish(frames[109] + 1, seq=200)  # after a long gap: a preview is due
     assert raw.poll(10_000)
     topic, body = raw.recv_multipart()
-    assert topic == wire.TOPIC_PREVIEW and not errors("prv_body", msgpack.unpackb(body))
+    assert topic == wire.TOPIC_PREVIEW
+    assert not errors("prv_body", msgpack.unpackb(body))
     raw.close(0)
     # the default subscriber (the result topics) never sees a preview
     assert not [r for r in svc.results(wire.TOPIC_PREVIEW, 1, 0.5)]
@@ -124,7 +125,8 @@ def test_a_bad_preview_request_is_refused_with_what_was_expected(
     svc: Running, args: dict[str, Any], says: str
 ) -> None:
     reply = svc.control.request("set_preview", **args)
-    assert reply["ok"] is False and reply["reason"] == "bad_control"
+    assert reply["ok"] is False
+    assert reply["reason"] == "bad_control"
     assert says in reply["error"]
     assert svc.stats()["preview_hz"] == 0.0
 
@@ -132,7 +134,8 @@ def test_a_bad_preview_request_is_refused_with_what_was_expected(
 def test_follow_refuses_what_is_not_a_track_now(svc: Running) -> None:
     for particle, says in [(5, "not a track now"), (-1, "track id"), ("3", "track id")]:
         reply = svc.control.request("follow", particle=particle)
-        assert reply["ok"] is False and reply["reason"] == "bad_control", reply
+        assert reply["ok"] is False, reply
+        assert reply["reason"] == "bad_control"
         assert says in reply["error"]
 
 
@@ -173,7 +176,8 @@ def test_click_to_follow_changes_the_controllers_target_within_two_frames(
     ids = last.columns["particle"]
     chosen = int(next(i for i in ids if i != first))  # another particle, as a click would
     reply = svc.control.request("follow", particle=chosen)
-    assert reply["ok"] and reply["particle"] == chosen
+    assert reply["ok"]
+    assert reply["particle"] == chosen
     after = reply["after_seq"]
     send(range(30, 60))
     stop.set()
