@@ -120,9 +120,15 @@ class CoreFramePump:
 
     def start_continuous(self) -> None:
         """Start the camera's continuous acquisition and send frames as they come."""
+        self.core.startContinuousSequenceAcquisition(0)
+        self.start_draining()
+
+    def start_draining(self) -> None:
+        """Send the frames of a sequence acquisition someone else started (a GUI's live mode)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
         self._stop.clear()
         self._last_image = None
-        self.core.startContinuousSequenceAcquisition(0)
         self._thread = threading.Thread(target=self._drain, name="frame-pump", daemon=True)
         self._thread.start()
 
@@ -162,6 +168,10 @@ class CoreFramePump:
         deadline = time.monotonic() + timeout_s
         while self.core.getRemainingImageCount() and time.monotonic() < deadline:
             time.sleep(0.001)
+        self.stop_draining(timeout_s)
+
+    def stop_draining(self, timeout_s: float = 2.0) -> None:
+        """Stop sending live frames; the camera (perhaps someone else's) is left as it is."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_s)

@@ -1,17 +1,26 @@
-"""Benchmark section ``viewer``: what a live viewer costs the service.
+"""Benchmark section ``viewer``: what a live viewer draws, and what it costs the service.
 
 The service (its loop, the network replaced by the input path and 100 fixed
 detections, as in ``overhead``) takes 512² frames at 100 frames/s. In alternate
-phases a viewer is attached or not: a separate process (as napari is) subscribing
-to every result and drawing the newest state at 30 Hz through
-:class:`~livetrack.viewer.live.LiveView` (no Qt: the drawing cost is the viewer's
-own, on its own cores). Compared: the service's p99 per frame (receive to publish)
-and end to end, and how many frames the viewer drew and left undrawn.
+phases a viewer is attached or not: a separate process, as napari is. With a display
+and napari installed it is napari with the live widget (``livetrack.viewer.measure``:
+the service's preview on at 30 Hz, frames, detections and tracks drawn by napari's
+own event loop); without, a Qt-free loop subscribing to every result and taking a
+:class:`~livetrack.viewer.live.LiveView` snapshot at 30 Hz (``viewer`` says which).
+Compared: the service's p99 per frame (receive to publish) and end to end; and the
+pictures the viewer drew per second. Phases 1–2 share every core; in phases 3–4 this
+process (service and sender) keeps core 0 and the viewer gets core 1 (``cores``), as
+on a workstation where the display does not run on the service's core.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import multiprocessing as mp
+import os
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -26,13 +35,19 @@ RATE_HZ = 100.0
 DRAW_HZ = 30.0
 
 
-def _viewer(address: str, seconds: float, out: Any) -> None:
-    """A viewer's loop without Qt: subscribe, feed, snapshot at 30 Hz; report counts."""
+def _viewer(endpoints: dict[str, str], seconds: float, out: Any) -> None:
+    """A viewer's loop without Qt: preview on, subscribe, snapshot at 30 Hz; report counts."""
     from livetrack.viewer.live import LiveView
+    from livetrack.wire import protocol as wire
+    from livetrack.wire.client import ControlClient
 
-    sub = ResultSubscriber(address, queue=1000)
+    control = ControlClient(endpoints["control"])
+    control.request("set_preview", hz=DRAW_HZ)
+    sub = ResultSubscriber(
+        endpoints["results"], topics=(*wire.TOPICS, wire.TOPIC_PREVIEW), queue=1000
+    )
     view = LiveView()
-    draws, seq, undrawn = 0, -1, 0
+    draws = 0
     next_draw = time.monotonic()
     end = time.monotonic() + seconds
     while time.monotonic() < end:
@@ -43,10 +58,51 @@ def _viewer(address: str, seconds: float, out: Any) -> None:
             snap = view.snapshot()
             if snap is not None:
                 draws += 1
-                seq, undrawn = snap.seq, snap.undrawn
             next_draw += 1 / DRAW_HZ
     sub.close()
-    out.put({"draws": draws, "undrawn": undrawn, "last_seq": seq})
+    control.request("set_preview", hz=0)
+    control.close()
+    out.put({
+        "viewer": "LiveView (no Qt)", "draws_per_s": draws / seconds,
+        "pictures_received": view.images, "pictures_undrawn": view.images_undrawn,
+    })  # fmt: skip
+
+
+class _Viewer:
+    """The viewer process of one phase: napari if it can draw here, else the Qt-free loop."""
+
+    def __init__(
+        self, endpoints: dict[str, str], seconds: float, cpus: set[int] | None = None
+    ) -> None:
+        self.proc: Any = None
+        if os.environ.get("DISPLAY") and importlib.util.find_spec("napari") is not None:
+            args = [endpoints["results"], endpoints["control"], str(seconds)]
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "livetrack.viewer.measure", *args],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            if cpus is not None:
+                os.sched_setaffinity(self.proc.pid, cpus)
+            assert self.proc.stdout is not None
+            self.proc.stdout.readline()  # "ready": napari is up, the widget subscribed
+            time.sleep(1.0)  # its warm-up: the first pictures and layers
+        else:
+            ctx = mp.get_context("spawn")
+            self.out: Any = ctx.Queue()
+            self.loop = ctx.Process(target=_viewer, args=(endpoints, seconds, self.out))
+            self.loop.start()
+            time.sleep(2.0)  # the process starts and subscribes
+
+    def result(self) -> dict[str, Any]:
+        if self.proc is not None:
+            out, err = self.proc.communicate(timeout=60)
+            if self.proc.returncode != 0:
+                raise RuntimeError(f"the napari viewer failed: {err[-2000:]}")
+            got: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+            return got
+        self.loop.join(30)
+        got = self.out.get(timeout=10)
+        return got
 
 
 def _phase(service: Service, pub: FramePublisher, frames: list[Any], n: int, first: int) -> None:
@@ -59,6 +115,12 @@ def _phase(service: Service, pub: FramePublisher, frames: list[Any], n: int, fir
     end = time.monotonic() + 10
     while service.stats.processed < first + n and time.monotonic() < end:
         time.sleep(0.02)
+
+
+def _pin_this_process(cpus: set[int]) -> None:
+    """Every thread of this process (the service's loop included) onto ``cpus``."""
+    for tid in os.listdir("/proc/self/task"):
+        os.sched_setaffinity(int(tid), cpus)
 
 
 def bench_viewer(quick: bool) -> list[dict[str, Any]]:
@@ -75,35 +137,34 @@ def bench_viewer(quick: bool) -> list[dict[str, Any]]:
     assert service.ready.wait(10)
     pub = FramePublisher(service.endpoints["frames"], queue=64)
     sub = ResultSubscriber(service.endpoints["results"])  # the controller, as in use
-    ctx = mp.get_context("spawn")
     rows: list[dict[str, Any]] = []
     time.sleep(0.3)
+    everywhere = os.sched_getaffinity(0)
+    apart = len(everywhere) >= 2
     try:
         for k, attached in enumerate((False, True, False, True)):
-            out: Any = ctx.Queue()
-            viewer = None
-            if attached:
-                viewer = ctx.Process(
-                    target=_viewer, args=(service.endpoints["results"], n / RATE_HZ + 3, out)
-                )
-                viewer.start()
-                time.sleep(2.0)  # the process starts and subscribes
+            own = apart and k >= 2
+            if own:
+                _pin_this_process({min(everywhere)})
+            cpus = everywhere - {min(everywhere)} if own else None
+            viewer = _Viewer(service.endpoints, n / RATE_HZ, cpus) if attached else None
             service.stats.latency_ms.clear()
             _phase(service, pub, frames, n, k * n)
             lat = {s: np.asarray(v) for s, v in service.stats.latency_ms.items()}
             row: dict[str, Any] = {
                 "phase": k + 1,
                 "viewer": attached,
+                "cores": "service 0, viewer the others" if own else "shared",
                 "frames": n,
                 "service_p50_ms": float(np.percentile(lat["service"], 50)),
                 "service_p99_ms": float(np.percentile(lat["service"], 99)),
                 "end_to_end_p99_ms": float(np.percentile(lat["end_to_end"], 99)),
             }
             if viewer is not None:
-                viewer.join(30)
-                row.update(out.get(timeout=10))
+                row.update(viewer.result())
             rows.append(row)
     finally:
+        _pin_this_process(everywhere)
         service.stop()
         th.join(5)
         pub.close()

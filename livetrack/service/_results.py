@@ -1,7 +1,8 @@
 """Results out on the PUB socket: each frame's det / trk / evt, the preview, the status.
 
 The preview (topic ``prv``) is off until a client asks for it (``set_preview``): a
-frame becomes due when ``1/hz`` has passed since the last preview; its received pixels
+frame becomes due on a fixed schedule of ``hz`` a second (so a 30 Hz preview of a
+100 frames/s stream is 30 pictures a second, not every fourth frame); its received pixels
 are kept (a reference, not a copy) until its results are published, then sent right
 after them, so a viewer's picture and its detections are always of the same frame. A
 due frame the service skips is replaced by the next one; at most :data:`HELD` wait.
@@ -38,7 +39,7 @@ class ResultsOut:
         self.stats = stats
         self.preview_hz = 0.0
         self.preview_max_side = 1024
-        self._last_preview = 0.0
+        self._next_preview = 0.0  # monotonic s: when the next frame is due
         self._held: dict[int, NDArray[Any]] = {}
         self.follow: int | None = None  # asked for, not yet published
 
@@ -46,12 +47,13 @@ class ResultsOut:
         """Preview at most ``hz`` frames a second (0: off), subsampled to ``max_side`` px."""
         self.preview_hz = hz
         self.preview_max_side = max_side
+        self._next_preview = 0.0
         if hz == 0:
             self._held.clear()
 
     def hold_for_preview(self, seq: int, frame: NDArray[Any]) -> None:
         """Keep this received frame if a preview is due (its results are not out yet)."""
-        if self.preview_hz <= 0 or time.monotonic() - self._last_preview < 1.0 / self.preview_hz:
+        if self.preview_hz <= 0 or time.monotonic() < self._next_preview:
             return
         self._held[seq] = frame
         while len(self._held) > HELD:
@@ -100,7 +102,10 @@ class ResultsOut:
         body = wire.encode_preview(header.seq, header.t_acq_ns, frame, step)
         self.pub.send_multipart([wire.TOPIC_PREVIEW, body], copy=False)
         self.stats.published[wire.TOPIC_PREVIEW.decode()] += 1
-        self._last_preview = time.monotonic()
+        period, now = 1.0 / self.preview_hz, time.monotonic()
+        # on schedule while frames keep coming; after a pause, a fresh start (no burst)
+        late = now - self._next_preview >= period
+        self._next_preview = now + period if late else self._next_preview + period
 
     def _send(
         self, topic: bytes, header: wire.FrameHeader, cols: dict[str, Any], **extra: Any

@@ -6,7 +6,9 @@ for drawing: the view keeps the latest frame's detections, a bounded window of t
 points (``tail_frames`` frames, at most ``max_points``), and the latest status map.
 A snapshot taken while nothing new arrived is None; frames that arrived between two
 snapshots and were never drawn are counted (``undrawn``): the display's drop policy
-is *latest wins*.
+is *latest wins*. With the service's preview on (``prv``), the snapshot carries the
+newest picture and the detections *of that frame* (the service publishes a frame's
+picture after its results), so what is drawn over the image was found in it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from livetrack.wire import protocol as wire
 
 #: track points kept across frames (bounds memory whatever the frame rate)
 MAX_POINTS = 200_000
+#: recent frames' detections kept to match a picture that arrives after them
+RECENT = 16
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,8 @@ class Snapshot:
     tracks: NDArray[np.float64]  # (M, 4): id, seq, y, x over the tail
     status: dict[str, Any]
     undrawn: int  # frames received but never drawn, since the start
+    image: NDArray[Any] | None = None  # the picture of frame ``seq``, if one came since
+    image_step: int = 1  # its pixel (i, j) is the frame's (i·step, j·step)
 
 
 @dataclass
@@ -53,6 +59,13 @@ class LiveView:
     _undrawn: int = 0
     _status: dict[str, Any] = field(default_factory=dict)
     _fresh: bool = False
+    _recent: deque[tuple[int, NDArray[np.float64], NDArray[np.int64]]] = field(
+        default_factory=lambda: deque(maxlen=RECENT), repr=False
+    )
+    _image: tuple[int, NDArray[Any], int] | None = None  # seq, picture, step
+    #: pictures received, and those replaced before they were drawn
+    images: int = 0
+    images_undrawn: int = 0
 
     def feed(self, result: wire.Result) -> None:
         """Take one result message (any topic); never blocks on drawing."""
@@ -65,6 +78,9 @@ class LiveView:
                     status["fps"] = (status.get("processed", 0) - before.get("processed", 0)) / dt
                 self._status = status
                 self._fresh = True
+            return
+        if result.topic == wire.TOPIC_PREVIEW:
+            self._feed_image(result)
             return
         if result.topic != wire.TOPIC_TRACKS:
             return  # det carries the same positions; trk adds the ids
@@ -79,6 +95,7 @@ class LiveView:
             self._seq = result.seq
             self._points = np.column_stack([y, x])
             self._ids = ids
+            self._recent.append((result.seq, self._points, ids))
             self._tails.append(rows)
             while len(self._tails) > self.tail_frames or (
                 sum(len(t) for t in self._tails) > self.max_points and len(self._tails) > 1
@@ -86,6 +103,26 @@ class LiveView:
                 self._tails.popleft()
             self._frames_since += 1
             self._fresh = True
+
+    def _feed_image(self, result: wire.Result) -> None:
+        try:
+            image = wire.preview_image(result)
+        except wire.ProtocolError:
+            return
+        with self._lock:
+            if self._image is not None:
+                self.images_undrawn += 1
+            self._image = (result.seq, image, int(result.fields["step"]))
+            self.images += 1
+            self._fresh = True
+
+    @property
+    def image_waiting(self) -> bool:
+        """A picture arrived that is not drawn yet."""
+        return self._image is not None
+
+    def _of_frame(self, seq: int) -> tuple[NDArray[np.float64], NDArray[np.int64]] | None:
+        return next(((p, i) for s, p, i in reversed(self._recent) if s == seq), None)
 
     def snapshot(self) -> Snapshot | None:
         """The state to draw now, or None if nothing arrived since the last one."""
@@ -99,14 +136,16 @@ class LiveView:
             tracks = np.concatenate(list(self._tails)) if self._tails else np.zeros((0, 4))
             linked = tracks[tracks[:, 0] >= 0]
             order = np.lexsort((linked[:, 1], linked[:, 0]))  # napari: by id, then time
+            seq, points, ids = self._seq, self._points, self._ids
+            image, step = None, 1
+            if self._image is not None:
+                seq, image, step = self._image
+                self._image = None
+                points, ids = self._of_frame(seq) or (np.zeros((0, 2)), np.zeros(0, np.int64))
             return Snapshot(
-                self._seq,
-                self._points.copy(),
-                self._ids.copy(),
-                linked[order],
-                dict(self._status),
-                self._undrawn,
-            )
+                seq, points.copy(), ids.copy(), linked[order], dict(self._status),
+                self._undrawn, image, step,
+            )  # fmt: skip
 
 
 def status_line(status: dict[str, Any], undrawn: int) -> str:

@@ -1,19 +1,33 @@
-"""The napari dock widget: a running service's detections and tracks, live.
+"""The napari dock widget: a running service's frames, detections, tracks and health, live.
 
 A subscriber thread reads the service's results into a
 :class:`~livetrack.viewer.live.LiveView`; a Qt timer draws the newest snapshot at
 most :data:`DRAW_HZ` times a second. The subscriber never waits for the drawing:
 frames that arrive between two draws are counted and skipped (latest wins), and the
 service, whose PUB socket never blocks, is not slowed by a slow viewer.
+
+Frames come one of two ways. From the service's **preview** (``prv``, asked for at
+:data:`DRAW_HZ` on connect): the picture of a processed frame, published right
+after its results, so the detections drawn over it were found in it; the service
+pays for at most :data:`DRAW_HZ` pictures a second, not for every frame. Or, when
+the widget publishes a **Micro-Manager core's** frames itself, straight from that
+core into napari-micromanager's own ``preview`` layer (no round trip).
+
+A click on a detection asks the service to have the controller follow it
+(``follow``); the service carries the choice to the controller on the next frame.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
+from collections import deque
 from typing import Any
 
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFormLayout,
     QHBoxLayout,
@@ -24,22 +38,25 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from livetrack.viewer.live import LiveView, Snapshot, status_line
+from livetrack.viewer.layers import PREVIEW_LAYER, LiveLayers
+from livetrack.viewer.live import LiveView, status_line
+from livetrack.wire import protocol as wire
 
-#: the most draws a second (the display's rate; more would only cost the viewer)
+#: draws a second without pictures, and the preview rate asked for (a display's rate)
 DRAW_HZ = 30
 POLICIES = ("realtime", "lossless")
 
 
 class LiveTrackWidget(QWidget):
-    """Connect to ``livetrack serve``; show its detections, tracks and health.
+    """Connect to ``livetrack serve``; show its frames, detections, tracks and health.
 
     Parameters
     ----------
     napari_viewer
         The viewer the layers go into (napari passes it).
-    results, control
-        The service's results (PUB) and control (REP) addresses.
+    results, control, frames
+        The service's results (PUB), control (REP) and frames (PULL) addresses;
+        ``frames`` is used only to publish a Micro-Manager core's frames.
     """
 
     def __init__(
@@ -47,20 +64,44 @@ class LiveTrackWidget(QWidget):
         napari_viewer: Any,
         results: str = "tcp://127.0.0.1:5556",
         control: str = "tcp://127.0.0.1:5557",
+        frames: str = "tcp://127.0.0.1:5555",
     ) -> None:
         super().__init__()
         self.viewer = napari_viewer
         self.view = LiveView()
+        self.layers = LiveLayers(napari_viewer)
+        self.mm: Any = None  # a MicroManagerLink while publishing a core's frames
+        self.followed: int | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.results = QLineEdit(results)
-        self.control = QLineEdit(control)
+        self._preview_asked = False
+        self._build(results, control, frames)
+        self.timer = QTimer(self)
+        # ticks twice a draw: a picture is drawn within half a period of its arrival
+        self.timer.setInterval(int(500 / DRAW_HZ))
+        self.timer.timeout.connect(self.draw)
+        self.draws = 0
+        self.draw_ms: deque[float] = deque(maxlen=1000)  # the viewer's own cost per draw
+        self._last_draw = 0.0
+        self._status_at = 0.0
+        napari_viewer.mouse_drag_callbacks.append(self._on_click)
+        self.destroyed.connect(self._stop.set)  # the viewer closed: the subscriber ends too
+
+    def _build(self, results: str, control: str, frames: str) -> None:
+        self.results, self.control, self.frames = (QLineEdit(a) for a in (results, control, frames))
         self.tail = QSpinBox()
         self.tail.setRange(1, 1000)
         self.tail.setValue(self.view.tail_frames)
         self.tail.valueChanged.connect(self._set_tail)
+        self.show_frames = QCheckBox("show the service's frames")
+        self.show_frames.setChecked(True)
+        self.click_follows = QCheckBox("click a particle to follow it")
+        self.click_follows.setChecked(True)
         self.connect_button = QPushButton("Connect")
         self.connect_button.clicked.connect(self.toggle)
+        self.mm_button = QPushButton("Publish Micro-Manager")
+        self.mm_button.setCheckable(True)
+        self.mm_button.toggled.connect(self.link_micromanager)
         self.policy = QComboBox()
         self.policy.addItems(POLICIES)
         self.policy.activated.connect(self._set_policy)
@@ -69,22 +110,19 @@ class LiveTrackWidget(QWidget):
         self.status = QLabel(status_line({}, 0))
         self.reply = QLabel("")
         form = QFormLayout(self)
-        form.addRow("results", self.results)
-        form.addRow("control", self.control)
+        for name, edit in (("results", self.results), ("control", self.control)):
+            form.addRow(name, edit)
+        form.addRow("frames", self.frames)
         form.addRow("tail (frames)", self.tail)
+        for box in (self.show_frames, self.click_follows):
+            form.addRow(box)
         row = QHBoxLayout()
-        row.addWidget(self.connect_button)
-        row.addWidget(reset)
+        for button in (self.connect_button, reset, self.mm_button):
+            row.addWidget(button)
         form.addRow(row)
         form.addRow("policy", self.policy)
         form.addRow(self.status)
         form.addRow(self.reply)
-        self.points_layer: Any = None
-        self.tracks_layer: Any = None
-        self.timer = QTimer(self)
-        self.timer.setInterval(int(1000 / DRAW_HZ))
-        self.timer.timeout.connect(self.draw)
-        self.draws = 0
 
     def toggle(self) -> None:
         """Connect, or disconnect when connected."""
@@ -94,7 +132,7 @@ class LiveTrackWidget(QWidget):
             self.connect_service()
 
     def connect_service(self) -> None:
-        """Start the subscriber thread and the drawing timer."""
+        """Start the subscriber thread and the drawing timer; ask for frames if shown."""
         self._stop.clear()
         self._thread = threading.Thread(
             target=self._subscribe, args=(self.results.text(),), daemon=True, name="livetrack-sub"
@@ -102,9 +140,13 @@ class LiveTrackWidget(QWidget):
         self._thread.start()
         self.timer.start()
         self.connect_button.setText("Disconnect")
+        if self.show_frames.isChecked() and self.mm is None:
+            self._preview_asked = bool(self._request("set_preview", hz=DRAW_HZ).get("ok"))
 
     def disconnect_service(self) -> None:
-        """Stop the subscriber and the timer (the layers stay)."""
+        """Stop the subscriber and the timer (the layers stay) and the preview we asked for."""
+        if self._preview_asked:
+            self._preview_asked = not self._request("set_preview", hz=0).get("ok")
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2.0)
@@ -115,7 +157,8 @@ class LiveTrackWidget(QWidget):
     def _subscribe(self, address: str) -> None:
         from livetrack.wire.client import ResultSubscriber
 
-        sub = ResultSubscriber(address, queue=1000)
+        # a few pictures may wait (each up to a frame's size); results are small
+        sub = ResultSubscriber(address, topics=(*wire.TOPICS, wire.TOPIC_PREVIEW), queue=1000)
         try:
             while not self._stop.is_set():
                 result = sub.recv(timeout_ms=100)
@@ -124,13 +167,33 @@ class LiveTrackWidget(QWidget):
         finally:
             sub.close()
 
+    def link_micromanager(self, on: bool) -> None:
+        """Publish the running Micro-Manager core's frames to the service (or stop)."""
+        if on and self.mm is None:
+            try:  # pymmcore-plus only when asked for (livetrack[acquire])
+                from livetrack.viewer.micromanager import MicroManagerLink, running_core
+
+                self.mm = MicroManagerLink(running_core(self.viewer), self.frames.text())
+            except Exception as exc:  # no core, no pymmcore-plus: say so, keep the viewer
+                self.reply.setText(f"Micro-Manager: {exc}")
+                self.mm_button.setChecked(False)
+                return
+            self._request("set_preview", hz=0)  # the frames are here already
+            # over napari-micromanager's image, in its units (µm when it knows the pixel)
+            px = float(self.mm.core.getPixelSizeUm() or 1.0)
+            self.layers.set_scale((px, px))
+            self.reply.setText(f"publishing {self.mm.pump.source} to {self.frames.text()}")
+        elif not on and self.mm is not None:
+            self.mm.close()
+            self.mm = None
+
     def _set_policy(self, _index: int) -> None:
         self._request("set_policy", policy=self.policy.currentText())
 
     def _set_tail(self, frames: int) -> None:
         self.view.tail_frames = int(frames)
-        if self.tracks_layer is not None:
-            self.tracks_layer.tail_length = int(frames)
+        if self.layers.tracks is not None:
+            self.layers.tracks.tail_length = int(frames)
 
     def _request(self, cmd: str, **args: Any) -> dict[str, Any]:
         from livetrack.wire.client import ControlClient
@@ -142,44 +205,59 @@ class LiveTrackWidget(QWidget):
             reply = {"ok": False, "error": str(exc)}
         finally:
             client.close()
-        self.reply.setText(f"{cmd}: {'ok' if reply.get('ok') else reply.get('error', reply)}")
+        with contextlib.suppress(RuntimeError):  # the panel may be gone (viewer closing)
+            self.reply.setText(f"{cmd}: {'ok' if reply.get('ok') else reply.get('error', reply)}")
         return reply
 
+    def follow(self, particle: int) -> bool:
+        """Ask for the controller to follow track ``particle``; True if the service took it."""
+        if self._request("follow", particle=particle).get("ok"):
+            self.followed = particle
+            return True
+        return False
+
+    def _on_click(self, _viewer: Any, event: Any) -> Any:
+        """A click (press and release without a drag) on a detection follows it."""
+        if not self.click_follows.isChecked() or event.type != "mouse_press":
+            return
+        start = tuple(event.position)
+        yield
+        moved = False
+        while event.type == "mouse_move":
+            moved = True
+            yield
+        if not moved:
+            particle = self.layers.particle_at(start)
+            if particle is not None:
+                self.follow(particle)
+
     def draw(self) -> None:
-        """Draw the newest snapshot, if any arrived since the last draw."""
+        """Draw the newest snapshot: when a picture came, else at most DRAW_HZ a second."""
+        if self.mm is not None and (frame := self.mm.newest_frame()) is not None:
+            self.layers.draw_image(frame, 1, PREVIEW_LAYER)
+        now = time.monotonic()
+        if not self.view.image_waiting and now - self._last_draw < 1.0 / DRAW_HZ:
+            return
         snap = self.view.snapshot()
         if snap is None:
             return
-        self._draw_points(snap)
-        if len(snap.tracks):
-            self._draw_tracks(snap)
-        self.status.setText(status_line(snap.status, snap.undrawn))
-        if snap.status.get("policy") in POLICIES:  # the service's, whoever set it
-            self.policy.setCurrentText(snap.status["policy"])
+        if snap.image is not None:
+            self.layers.draw_image(snap.image, snap.image_step)
+        self.layers.draw(snap, self.view.tail_frames, self.followed)
+        if now - self._status_at >= 0.25:  # text that changes 4 times a second is readable
+            self._status_at = now
+            text = status_line(snap.status, snap.undrawn)
+            if self.followed is not None:
+                text += f" · following {self.followed}"
+            self.status.setText(text)
+            if snap.status.get("policy") in POLICIES:  # the service's, whoever set it
+                self.policy.setCurrentText(snap.status["policy"])
         self.draws += 1
-
-    def _draw_points(self, snap: Snapshot) -> None:
-        features = {"particle": snap.point_ids}
-        if self.points_layer is None or self.points_layer not in self.viewer.layers:
-            self.points_layer = self.viewer.add_points(
-                snap.points, name="livetrack detections", size=10, features=features,
-                face_color="transparent", border_color="yellow", border_width=0.15,
-            )  # fmt: skip
-        else:
-            self.points_layer.data = snap.points
-            self.points_layer.features = features
-
-    def _draw_tracks(self, snap: Snapshot) -> None:
-        if self.tracks_layer is None or self.tracks_layer not in self.viewer.layers:
-            self.tracks_layer = self.viewer.add_tracks(
-                snap.tracks, name="livetrack tracks", tail_length=self.view.tail_frames,
-                tail_width=3,
-            )  # fmt: skip
-        else:
-            self.tracks_layer.data = snap.tracks
-        self.viewer.dims.set_point(0, snap.seq)  # the tails end at the newest frame
+        self._last_draw = now
+        self.draw_ms.append((time.monotonic() - now) * 1e3)
 
     def closeEvent(self, event: Any) -> None:
-        """Stop the subscriber with the widget."""
+        """Stop the subscriber and the Micro-Manager link with the widget."""
         self.disconnect_service()
+        self.link_micromanager(False)
         super().closeEvent(event)

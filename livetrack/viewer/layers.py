@@ -1,0 +1,131 @@
+"""The napari layers the live widget draws: the frame, detections, tracks, the followed one.
+
+Everything is in camera pixels scaled by ``scale`` (µm per pixel when drawn over
+napari-micromanager's ``preview`` layer, which is in µm; 1 otherwise), so the
+results sit on the acquisition's own image.
+
+The frame and the detections are updated on every draw; the track tails, whose
+rebuild is napari's costliest update, at most :data:`TRACKS_HZ` times a second.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from livetrack.viewer.live import Snapshot
+
+#: the frame layer when the frames come from the service's preview
+FRAME_LAYER = "livetrack frame"
+#: napari-micromanager's layer for live and snapped images
+PREVIEW_LAYER = "preview"
+#: a click farther than this from every detection follows nothing
+CLICK_RADIUS_PX = 8.0
+#: track tail updates a second (a tail moves little in 0.1 s; each rebuild costs ~10 ms)
+TRACKS_HZ = 10.0
+
+
+class LiveLayers:
+    """Create the layers on first use and update them in place afterwards."""
+
+    def __init__(self, viewer: Any) -> None:
+        self.viewer = viewer
+        self.scale = (1.0, 1.0)
+        self.points: Any = None
+        self.tracks: Any = None
+        self.followed: Any = None
+        self.images_drawn = 0
+        self._last: Snapshot | None = None
+        self._tracks_at = 0.0
+
+    def set_scale(self, scale: tuple[float, float]) -> None:
+        """Draw in these units per pixel from now on (the layers made so far too)."""
+        self.scale = scale
+        for layer in (self.points, self.followed):
+            if self._alive(layer):
+                layer.scale = scale
+        if self._alive(self.tracks):
+            self.tracks.scale = (1.0, *scale)
+
+    def _alive(self, layer: Any) -> bool:
+        return layer is not None and layer in self.viewer.layers
+
+    def draw(self, snap: Snapshot, tail: int, followed: int | None) -> None:
+        """Draw one snapshot: detections, tracks up to its frame, the followed particle."""
+        self._last = snap
+        features = {"particle": snap.point_ids}
+        if not self._alive(self.points):
+            self.points = self.viewer.add_points(
+                snap.points, name="livetrack detections", size=10, features=features,
+                face_color="transparent", border_color="yellow", border_width=0.15,
+                scale=self.scale,
+            )  # fmt: skip
+        else:
+            with self.points.events.blocker_all():  # one refresh, not one per attribute
+                self.points.data = snap.points
+                self.points.features = features
+            self.points.refresh()
+        now = time.monotonic()
+        if len(snap.tracks) and now - self._tracks_at >= 1.0 / TRACKS_HZ:
+            self._tracks_at = now
+            if not self._alive(self.tracks):
+                self.tracks = self.viewer.add_tracks(
+                    snap.tracks, name="livetrack tracks", tail_length=tail, tail_width=3,
+                    scale=(1.0, *self.scale),
+                )  # fmt: skip
+            else:
+                self.tracks.data = snap.tracks
+            self.viewer.dims.set_point(0, snap.seq)  # the tails end at the drawn frame
+        if followed is not None or self._alive(self.followed):
+            self._draw_followed(snap, followed)
+
+    def _draw_followed(self, snap: Snapshot, followed: int | None) -> None:
+        data = snap.points[snap.point_ids == followed] if followed is not None else np.zeros((0, 2))
+        if not self._alive(self.followed):
+            self.followed = self.viewer.add_points(
+                data, name="livetrack followed", size=22, face_color="transparent",
+                border_color="red", border_width=0.12, scale=self.scale,
+            )  # fmt: skip
+        else:
+            self.followed.data = data
+
+    def draw_image(self, image: np.ndarray, step: int, name: str = FRAME_LAYER) -> None:
+        """Show a frame (every ``step``-th pixel) in layer ``name``, made on first use."""
+        scale = (self.scale[0] * step, self.scale[1] * step)
+        if name in self.viewer.layers:
+            layer = self.viewer.layers[name]
+            data = layer.data
+            if (
+                isinstance(data, np.ndarray)
+                and data.shape == image.shape
+                and data.dtype == image.dtype
+                and data.flags.writeable
+            ):  # in place: napari skips re-validating a new array (~2 ms of 512²)
+                data[...] = image
+                layer.refresh()
+            else:
+                layer.data = image.copy()
+            if tuple(layer.scale) != scale:
+                layer.scale = scale
+        else:
+            image = image.copy()  # its own buffer, written in place from now on
+            lo, hi = np.percentile(image, (0.5, 99.8))
+            layer = self.viewer.add_image(
+                image, name=name, scale=scale, contrast_limits=(float(lo), float(max(hi, lo + 1)))
+            )
+            self.viewer.layers.move(self.viewer.layers.index(layer), 0)  # under the results
+        self.images_drawn += 1
+
+    def particle_at(self, world_yx: tuple[float, float]) -> int | None:
+        """The id of the drawn detection nearest a clicked point, if one is close enough."""
+        snap = self._last
+        if snap is None or len(snap.points) == 0:
+            return None
+        yx = np.asarray(world_yx[-2:], float) / np.asarray(self.scale)
+        d = np.hypot(*(snap.points - yx).T)
+        k = int(np.argmin(d))
+        if d[k] > CLICK_RADIUS_PX or snap.point_ids[k] < 0:
+            return None
+        return int(snap.point_ids[k])
