@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +60,23 @@ def test_demo_runs_closes_the_loop_and_accounts_for_every_frame(tmp_path: Path) 
     assert "split    within 24 px of (255.5, 255.5)" in (out / "serve.log").read_text()
     for phase in fig["phases"].values():
         assert phase["frames"]["accounted"]
+
+
+@pytest.mark.gui
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="no display (install Xvfb)")
+def test_demo_view_opens_napari_on_the_running_demo(tmp_path: Path) -> None:
+    pytest.importorskip("napari")
+    out = tmp_path / "demo"
+    cmd = ["demo", "--seconds", "3", "--no-live", "--view", "-o", str(out)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "livetrack.cli", *cmd], capture_output=True, text=True, timeout=240
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    fig = json.loads((out / "demo.json").read_text())
+    log = (out / "view.log").read_text()
+    assert "livetrack view: connected to ipc://" in log
+    # napari drew the service's pictures while both phases ran (their frames, with results)
+    assert fig["viewer"]["pictures"] > 30
+    assert fig["viewer"]["draws"] >= fig["viewer"]["pictures"]
+    assert fig["frames"]["accounted"]

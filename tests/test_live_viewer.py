@@ -93,10 +93,14 @@ def test_the_view_keeps_the_newest_frame_and_bounded_tails(
     assert view.snapshot() is None  # nothing new: nothing to draw
 
 
-# napari in its own process (as a user runs it; see test_viewer.py)
+# napari in its own process (as a user runs it; see test_viewer.py); it clicks on a
+# particle a third of the way in, as a user would (a mouse click through Qt)
 _LIVE = """
 import json, sys, time
+import numpy as np
 import napari
+from qtpy.QtCore import QPoint, Qt
+from qtpy.QtTest import QTest
 from qtpy.QtWidgets import QApplication
 from livetrack.viewer.widget import LiveTrackWidget
 viewer = napari.Viewer()
@@ -104,22 +108,42 @@ widget = LiveTrackWidget(viewer, sys.argv[1], sys.argv[2])
 viewer.window.add_dock_widget(widget, name="livetrack")
 widget.connect_service()
 print("ready", flush=True)
-end = time.monotonic() + 40
-while time.monotonic() < end and widget.view._seq < int(sys.argv[3]) - 1:
+n = int(sys.argv[3])
+clicked = None
+end = time.monotonic() + 60
+while time.monotonic() < end and widget.view._seq < n - 1:
     QApplication.processEvents()
     time.sleep(0.005)
-for _ in range(20):  # the last frame drawn
+    last = widget.layers._last
+    if clicked is None and last is not None and last.seq >= n // 3 and (last.point_ids >= 0).any():
+        k = int(np.flatnonzero(last.point_ids >= 0)[-1])
+        y, x = last.points[k] + 0.7  # a real click, through Qt, near the particle
+        canvas = viewer.window._qt_viewer.canvas
+        cx, cy = canvas.view.scene.transform.map([x, y])[:2]
+        QTest.mouseClick(canvas.native, Qt.MouseButton.LeftButton,
+                         Qt.KeyboardModifier.NoModifier, QPoint(round(cx), round(cy)))
+        for _ in range(5):
+            QApplication.processEvents()
+        clicked = {"id": int(last.point_ids[k]), "seq": int(last.seq), "reply": widget.reply.text()}
+for _ in range(50):  # the last pictures drawn
     QApplication.processEvents()
     time.sleep(0.01)
-widget.draw()
 widget._request("reset_tracks")
 shot = viewer.screenshot(path=sys.argv[4], canvas_only=False)
+drawn = widget.layers._last
+frame = viewer.layers["livetrack frame"]
 print(json.dumps({
     "seq": widget.view._seq,
+    "drawn_seq": drawn.seq,
     "draws": widget.draws,
-    "points": widget.points_layer.data.tolist(),
-    "ids": widget.points_layer.features["particle"].tolist(),
-    "track_ids": sorted(set(widget.tracks_layer.data[:, 0].astype(int).tolist())),
+    "images": widget.layers.images_drawn,
+    "frame_sum": int(frame.data.astype(np.int64).sum()),
+    "frame_scale": list(frame.scale),
+    "points": widget.layers.points.data.tolist(),
+    "ids": widget.layers.points.features["particle"].tolist(),
+    "tracks": widget.layers.tracks.data.tolist(),
+    "followed_layer": widget.layers.followed.data.tolist(),
+    "clicked": clicked,
     "status": widget.status.text(),
     "reply": widget.reply.text(),
     "policy": widget.policy.currentText(),
@@ -133,11 +157,29 @@ viewer.close()
 @pytest.mark.gui
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="no display (install Xvfb)")
-def test_the_napari_widget_draws_a_live_service(
+def test_the_napari_widget_draws_a_live_service_and_a_click_steers_the_controller(
     served: tuple[dict[str, str], np.ndarray], tmp_path: Any
 ) -> None:
     pytest.importorskip("napari")
+    from livetrack.acquisition import ControllerConfig, FeedbackController
+    from livetrack.acquisition.actuation import RemoteActuator
+    from livetrack.acquisition.session import run_control_loop
+    from livetrack.wire.client import free_loopback_addresses
+
     ep, frames = served
+    frames = np.concatenate([frames, frames[::-1]])  # 120 frames, 4 s at 30 frames/s
+    actuator = RemoteActuator(free_loopback_addresses(1)[0])  # mode none: never used
+    ctl = FeedbackController(
+        ControllerConfig(mode="none", identity_by_brightness=False, timeout_s=30.0),
+        actuator,
+        0.1,
+        frames.shape[1:],
+    )
+    stop = threading.Event()
+    loop = threading.Thread(
+        target=run_control_loop, args=(ctl, ep["results"]), kwargs={"should_stop": stop.is_set}
+    )
+    loop.start()
     sub = ResultSubscriber(ep["results"], topics=(wire.TOPIC_TRACKS,))
     shot = tmp_path / "live.png"
     args = [ep["results"], ep["control"], str(len(frames)), str(shot)]
@@ -146,26 +188,46 @@ def test_the_napari_widget_draws_a_live_service(
     assert gui.stdout is not None
     assert gui.stdout.readline().strip() == "ready"
     time.sleep(0.5)  # the widget's subscription reaches the service
-    _publish(ep["frames"], frames)
-    last = None
+    _publish(ep["frames"], frames, fps=30.0)
+    trk: dict[int, wire.Result] = {}
     end = time.monotonic() + 20
-    while time.monotonic() < end:
+    while time.monotonic() < end and len(frames) - 1 not in trk:
         r = sub.recv(200)
         if r is not None:
-            last = r
-            if r.seq == len(frames) - 1:
-                break
-    out, err = gui.communicate(timeout=60)
+            trk[r.seq] = r
+    out, err = gui.communicate(timeout=90)
+    stop.set()
+    loop.join(5)
     sub.close()
+    actuator.close()
     assert gui.returncode == 0, err[-3000:]
     seen = json.loads(out.strip().splitlines()[-1])
-    assert last is not None
     assert seen["seq"] == len(frames) - 1
-    np.testing.assert_allclose(np.array(seen["points"])[:, 1], last.columns["x"], atol=1e-4)
-    assert seen["ids"] == last.columns["particle"].tolist()
-    assert set(seen["ids"]) <= set(seen["track_ids"])
-    assert 1 <= seen["draws"] <= len(frames) + 5
-    assert "processed" in seen["status"]
+    # the picture drawn is the frame as sent, and the points over it were found in it
+    drawn = trk[seen["drawn_seq"]].columns
+    assert seen["frame_sum"] == int(frames[seen["drawn_seq"]].astype(np.int64).sum())
+    assert seen["frame_scale"] == [1.0, 1.0]
+    np.testing.assert_allclose(np.array(seen["points"])[:, 1], drawn["x"], atol=1e-4)
+    assert seen["ids"] == drawn["particle"].tolist()
+    # every tail point is a published track position: id, frame, x and y
+    tails = np.array(seen["tracks"])
+    assert len(tails) > 0
+    for pid, seq, y, x in tails:
+        t = trk[int(seq)].columns
+        row = np.flatnonzero(t["particle"] == int(pid))
+        assert len(row) == 1
+        assert (t["x"][row[0]], t["y"][row[0]]) == pytest.approx((x, y), abs=1e-4)
+    assert 20 <= seen["images"] <= seen["draws"] <= len(frames) + 5
+    # the click reached the controller, which followed that particle within 2 frames
+    clicked = seen["clicked"]
+    assert clicked is not None
+    assert clicked["reply"] == "follow: ok"
+    (switched, particle), *_ = ctl.stats.follow_requests
+    assert particle == clicked["id"]
+    assert trk[switched].fields["follow"] == clicked["id"]
+    # within 2 frames of the request (the click's frame was drawn up to 2 pictures late)
+    assert 0 <= switched - clicked["seq"] <= 2 + 6
+    assert "following" in seen["status"]
     assert seen["reply"] == "reset_tracks: ok"
     assert seen["policy"] == "lossless"  # the service's, shown
     assert not seen["tensorflow"]

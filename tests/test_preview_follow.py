@@ -183,7 +183,8 @@ def test_click_to_follow_changes_the_controllers_target_within_two_frames(
     stop.set()
     loop.join(5)
     assert ctl.followed == chosen
-    switched = ctl.stats.follow_requests[-1]
+    switched, particle = ctl.stats.follow_requests[-1]
+    assert particle == chosen
     assert switched - after <= 2
     assert by_seq[switched].fields["follow"] == chosen  # on the wire, once
     assert sum("follow" in r.fields for r in by_seq.values()) == 1

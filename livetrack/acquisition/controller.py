@@ -74,7 +74,8 @@ class ControllerStats:
     reacquired: int = 0
     identity_switches: int = 0
     reselected_at: list[int] = field(default_factory=list)
-    follow_requests: deque[int] = field(default_factory=lambda: deque(maxlen=1000))  # seqs
+    # (seq, particle) of each person's choice (click-to-follow)
+    follow_requests: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=1000))
     safe_state_entries: int = 0
     triggers_fired: int = 0
     followed: int | None = None
@@ -94,7 +95,7 @@ class ControllerStats:
             "reacquired": self.reacquired,
             "identity_switches": self.identity_switches,
             "reselected_at_seq": self.reselected_at,
-            "followed_on_request_at_seq": list(self.follow_requests),
+            "follow_requests": [list(r) for r in self.follow_requests],
             "safe_state_entries": self.safe_state_entries,
             "triggers_fired": self.triggers_fired,
             "followed": self.followed,
@@ -240,7 +241,7 @@ class FeedbackController:
             return
         self.followed = particle
         self.stats.followed = particle
-        self.stats.follow_requests.append(seq)
+        self.stats.follow_requests.append((seq, particle))
         self._missing = 0
         self._integral[:] = 0.0
         self._last = None

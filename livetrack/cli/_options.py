@@ -248,6 +248,9 @@ PhaseSeconds = Annotated[
 ]
 DemoOut = Annotated[Path, typer.Option("-o", "--output", help="Folder for the PNG and JSON.")]
 Live = Annotated[bool, typer.Option(help="Show the live terminal view.")]
+View = Annotated[
+    bool, typer.Option(help="Also open napari with the live widget (needs livetrack[napari]).")
+]
 Transport = Annotated[
     Literal["ipc", "tcp"], typer.Option(help="ipc (Unix sockets) or tcp (loopback).")
 ]

@@ -18,6 +18,10 @@ def view(
     control: Annotated[
         str | None, typer.Option("--control", help="Its control address (reset, policy).")
     ] = None,
+    frames: Annotated[
+        str | None,
+        typer.Option("--frames", help="Its frames address (to publish a Micro-Manager core)."),
+    ] = None,
     screenshot: Annotated[
         Path | None, typer.Option(help="Save the window as this PNG and close (no event loop).")
     ] = None,
@@ -30,4 +34,4 @@ def view(
         from livetrack.viewer.launch import open_viewer
     except ImportError:
         raise fail("`livetrack view` needs napari: pip install 'livetrack[napari]'") from None
-    open_viewer(tables or [], results, control, screenshot)
+    open_viewer(tables or [], results, control, screenshot, frames=frames)

@@ -6,7 +6,9 @@ Processes (each its own, talking over real loopback sockets):
 - ``livetrack acquire``: the simulated microscope (UniMMCore) streaming frames
   and taking actuation commands;
 - ``livetrack control``: the centring controller;
-- this process: a subscriber that shows the live view and draws the summary.
+- this process: a subscriber that shows the live view and draws the summary;
+- with ``view``: ``livetrack view``, napari with the live widget (frames, detections,
+  tracks, click-to-follow), closed when the demo ends.
 
 The run has two phases on the same sample and seed: with feedback, then with
 the controller off (``--mode none``), so the benefit is measured, not claimed.
@@ -58,6 +60,18 @@ def _start_controller(name: str, mode: str, addr: dict[str, str], out: Path, pre
         raise RuntimeError(f"the controller did not start:\n{ctl.tail()}")
     time.sleep(0.5)  # SUB connects before the first frame (slow joiner)
     return ctl
+
+
+def _start_viewer(addr: dict[str, str], out: Path) -> Child:
+    """The napari viewer with the live widget, connected before the first phase starts."""
+    args = ["--results", addr["results"], "--control", addr["control"], "--frames", addr["frames"]]
+    viewer = Child("view", ["view", *args], out / "view.log")
+    if not viewer.wait_for_line("livetrack view: connected", 120):
+        viewer.stop()
+        raise RuntimeError(
+            f"napari did not start (livetrack[napari]? a display?):\n{viewer.tail()}"
+        )
+    return viewer
 
 
 def _start_acquisition(
@@ -148,6 +162,7 @@ def run_demo(
     seed: int = 0,
     live: bool = True,
     console: Console | None = None,
+    view: bool = False,
     transport: str = "ipc",
     preset: str = "demo",
     split_radius_px: float = 24.0,
@@ -170,23 +185,26 @@ def run_demo(
     split = ("--split-near", centre) if split_radius_px > 0 else ()
     serve, control = start_service(addr, output / "serve.log", "--queue", "8", *split)
     watcher = Watcher(addr["results"], (cam.height, cam.width))
+    viewer = _start_viewer(addr, output) if view else None
     phases: dict[str, Any] = {}
     try:
-        view = Live(console=console, refresh_per_second=4, transient=True) if live else None
-        if view is not None:
-            view.start()
+        terminal = Live(console=console, refresh_per_second=4, transient=True) if live else None
+        if terminal is not None:
+            terminal.start()
         try:
             for name, mode in (("feedback", "centre"), ("no_feedback", "none")):
                 console.print(f"phase {name}: {seconds:.0f} s")
                 phases[name] = _phase(
-                    name, mode, seconds, seed, addr, control, watcher, output, view, preset
+                    name, mode, seconds, seed, addr, control, watcher, output, terminal, preset
                 )
         finally:
-            if view is not None:
-                view.stop()
+            if terminal is not None:
+                terminal.stop()
         with contextlib.suppress(ServiceUnavailableError):
             control.request("shutdown")
     finally:
+        if viewer is not None:
+            viewer.stop()
         watcher.close()
         control.close()
         serve.stop()
@@ -215,4 +233,14 @@ def run_demo(
         "phases": phases,
         "split_near_px": split_radius_px,
         "png": str(output / "demo.png"),
+        **({"viewer": _viewer_counts(output / "view.log")} if view else {}),
     }
+
+
+def _viewer_counts(log: Path) -> dict[str, int] | None:
+    """What napari drew, from the last line ``livetrack view`` wrote (None: it did not say)."""
+    for line in reversed(log.read_text(errors="replace").splitlines()):
+        if line.startswith("livetrack view: ") and "pictures" in line:
+            pictures, draws = (int(w) for w in line.split() if w.isdigit())
+            return {"pictures": pictures, "draws": draws}
+    return None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 
 def open_viewer(
@@ -13,11 +15,14 @@ def open_viewer(
     control: str | None = None,
     screenshot: str | Path | None = None,
     settle_s: float = 2.0,
+    frames: str | None = None,
 ) -> None:
     """Open napari with each table as Tracks and Points, and the live widget if ``results``.
 
     ``screenshot``: instead of running napari's event loop, draw for ``settle_s``
     seconds, save the window as this PNG and close (for documentation and tests).
+    ``frames``: the service's frames address (for publishing a Micro-Manager core).
+    SIGTERM closes the window (``livetrack demo --view`` ends it that way).
     """
     import napari
     from qtpy.QtWidgets import QApplication
@@ -25,18 +30,28 @@ def open_viewer(
     viewer = napari.Viewer()
     for table in tables:
         viewer.open(str(table), plugin="livetrack")
+    widget: Any = None
     if results is not None:
         from livetrack.viewer.widget import LiveTrackWidget
 
         widget = LiveTrackWidget(viewer, results, control or "tcp://127.0.0.1:5557")
+        if frames is not None:
+            widget.frames.setText(frames)
         viewer.window.add_dock_widget(widget, name="livetrack")
         widget.connect_service()
+        print(f"livetrack view: connected to {results}", flush=True)
     if screenshot is None:
+        signal.signal(signal.SIGTERM, lambda *_: viewer.close())
         napari.run()
-        return
-    end = time.monotonic() + settle_s
-    while time.monotonic() < end:
-        QApplication.processEvents()
-        time.sleep(0.01)
-    viewer.screenshot(path=str(screenshot), canvas_only=False)
-    viewer.close()
+    else:
+        end = time.monotonic() + settle_s
+        while time.monotonic() < end:
+            QApplication.processEvents()
+            time.sleep(0.01)
+        viewer.screenshot(path=str(screenshot), canvas_only=False)
+        viewer.close()
+    if widget is not None:
+        print(
+            f"livetrack view: {widget.layers.images_drawn} pictures, {widget.draws} draws",
+            flush=True,
+        )

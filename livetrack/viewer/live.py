@@ -14,6 +14,7 @@ picture after its results), so what is drawn over the image was found in it.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,6 +67,7 @@ class LiveView:
     #: pictures received, and those replaced before they were drawn
     images: int = 0
     images_undrawn: int = 0
+    last_image_at: float = -1e9  # monotonic s
 
     def feed(self, result: wire.Result) -> None:
         """Take one result message (any topic); never blocks on drawing."""
@@ -114,12 +116,18 @@ class LiveView:
                 self.images_undrawn += 1
             self._image = (result.seq, image, int(result.fields["step"]))
             self.images += 1
+            self.last_image_at = time.monotonic()
             self._fresh = True
 
     @property
     def image_waiting(self) -> bool:
         """A picture arrived that is not drawn yet."""
         return self._image is not None
+
+    def status(self) -> tuple[dict[str, Any], int]:
+        """The latest status map and the frames left undrawn so far."""
+        with self._lock:
+            return dict(self._status), self._undrawn + max(0, self._frames_since - 1)
 
     def _of_frame(self, seq: int) -> tuple[NDArray[np.float64], NDArray[np.int64]] | None:
         return next(((p, i) for s, p, i in reversed(self._recent) if s == seq), None)

@@ -23,6 +23,7 @@ import contextlib
 import threading
 import time
 from collections import deque
+from functools import partial
 from typing import Any
 
 from qtpy.QtCore import QTimer
@@ -45,6 +46,8 @@ from livetrack.wire import protocol as wire
 #: draws a second without pictures, and the preview rate asked for (a display's rate)
 DRAW_HZ = 30
 POLICIES = ("realtime", "lossless")
+#: no picture for this long: the preview is off, draw the newest detections instead
+PICTURES_STALE_S = 2.0
 
 
 class LiveTrackWidget(QWidget):
@@ -74,7 +77,8 @@ class LiveTrackWidget(QWidget):
         self.followed: int | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._preview_asked = False
+        # what to undo when the window goes (Qt may have deleted the widgets by then)
+        self._asked: dict[str, str | None] = {"preview_at": None}
         self._build(results, control, frames)
         self.timer = QTimer(self)
         # ticks twice a draw: a picture is drawn within half a period of its arrival
@@ -85,7 +89,7 @@ class LiveTrackWidget(QWidget):
         self._last_draw = 0.0
         self._status_at = 0.0
         napari_viewer.mouse_drag_callbacks.append(self._on_click)
-        self.destroyed.connect(self._stop.set)  # the viewer closed: the subscriber ends too
+        self.destroyed.connect(partial(_release, self._stop, self._asked))
 
     def _build(self, results: str, control: str, frames: str) -> None:
         self.results, self.control, self.frames = (QLineEdit(a) for a in (results, control, frames))
@@ -140,13 +144,14 @@ class LiveTrackWidget(QWidget):
         self._thread.start()
         self.timer.start()
         self.connect_button.setText("Disconnect")
-        if self.show_frames.isChecked() and self.mm is None:
-            self._preview_asked = bool(self._request("set_preview", hz=DRAW_HZ).get("ok"))
+        wants = self.show_frames.isChecked() and self.mm is None
+        if wants and self._request("set_preview", hz=DRAW_HZ).get("ok"):
+            self._asked["preview_at"] = self.control.text()
 
     def disconnect_service(self) -> None:
         """Stop the subscriber and the timer (the layers stay) and the preview we asked for."""
-        if self._preview_asked:
-            self._preview_asked = not self._request("set_preview", hz=0).get("ok")
+        if self._asked["preview_at"] is not None and self._request("set_preview", hz=0).get("ok"):
+            self._asked["preview_at"] = None
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2.0)
@@ -157,8 +162,9 @@ class LiveTrackWidget(QWidget):
     def _subscribe(self, address: str) -> None:
         from livetrack.wire.client import ResultSubscriber
 
-        # a few pictures may wait (each up to a frame's size); results are small
-        sub = ResultSubscriber(address, topics=(*wire.TOPICS, wire.TOPIC_PREVIEW), queue=1000)
+        # det is not taken: trk has the same positions and the ids (half the decoding)
+        topics = (wire.TOPIC_TRACKS, wire.TOPIC_STATUS, wire.TOPIC_PREVIEW)
+        sub = ResultSubscriber(address, topics=topics, queue=1000)
         try:
             while not self._stop.is_set():
                 result = sub.recv(timeout_ms=100)
@@ -232,11 +238,22 @@ class LiveTrackWidget(QWidget):
                 self.follow(particle)
 
     def draw(self) -> None:
-        """Draw the newest snapshot: when a picture came, else at most DRAW_HZ a second."""
+        """Draw what is new: each picture with its own frame's detections, else the newest.
+
+        While pictures come, only a picture is drawn (so the points are always those
+        found in the image below them); without pictures for :data:`PICTURES_STALE_S`
+        (preview off, or not served), the newest detections, at most DRAW_HZ a second.
+        """
+        now = time.monotonic()
         if self.mm is not None and (frame := self.mm.newest_frame()) is not None:
             self.layers.draw_image(frame, 1, PREVIEW_LAYER)
-        now = time.monotonic()
-        if not self.view.image_waiting and now - self._last_draw < 1.0 / DRAW_HZ:
+        if now - self._status_at >= 0.25:  # text that changes 4 times a second is readable
+            self._status_at = now
+            self._show_status()
+        if not self.view.image_waiting and (
+            now - self._last_draw < 1.0 / DRAW_HZ
+            or now - self.view.last_image_at < PICTURES_STALE_S
+        ):
             return
         snap = self.view.snapshot()
         if snap is None:
@@ -244,20 +261,34 @@ class LiveTrackWidget(QWidget):
         if snap.image is not None:
             self.layers.draw_image(snap.image, snap.image_step)
         self.layers.draw(snap, self.view.tail_frames, self.followed)
-        if now - self._status_at >= 0.25:  # text that changes 4 times a second is readable
-            self._status_at = now
-            text = status_line(snap.status, snap.undrawn)
-            if self.followed is not None:
-                text += f" · following {self.followed}"
-            self.status.setText(text)
-            if snap.status.get("policy") in POLICIES:  # the service's, whoever set it
-                self.policy.setCurrentText(snap.status["policy"])
         self.draws += 1
         self._last_draw = now
         self.draw_ms.append((time.monotonic() - now) * 1e3)
+
+    def _show_status(self) -> None:
+        status, undrawn = self.view.status()
+        text = status_line(status, undrawn)
+        if self.followed is not None:
+            text += f" · following {self.followed}"
+        self.status.setText(text)
+        if status.get("policy") in POLICIES:  # the service's, whoever set it
+            self.policy.setCurrentText(status["policy"])
 
     def closeEvent(self, event: Any) -> None:
         """Stop the subscriber and the Micro-Manager link with the widget."""
         self.disconnect_service()
         self.link_micromanager(False)
         super().closeEvent(event)
+
+
+def _release(stop: threading.Event, asked: dict[str, str | None], *_: Any) -> None:
+    """The widget is gone (napari closed): end the subscriber, turn off our preview."""
+    stop.set()
+    address = asked.get("preview_at")
+    if address is not None:
+        from livetrack.wire.client import ControlClient
+
+        client = ControlClient(address, timeout_ms=500, retries=0)
+        with contextlib.suppress(Exception):
+            client.request("set_preview", hz=0)
+        client.close()
