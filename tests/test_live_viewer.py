@@ -16,6 +16,7 @@ import pytest
 
 from livetrack.detection.classical import TrackpyDetector
 from livetrack.service import Service, ServiceConfig
+from livetrack.viewer.layers import NOW
 from livetrack.viewer.live import LiveView, status_line
 from livetrack.wire import protocol as wire
 from livetrack.wire.client import ControlClient, FramePublisher, ResultSubscriber
@@ -142,6 +143,7 @@ print(json.dumps({
     "points": widget.layers.points.data.tolist(),
     "ids": widget.layers.points.features["particle"].tolist(),
     "tracks": widget.layers.tracks.data.tolist(),
+    "tracks_seq": widget.layers.tracks_seq,
     "followed_layer": widget.layers.followed.data.tolist(),
     "clicked": clicked,
     "status": widget.status.text(),
@@ -212,6 +214,7 @@ def test_the_napari_widget_draws_a_live_service_and_a_click_steers_the_controlle
     # every tail point is a published track position: id, frame, x and y
     tails = np.array(seen["tracks"])
     assert len(tails) > 0
+    tails[:, 1] += seen["tracks_seq"] - NOW  # the layer's time is relative to a drawn frame
     for pid, seq, y, x in tails:
         t = trk[int(seq)].columns
         row = np.flatnonzero(t["particle"] == int(pid))

@@ -113,6 +113,9 @@ class LiveTrackWidget(QWidget):
         reset.clicked.connect(lambda: self._request("reset_tracks"))
         self.status = QLabel(status_line({}, 0))
         self.reply = QLabel("")
+        for label in (self.status, self.reply):
+            label.setWordWrap(True)
+        self.setMaximumWidth(400)  # the image is what the user watches
         form = QFormLayout(self)
         for name, edit in (("results", self.results), ("control", self.control)):
             form.addRow(name, edit)
