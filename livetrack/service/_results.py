@@ -13,6 +13,7 @@ reads it switches on that very frame.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -25,6 +26,7 @@ from livetrack.linking import LinkStep
 from livetrack.service._stats import ServiceStats
 from livetrack.wire import protocol as wire
 
+log = logging.getLogger("livetrack.service")
 #: the fastest preview a client may ask for (a display's rate; more only costs the loop)
 MAX_PREVIEW_HZ = 60.0
 #: frames held for the preview while their results are being computed
@@ -67,7 +69,7 @@ class ResultsOut:
         timings_ms: dict[str, float],
         ended: tuple[list[int], list[int]],
     ) -> None:
-        """Publish one processed frame: det, trk, evt (if any track started or ended), prv."""
+        """Publish one processed frame's results: det, trk, evt (if a track started or ended)."""
         det_cols = {k: v.astype(np.float32) for k, v in det.as_dict().items()}
         self._send(wire.TOPIC_DETECTIONS, header, det_cols, timings_ms=timings_ms)
         follow = {} if self.follow is None else {"follow": self.follow}
@@ -90,16 +92,20 @@ class ResultsOut:
                 ended=ended_ids,
                 ended_last_seq=ended[1] + step.ended_last_seq.tolist(),
             )
-        self._preview(header)
 
-    def _preview(self, header: wire.FrameHeader) -> None:
+    def preview(self, header: wire.FrameHeader) -> None:
+        """Publish this frame's picture if it was held for the preview (after its results)."""
         frame = self._held.pop(header.seq, None)
         for seq in [s for s in self._held if s < header.seq]:  # skipped: never published
             del self._held[seq]
         if frame is None:
             return
         step = -(-max(frame.shape) // self.preview_max_side)  # ceil: longest side ≤ max
-        body = wire.encode_preview(header.seq, header.t_acq_ns, frame, step)
+        try:
+            body = wire.encode_preview(header.seq, header.t_acq_ns, frame, step)
+        except ValueError as exc:  # a picture the wire cannot carry: the results went out
+            log.warning("no preview of frame %d: %s", header.seq, exc)
+            return
         self.pub.send_multipart([wire.TOPIC_PREVIEW, body], copy=False)
         self.stats.published[wire.TOPIC_PREVIEW.decode()] += 1
         period, now = 1.0 / self.preview_hz, time.monotonic()

@@ -343,6 +343,7 @@ class Service:
         st.add_latency("pack_publish", (t3 - t2) * 1e3)
         st.add_latency("service", (t3 - t_recv) * 1e3)
         st.add_latency("end_to_end", (wire.now_ns() - header.t_acq_ns) / 1e6)
+        self.out.preview(header)  # after the frame's results: never delays them
 
     def _publish_status(self) -> None:
         st = self.status()

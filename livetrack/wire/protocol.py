@@ -386,7 +386,7 @@ def encode_preview(seq: int, t_acq_ns: int, frame: NDArray[Any], step: int) -> b
     name = next((k for k, v in FRAME_DTYPES.items() if v == sub.dtype.newbyteorder("<")), None)
     if name is None:
         raise ValueError(f"pixel type {sub.dtype} is not one the protocol carries")
-    pixels = sub.astype(FRAME_DTYPES[name], copy=False).tobytes()
+    pixels = sub.astype(FRAME_DTYPES[name], copy=False).data.cast("B")  # no copy
     return encode_body(
         seq, t_acq_ns, {}, shape=list(sub.shape), dtype=name, step=step, pixels=pixels
     )
