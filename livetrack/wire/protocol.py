@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 import msgpack
 import numpy as np
@@ -186,6 +187,12 @@ def _int(h: dict[str, Any], key: str) -> int:
     return v
 
 
+def _is_shape(v: Any) -> TypeGuard[Sequence[int]]:
+    """``[rows, columns]``, each an integer from 1 to :data:`MAX_DIM`."""
+    ints = isinstance(v, list | tuple) and all(type(n) is int and 0 < n <= MAX_DIM for n in v)
+    return ints and len(v) == 2
+
+
 def _finite_everywhere(v: Any) -> bool:
     """No NaN or infinity anywhere in a decoded value (maps and arrays searched)."""
     if isinstance(v, float):
@@ -204,18 +211,10 @@ def decode_header(data: bytes | memoryview) -> FrameHeader:
         raise ProtocolError("bad_header", f"header is a {type(h).__name__}, expected a map")
     version = h.get("version")
     if type(version) is not int or version != VERSION:  # not 1.0, not true
-        raise ProtocolError(
-            "wrong_version",
-            f"'version' = {version!r}: expected the integer {VERSION}",
-        )
+        want = f"expected the integer {VERSION}"
+        raise ProtocolError("wrong_version", f"'version' = {version!r}: {want}")
     shape = h.get("shape")
-    if (
-        not isinstance(shape, list | tuple)
-        or len(shape) != 2
-        or not all(
-            isinstance(s, int) and not isinstance(s, bool) and 0 < s <= MAX_DIM for s in shape
-        )
-    ):
+    if not _is_shape(shape):
         raise ProtocolError(
             "bad_header", f"'shape' = {shape!r}: expected [rows, columns], each 1..{MAX_DIM}"
         )
@@ -225,14 +224,10 @@ def decode_header(data: bytes | memoryview) -> FrameHeader:
             "bad_dtype", f"'dtype' = {dtype!r}: expected one of {sorted(FRAME_DTYPES)}"
         )
     stage = h.get("stage_um")
-    if stage is not None and (
-        not isinstance(stage, list | tuple)
-        or not 2 <= len(stage) <= 3
-        or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-            for v in stage
-        )
-    ):
+    numbers = isinstance(stage, list | tuple) and all(
+        type(v) in (int, float) and math.isfinite(v) for v in stage
+    )  # type(): not a bool
+    if stage is not None and not (numbers and 2 <= len(stage) <= 3):
         raise ProtocolError(
             "bad_header", f"'stage_um' = {stage!r}: expected [x, y] or [x, y, z] in µm"
         )
@@ -386,27 +381,19 @@ def encode_preview(seq: int, t_acq_ns: int, frame: NDArray[Any], step: int) -> b
     name = next((k for k, v in FRAME_DTYPES.items() if v == sub.dtype.newbyteorder("<")), None)
     if name is None:
         raise ValueError(f"pixel type {sub.dtype} is not one the protocol carries")
-    pixels = sub.astype(FRAME_DTYPES[name], copy=False).data.cast("B")  # no copy
-    return encode_body(
-        seq, t_acq_ns, {}, shape=list(sub.shape), dtype=name, step=step, pixels=pixels
-    )
+    pix = sub.astype(FRAME_DTYPES[name], copy=False).data.cast("B")  # no copy
+    return encode_body(seq, t_acq_ns, {}, shape=list(sub.shape), dtype=name, step=step, pixels=pix)
 
 
 def preview_image(result: Result) -> NDArray[Any]:
     """The picture a ``prv`` result carries; raise :class:`ProtocolError` if it holds none."""
-    f = result.fields
-    shape, dtype, step, pixels = (f.get(k) for k in ("shape", "dtype", "step", "pixels"))
-    if (
-        not isinstance(shape, list)
-        or len(shape) != 2
-        or not all(isinstance(v, int) and 0 < v <= MAX_DIM for v in shape)
-        or dtype not in FRAME_DTYPES
-        or not isinstance(step, int)
-        or step < 1
-        or not isinstance(pixels, bytes)
-    ):
+    shape, dtype, step, pixels = (
+        result.fields.get(k) for k in ("shape", "dtype", "step", "pixels")
+    )
+    good = dtype in FRAME_DTYPES and type(step) is int and step >= 1
+    if not (good and _is_shape(shape) and isinstance(pixels, bytes)):
         raise ProtocolError("bad_body", "a preview needs shape [h, w], dtype, step >= 1, pixels")
-    dt = FRAME_DTYPES[dtype]
+    dt = FRAME_DTYPES[str(dtype)]
     if len(pixels) != shape[0] * shape[1] * dt.itemsize:
         raise ProtocolError("bad_body", f"{len(pixels)} pixel bytes for {shape} of {dtype}")
     return np.frombuffer(pixels, dtype=dt).reshape(shape)
