@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from livetrack.bench._accuracy import bench_detection, bench_localization
+from livetrack.bench._adapt import bench_adapt
 from livetrack.bench._camera import bench_camera
 from livetrack.bench._centring import bench_centring
 from livetrack.bench._linking import bench_linking
@@ -46,9 +47,10 @@ SECTIONS: dict[str, Section] = {
     "reconnect": bench_reconnect,
     "centring": bench_centring,
     "viewer": bench_viewer,
+    "adapt": bench_adapt,
 }
 # sections that only run when asked for by name (long, and they load the machine fully)
-ON_REQUEST = {"overload", "storm", "reconnect", "centring", "viewer"}
+ON_REQUEST = {"overload", "storm", "reconnect", "centring", "viewer", "adapt"}
 # sections that also read the real movies (``real_data``)
 READS_REAL_DATA = {"single", "real"}
 

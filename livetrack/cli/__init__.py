@@ -40,6 +40,7 @@ def _main(
 for command in (
     _trainer.simulate,
     _trainer.train,
+    _trainer.adapt,
     _trainer.evaluate,
     _trainer.presets,
     _serve.serve,

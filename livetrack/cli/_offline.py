@@ -149,6 +149,7 @@ class BenchPart(StrEnum):
     reconnect = "reconnect"
     centring = "centring"
     viewer = "viewer"
+    adapt = "adapt"
 
 
 def bench(

@@ -130,6 +130,42 @@ def train(
     )
 
 
+def adapt(
+    movie: Annotated[str, typer.Argument(help="Your movie (any format `process` reads).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Model folder to write.")],
+    frames: Annotated[int, typer.Option(min=1, help="First frames to measure.")] = 16,
+    epochs: Annotated[int, typer.Option(min=1, help="Fine-tuning epochs.")] = 6,
+    steps: Annotated[int, typer.Option(min=1, help="Steps per epoch.")] = 60,
+    force: Annotated[bool, typer.Option("--force", help="Replace OUTPUT if it exists.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Fit the simulator to your movie, write its preset, fine-tune a detector for it."""
+    from livetrack.adapt import AdaptError, adapt_movie
+
+    try:
+        with _bar("epochs") as bar:
+            task = bar.add_task("measuring the movie", total=epochs, visible=not quiet)
+
+            def on_epoch(epoch: int, logs: dict[str, float]) -> None:
+                val = f"val_loss {logs.get('val_loss', float('nan')):.4f}"
+                bar.update(task, completed=epoch, description=f"fine-tuning: {val}")
+
+            result = adapt_movie(
+                movie, output, frames=frames, epochs=epochs, steps_per_epoch=steps, force=force,
+                verbose=0, on_epoch=on_epoch,
+            )  # fmt: skip
+    except (AdaptError, ConfigError) as exc:
+        raise fail(str(exc)) from None
+    m = result.measured
+    print(
+        f"{result.model}: PSF σ {m.sigma_px:.2f} px from {m.spots} spots, "
+        f"{m.photons[1]:.0f} photons, background {m.background_photons:.1f}/px; "
+        f"fine-tuned in {result.seconds:.0f} s (val_loss {result.val_loss:.4f}).\n"
+        f"preset: {result.model / 'preset.toml'}; use it: livetrack process {movie} "
+        f"--model {result.model}"
+    )
+
+
 def evaluate(
     model: Annotated[
         Path | None, typer.Argument(help="Model artifact directory (default: the shipped model).")

@@ -233,15 +233,17 @@ def _training_data(sim: SimulationConfig, cfg: TrainingConfig, workers: int, ver
 
 
 def _compiled_detector(
-    cfg: TrainingConfig, steps: int, ckpt_dir: Path, resume: bool
+    cfg: TrainingConfig, steps: int, ckpt_dir: Path, resume: bool, init_from: Path | None
 ) -> tuple[Any, int]:
-    """The network, compiled, resumed from its checkpoint when asked; and the first epoch."""
+    """The network (from ``init_from``'s weights if given), compiled; and the first epoch."""
     import keras
 
     from livetrack.training._model import build_detector, detector_loss
 
     keras.utils.set_random_seed(cfg.seed)
     model = build_detector(cfg.channels, cfg.seed)
+    if init_from is not None:
+        model.load_weights(Path(init_from) / MODEL_NAME)
     loss = detector_loss(cfg.positive_weight)
     return model, prepare(model, cfg, steps, loss, ckpt_dir, resume)
 
@@ -329,6 +331,7 @@ def train(
     workers: int = 2,
     verbose: int = 1,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    init_from: str | Path | None = None,
 ) -> TrainResult:
     """Train the detector described by a preset's ``[training]`` section.
 
@@ -346,6 +349,8 @@ def train(
         0: silent; 1: what is happening, and Keras's progress bar; 2: a line per epoch.
     on_epoch
         Called after each epoch with its number (from 1) and its losses.
+    init_from
+        A detector artifact to start from (fine-tuning; ``livetrack adapt`` uses it).
     """
     t_start = time.perf_counter()
     sim, cfg, path = load_training_config(config_path)
@@ -364,7 +369,8 @@ def train(
     data = _training_data(sim, cfg, workers, verbose)
     ckpt_dir = out / "checkpoint"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    model, initial_epoch = _compiled_detector(cfg, data.steps, ckpt_dir, resume)
+    init = Path(init_from) if init_from is not None else None
+    model, initial_epoch = _compiled_detector(cfg, data.steps, ckpt_dir, resume, init)
     if verbose:
         print(f"training {cfg.name} from {path} on {device}", file=sys.stderr)
     hist = model.fit(

@@ -1,0 +1,202 @@
+"""What the simulator needs, read from a few frames of the user's own movie.
+
+Bright spots (fluorescence, or anything that images as a bright blob on a dark
+background): candidates are the local maxima of a band-passed frame well above its
+noise; the isolated ones are fitted with a pixel-integrated Gaussian on a constant
+background (width, position, total signal all free). From those fits and the frames:
+
+- the PSF width (the median fitted σ) and its spread;
+- the camera: offset and gain from the background pixels' mean and temporal variance
+  (``livetrack.detection.camera``, as ``process`` reads it; the gain needs background
+  levels that differ, a flat field leaves the base model's);
+- the particles' signal (photons) and the background (photons/px) with its gradient;
+- the density, and the frame-to-frame step (``livetrack.linking.from_data``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage, optimize, special
+from scipy.spatial import cKDTree
+
+from livetrack.detection.appearance import apparent_polarity, apparent_sigma
+from livetrack.detection.camera import estimate_camera
+from livetrack.linking.from_data import measure_motion
+
+#: candidates must stand this many noise σ above the band-passed frame
+PEAK_SIGMAS = 5.0
+#: fits a measurement needs; fewer and ``adapt`` says what it found instead
+MIN_SPOTS = 12
+#: fits kept (the brightest isolated candidates first): bounds the time
+MAX_FITS = 600
+
+
+class AdaptError(ValueError):
+    """A movie ``adapt`` cannot fit, with what was found in it."""
+
+
+@dataclass(frozen=True)
+class Measured:
+    """The movie's optics, camera and sample as the simulator describes them."""
+
+    frames: int
+    shape: tuple[int, int]
+    polarity: str | None
+    sigma_px: float
+    sigma_spread: float  # relative (robust) spread of the fitted widths
+    spots: int  # isolated spots fitted
+    photons: tuple[float, float, float]  # 10th, 50th, 90th percentile per spot
+    background_photons: float
+    gradient: tuple[float, float]  # relative change across the field, x and y
+    offset_adu: float
+    gain_adu_per_e: float
+    camera_from: str  # where offset and gain came from: data, or the base model's card
+    per_frame: float  # candidates per frame
+    step_px: float | None  # per-axis frame-to-frame step (None: too few pairs)
+
+    def as_record(self) -> dict[str, Any]:
+        """Plain numbers for the card and the report."""
+        out = asdict(self)
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}
+
+
+def _band_pass(frame: NDArray[np.float64], sigma: float) -> NDArray[np.float64]:
+    smooth = ndimage.gaussian_filter(frame, sigma)
+    wide = ndimage.uniform_filter(frame, int(8 * sigma) | 1)
+    out: NDArray[np.float64] = smooth - wide
+    return out
+
+
+def candidates(frame: NDArray[np.float64], sigma: float) -> NDArray[np.float64]:
+    """(N, 3): x, y, band-passed height of the local maxima well above the noise."""
+    bp = _band_pass(frame, sigma)
+    noise = 1.4826 * np.median(np.abs(bp - np.median(bp))) + 1e-12
+    size = 2 * int(np.ceil(1.5 * sigma)) + 1
+    peaks = (bp == ndimage.maximum_filter(bp, size)) & (bp > PEAK_SIGMAS * noise)
+    y, x = np.nonzero(peaks)
+    return np.column_stack([x, y, bp[y, x]]).astype(np.float64)
+
+
+def spot_model(p: NDArray[np.float64], xx: NDArray[np.float64], yy: NDArray[np.float64]) -> Any:
+    """A pixel-integrated Gaussian of total ``n`` on background ``b``: the simulator's spot."""
+    x0, y0, s, n, b = p
+    r = np.sqrt(2.0) * s
+    ex = 0.5 * (special.erf((xx + 0.5 - x0) / r) - special.erf((xx - 0.5 - x0) / r))
+    ey = 0.5 * (special.erf((yy + 0.5 - y0) / r) - special.erf((yy - 0.5 - y0) / r))
+    return b + n * ex * ey
+
+
+def fit_spot(
+    frame: NDArray[np.float64], x: float, y: float, sigma: float
+) -> tuple[float, float, float, float, float] | None:
+    """x, y, σ, total signal and background (ADU) of the spot near (x, y); None: no fit."""
+    r = int(np.ceil(3.0 * sigma)) + 1
+    xi, yi = round(x), round(y)
+    h, w = frame.shape
+    if xi < r or yi < r or xi >= w - r or yi >= h - r:
+        return None
+    crop = frame[yi - r : yi + r + 1, xi - r : xi + r + 1]
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1].astype(np.float64)
+    b0 = float(np.median(np.concatenate([crop[0], crop[-1], crop[:, 0], crop[:, -1]])))
+    p0 = np.array([0.0, 0.0, sigma, max(float(crop.sum() - b0 * crop.size), 1.0), b0])
+    lo = [-1.5, -1.5, 0.3, 0.0, -np.inf]
+    hi = [1.5, 1.5, 3.0 * sigma, np.inf, np.inf]
+    try:
+        res = optimize.least_squares(
+            lambda p: (spot_model(p, xx, yy) - crop).ravel(), p0, bounds=(lo, hi), x_scale="jac"
+        )
+    except ValueError:
+        return None
+    dx, dy, s, n, b = res.x
+    if not res.success or n <= 0 or s >= 2.9 * sigma:
+        return None
+    return xi + dx, yi + dy, float(s), float(n), float(b)
+
+
+def isolated(c: NDArray[np.float64], distance: float) -> NDArray[np.float64]:
+    """The candidates (rows x, y, …) with no other within ``distance`` px."""
+    if len(c) < 2:
+        return c
+    d, _ = cKDTree(c[:, :2]).query(c[:, :2], k=2)
+    kept: NDArray[np.float64] = c[d[:, 1] > distance]
+    return kept
+
+
+def _gradient(frame: NDArray[np.float64], level: float) -> tuple[float, float]:
+    """The background's relative change across the field (the simulator's ``gradient``)."""
+    h, w = frame.shape
+    by, bx = max(h // 8, 1), max(w // 8, 1)
+    blocks = frame[: h // by * by, : w // bx * bx].reshape(h // by, by, w // bx, bx)
+    med = np.median(blocks, axis=(1, 3))
+    yy, xx = np.mgrid[0 : med.shape[0], 0 : med.shape[1]].astype(np.float64)
+    a = np.column_stack([np.ones(med.size), xx.ravel() / med.shape[1], yy.ravel() / med.shape[0]])
+    coef, *_ = np.linalg.lstsq(a, med.ravel(), rcond=None)
+    return float(coef[1] / level) if level > 0 else 0.0, float(
+        coef[2] / level
+    ) if level > 0 else 0.0
+
+
+def measure_movie(frames: NDArray[Any], base_card: Any) -> Measured:
+    """Read what the simulator needs from ``frames`` (T, H, W); raise :class:`AdaptError`.
+
+    ``base_card``: the card of the shipped model ``adapt`` starts from; its camera
+    stands where the data cannot tell (a movie of one frame, a crowded field).
+    """
+    stack = np.asarray(frames, np.float64)
+    if stack.ndim != 3 or len(stack) == 0:
+        raise AdaptError(f"expected frames (T, H, W), got an array of shape {stack.shape}")
+    polarity = apparent_polarity(stack[0])
+    if polarity is not None and polarity != "bright-on-dark":
+        raise AdaptError(
+            f"the particles look {polarity} (not bright spots on a dark background): adapt "
+            "fits bright spots so far; for dark particles try `livetrack process --invert`"
+        )
+    guess = apparent_sigma(stack[0])
+    guess = float(np.clip(guess if np.isfinite(guess) else 2.0, 0.7, 8.0))
+    found = [candidates(f, guess) for f in stack]
+    per_frame = float(np.mean([len(c) for c in found]))
+    fits = []
+    for t, c in enumerate(found):
+        iso = isolated(c, 4.0 * guess)
+        for x, y, _ in iso[np.argsort(-iso[:, 2])][: MAX_FITS // len(stack) + 1]:
+            got = fit_spot(stack[t], x, y, guess)
+            if got is not None:
+                fits.append(got)
+    if len(fits) < MIN_SPOTS:
+        raise AdaptError(
+            f"found {len(fits)} isolated spots in {len(stack)} frames ({per_frame:.1f} "
+            f"candidates a frame, apparent width {guess:.1f} px); adapt needs {MIN_SPOTS}: "
+            "is this a movie of bright particles, in focus, with more than a few per frame?"
+        )
+    f = np.asarray(fits)
+    sigma = float(np.median(f[:, 2]))
+    q25, q75 = np.percentile(f[:, 2], [25, 75])
+    spots = [(c[:, 0], c[:, 1]) for c in found]
+    # the camera as `process` reads it; a flat background cannot tell the gain (then
+    # the base model's stands, and photons are in its units: training spans ×0.25–4)
+    expects = base_card.expects.model_copy(update={"psf_sigma_px": sigma})
+    cam = estimate_camera(stack, spots, base_card.model_copy(update={"expects": expects}))
+    gain, offset = cam.gain_adu_per_e, cam.offset_adu
+    qe = base_card.expects.camera_quantum_efficiency
+    level = float(np.median(stack[0]))
+    motion = measure_motion(spots, stack.shape[1:]) if len(stack) > 1 else None
+    return Measured(
+        frames=len(stack),
+        shape=(int(stack.shape[1]), int(stack.shape[2])),
+        polarity=polarity,
+        sigma_px=sigma,
+        sigma_spread=float((q75 - q25) / 1.349 / sigma),
+        spots=len(f),
+        photons=tuple(float(v) for v in np.percentile(f[:, 3] / gain / qe, [10, 50, 90])),  # type: ignore[arg-type]
+        background_photons=max((level - offset) / gain / qe, 0.0),
+        gradient=_gradient(stack[0], level - offset),
+        offset_adu=offset,
+        gain_adu_per_e=gain,
+        camera_from=f"offset: {cam.offset_from}, gain: {cam.gain_from}",
+        per_frame=per_frame,
+        step_px=None if motion is None else motion.step_px,
+    )

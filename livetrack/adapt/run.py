@@ -1,0 +1,137 @@
+"""``livetrack adapt MOVIE -o DIR``: measure the movie, write its preset, fine-tune, done.
+
+Everything is written into a hidden folder beside ``DIR`` and renamed into place at
+the end: a movie that cannot be fitted, a failed training or an interruption leaves
+no half-written model.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from livetrack.adapt.measure import AdaptError, Measured, measure_movie
+from livetrack.adapt.preset import EPOCHS, STEPS_PER_EPOCH, adapted_preset, write_preset
+from livetrack.artifact import default_model_dir, read_card, write_card
+
+#: frames read to measure the movie (its first ones)
+FRAMES = 16
+
+
+@dataclass(frozen=True)
+class AdaptResult:
+    """The adapted model's folder, what was measured, and how long it all took."""
+
+    model: Path
+    measured: Measured
+    seconds: float
+    val_loss: float
+
+
+def _read_movie(movie: str | Path, frames: int) -> tuple[Any, Any]:
+    from livetrack.offline.movies import MovieError, MovieReader
+
+    try:
+        reader = MovieReader(movie)
+    except (MovieError, OSError) as exc:
+        raise AdaptError(f"{movie}: {exc}") from None
+    try:
+        return reader.info, reader.read(0, min(frames, reader.info.n_frames))
+    finally:
+        reader.close()
+
+
+def _finish_card(folder: Path, movie: str, output: Path, measured: Measured, t0: float) -> None:
+    card = read_card(folder)
+    training = card.training.model_copy(
+        update={"command": f"livetrack adapt {movie} -o {output}", "config_file": "preset.toml"}
+    )
+    metrics = {
+        **card.metrics,
+        "adaptation": {"movie": movie, "base_model": "default", "measured": measured.as_record(),
+                       "seconds": round(time.perf_counter() - t0, 1)},
+    }  # fmt: skip
+    expects = card.expects.model_copy(update={"polarity": "bright-on-dark"})
+    write_card(
+        folder,
+        card.model_copy(
+            update={"training": training, "metrics": metrics, "expects": expects,
+                    "description": f"fine-tuned by livetrack adapt for {Path(movie).name}"}
+        ),
+    )  # fmt: skip
+
+
+def adapt_movie(
+    movie: str | Path,
+    output: str | Path,
+    *,
+    frames: int = FRAMES,
+    epochs: int = EPOCHS,
+    steps_per_epoch: int = STEPS_PER_EPOCH,
+    force: bool = False,
+    workers: int = 2,
+    verbose: int = 1,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> AdaptResult:
+    """Adapt a detector to ``movie``: its preset, a picture of the fit, a fine-tuned model.
+
+    Parameters
+    ----------
+    movie
+        Any movie ``process`` reads; its first ``frames`` frames are measured.
+    output
+        The model folder to write (``model.keras``, ``card.json``, ``preset.toml``,
+        ``fit.png``); refused if it exists, unless ``force``.
+    epochs, steps_per_epoch
+        Fine-tuning's length (the default is about 4 minutes on 2 cores).
+
+    Raises
+    ------
+    AdaptError
+        A movie it cannot read or fit, with what was found; nothing is written.
+    """
+    from livetrack.training import train
+
+    t0 = time.perf_counter()
+    out = Path(output)
+    if out.exists() and not force:
+        raise AdaptError(f"{out} exists: choose another folder, or --force to replace it")
+    info, stack = _read_movie(movie, frames)
+    base_card = read_card(default_model_dir())
+    measured = measure_movie(stack, base_card)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.adapting-", dir=out.parent))
+    try:
+        name = f"adapted-{Path(str(movie)).stem}"
+        data = adapted_preset(
+            measured, name, str(movie), info.pixel_size_um, info.frame_interval_s,
+            epochs, steps_per_epoch,
+        )  # fmt: skip
+        preset = write_preset(data, work / "preset.toml", measured, str(movie))
+        _picture(stack, preset, measured, work / "fit.png")
+        result = train(
+            preset, work, workers=workers, verbose=verbose, on_epoch=on_epoch,
+            init_from=default_model_dir(),
+        )  # fmt: skip
+        _finish_card(work, str(movie), out, measured, t0)
+        if out.exists():
+            shutil.rmtree(out)
+        work.rename(out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return AdaptResult(out, measured, time.perf_counter() - t0, result.best_val_loss)
+
+
+def _picture(stack: Any, preset: Path, measured: Measured, path: Path) -> None:
+    """Real crops beside simulated ones and the residual (skipped without matplotlib)."""
+    try:
+        from livetrack.adapt.picture import draw_fit
+    except ImportError:
+        return
+    draw_fit(stack, preset, measured, path)

@@ -1,0 +1,109 @@
+"""``livetrack adapt``: a movie whose optics and camera are not the shipped preset's is
+measured, its preset written, a detector fine-tuned for it (seconds here), and the
+result used by ``process``; movies it cannot fit say why and leave nothing behind."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tifffile
+
+from livetrack.adapt import AdaptError, adapt_movie, measure_movie
+from livetrack.artifact import default_model_dir, read_card
+from livetrack.config import SimulationConfig, load_simulation_config
+from livetrack.simulation import simulate_movie
+from livetrack.simulation.psf import GaussianPSF
+
+
+def off_preset(
+    beads: SimulationConfig, psf_scale: float, size: int = 192, number: int = 40
+) -> SimulationConfig:
+    """The bead preset with another PSF width, another camera, another brightness."""
+    optics = beads.optics.model_copy(
+        update={"wavelength_um": beads.optics.wavelength_um * psf_scale}
+    )
+    camera = beads.camera.model_copy(
+        update={"width": size, "height": size, "offset_adu": 400.0, "gain_adu_per_e": 1.0}
+    )
+    photons = beads.particles.photons.model_copy(update={"mean": 900.0, "std": 250.0, "min": 300.0})
+    particles = beads.particles.model_copy(update={"number": number, "photons": photons})
+    light = beads.illumination.model_copy(update={"background_photons": 25.0})
+    update = {"optics": optics, "camera": camera, "particles": particles, "illumination": light}
+    return beads.model_copy(update=update)
+
+
+@pytest.mark.parametrize("psf_scale", [0.65, 1.5])
+def test_the_movie_is_measured_as_the_simulator_made_it(
+    beads: SimulationConfig, psf_scale: float
+) -> None:
+    cfg = off_preset(beads, psf_scale)
+    movie = simulate_movie(cfg, 6, seed=2)
+    m = measure_movie(movie.frames, read_card(default_model_dir()))
+    true_sigma = GaussianPSF.from_optics(cfg.optics).sigma_px
+    assert m.sigma_px == pytest.approx(true_sigma, rel=0.08)  # defocus widens a few
+    assert m.offset_adu == pytest.approx(400.0, abs=8.0)
+    assert m.background_photons == pytest.approx(25.0, rel=0.25)
+    assert m.photons[1] == pytest.approx(900.0, rel=0.3)
+    assert m.per_frame == pytest.approx(40, rel=0.3)
+    assert m.spots >= 12
+
+
+def test_a_movie_without_particles_is_refused_with_what_was_found(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    empty = (rng.poisson(30.0, (5, 128, 128)) + 100).astype(np.uint16)
+    path = tmp_path / "empty.tif"
+    tifffile.imwrite(path, empty)
+    with pytest.raises(AdaptError, match=r"found \d+ isolated spots in 5 frames"):
+        adapt_movie(path, tmp_path / "model", epochs=1, steps_per_epoch=1, verbose=0)
+    assert not (tmp_path / "model").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["empty.tif"]  # nothing half-written
+
+
+def test_dark_particles_are_refused_with_a_way_forward(tmp_path: Path, beads: Any) -> None:
+    cfg = off_preset(beads, 1.0, number=30)
+    frames = simulate_movie(cfg, 3, seed=1).frames.astype(np.float64)
+    dark = (2 * np.median(frames) - frames).clip(0).astype(np.uint16)
+    with pytest.raises(AdaptError, match="--invert"):
+        measure_movie(dark, read_card(default_model_dir()))
+
+
+@pytest.mark.slow
+def test_adapt_writes_preset_picture_and_a_model_process_uses(
+    tmp_path: Path, beads: SimulationConfig
+) -> None:
+    cfg = off_preset(beads, 1.5)
+    movie = simulate_movie(cfg, 8, seed=3)
+    path = tmp_path / "wide.tif"
+    tifffile.imwrite(path, movie.frames)
+    out = tmp_path / "models" / "wide"
+    result = adapt_movie(path, out, epochs=1, steps_per_epoch=3, verbose=0)
+    assert result.model == out
+    assert {p.name for p in out.iterdir()} >= {"model.keras", "card.json", "preset.toml", "fit.png"}
+    assert [p.name for p in out.parent.iterdir()] == ["wide"]  # the work folder is gone
+    # the preset is a valid, editable preset whose simulator has the measured width
+    preset = load_simulation_config(out / "preset.toml")
+    assert GaussianPSF.from_optics(preset.optics).sigma_px == pytest.approx(
+        result.measured.sigma_px, rel=1e-3
+    )
+    assert preset.camera.offset_adu == pytest.approx(result.measured.offset_adu, abs=0.01)
+    card = read_card(out)
+    assert card.expects.psf_sigma_px == pytest.approx(result.measured.sigma_px, rel=1e-3)
+    assert card.metrics["adaptation"]["movie"] == str(path)
+    assert card.training.command.startswith("livetrack adapt")
+    # the adapted model is a model like any other: process takes it
+    table = tmp_path / "wide.csv"
+    proc = subprocess.run(
+        [sys.executable, "-m", "livetrack.cli", "process", str(path), "-o", str(table),
+         "--model", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert table.stat().st_size > 100
+    # a second adapt into the same folder is refused unless forced
+    with pytest.raises(AdaptError, match="exists"):
+        adapt_movie(path, out, epochs=1, steps_per_epoch=1, verbose=0)
