@@ -373,12 +373,18 @@ def test_quick_viewer_section_measures_the_service_with_and_without_a_viewer() -
     from livetrack.bench._viewer import bench_viewer
 
     rows = bench_viewer(quick=True)
-    assert [r["viewer"] for r in rows] == [False, True, False, True]
+    assert [bool(r["viewer"]) for r in rows] == [False, True, False, True]
+    # napari itself where there is a display (pytest-xvfb gives one), else the Qt-free loop
+    kind = "napari" if os.environ.get("DISPLAY") else "LiveView (no Qt)"
+    assert [r["viewer"] for r in rows[1::2]] == [kind, kind]
+    assert [r["cores"] for r in rows] == ["shared", "shared"] + 2 * [
+        "service 0, viewer the others"
+    ]
     for r in rows:
         assert r["frames"] == 300
         assert 0 < r["service_p50_ms"] <= r["service_p99_ms"]
     for r in rows[1::2]:
-        assert r["draws"] > 0
-        assert r["last_seq"] == r["phase"] * 300 - 1  # the viewer saw the phase's last frame
-        assert r["draws"] >= 30  # ~30 draws a second over the 3 s phase, not one per frame
-        assert 0 < r["undrawn"] < 300
+        # the preview reached it: ~30 pictures a second over the 3 s phase, not every frame
+        assert 30 <= r["pictures_received"] <= 200
+        assert 0 <= r["pictures_undrawn"] < r["pictures_received"]
+        assert r["draws_per_s"] > 3
