@@ -14,6 +14,7 @@ import pytest
 import tifffile
 
 from livetrack.adapt import AdaptError, adapt_movie, measure_movie
+from livetrack.adapt.measure import central_fraction
 from livetrack.artifact import default_model_dir, read_card
 from livetrack.config import SimulationConfig, load_simulation_config
 from livetrack.simulation import simulate_movie
@@ -46,9 +47,16 @@ def test_the_movie_is_measured_as_the_simulator_made_it(
     m = measure_movie(movie.frames, read_card(default_model_dir()))
     true_sigma = GaussianPSF.from_optics(cfg.optics).sigma_px
     assert m.sigma_px == pytest.approx(true_sigma, rel=0.08)  # defocus widens a few
-    assert m.offset_adu == pytest.approx(400.0, abs=8.0)
-    assert m.background_photons == pytest.approx(25.0, rel=0.25)
-    assert m.photons[1] == pytest.approx(900.0, rel=0.3)
+    # a flat field cannot tell the gain: the movie is described in effective electrons
+    # whose level, noise and spot SNR are the movie's
+    assert m.camera_from.startswith("effective")
+    noise = np.sqrt(25.0 + 1.5**2)  # ADU (gain 1): Poisson background and read noise
+    assert m.noise_adu == pytest.approx(noise, rel=0.1)
+    assert m.offset_adu + m.gain_adu_per_e * m.background_photons == pytest.approx(425, abs=2)
+    assert m.gain_adu_per_e * np.sqrt(m.background_photons + 1.5**2) == pytest.approx(
+        m.noise_adu, rel=1e-6
+    )
+    assert m.peak_snr[1] == pytest.approx(900.0 * central_fraction(true_sigma) / noise, rel=0.3)
     assert m.per_frame == pytest.approx(40, rel=0.3)
     assert m.spots >= 12
 
@@ -70,6 +78,16 @@ def test_dark_particles_are_refused_with_a_way_forward(tmp_path: Path, beads: An
     dark = (2 * np.median(frames) - frames).clip(0).astype(np.uint16)
     with pytest.raises(AdaptError, match="--invert"):
         measure_movie(dark, read_card(default_model_dir()))
+
+
+def test_a_movie_of_rings_is_refused_not_fitted_wrongly() -> None:
+    from .conftest import REAL_DATA
+
+    path = REAL_DATA / "deeptrack_videos" / "brownian_particles_gray.tif"
+    if not path.exists():
+        pytest.skip("the real movies are not here")
+    with pytest.raises(AdaptError, match="rings"):  # bright cores in dark rings
+        measure_movie(tifffile.imread(path)[:4], read_card(default_model_dir()))
 
 
 @pytest.mark.slow

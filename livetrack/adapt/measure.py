@@ -7,8 +7,12 @@ background (width, position, total signal all free). From those fits and the fra
 
 - the PSF width (the median fitted σ) and its spread;
 - the camera: offset and gain from the background pixels' mean and temporal variance
-  (``livetrack.detection.camera``, as ``process`` reads it; the gain needs background
-  levels that differ, a flat field leaves the base model's);
+  (``livetrack.detection.camera``, as ``process`` reads it); the gain needs background
+  levels that differ. When the data cannot tell it (a flat field, an 8-bit video), the
+  movie is described in *effective* electrons: a background of
+  :data:`EFFECTIVE_BACKGROUND_E` whose Poisson and read noise is the measured noise, and
+  spots with the measured peak SNR — the level, the noise and the SNR are the movie's,
+  which is what a detector that normalises its input sees;
 - the particles' signal (photons) and the background (photons/px) with its gradient;
 - the density, and the frame-to-frame step (``livetrack.linking.from_data``).
 """
@@ -33,6 +37,8 @@ PEAK_SIGMAS = 5.0
 MIN_SPOTS = 12
 #: fits kept (the brightest isolated candidates first): bounds the time
 MAX_FITS = 600
+#: the background, in effective electrons, of a movie whose gain cannot be read
+EFFECTIVE_BACKGROUND_E = 20.0
 
 
 class AdaptError(ValueError):
@@ -54,7 +60,9 @@ class Measured:
     gradient: tuple[float, float]  # relative change across the field, x and y
     offset_adu: float
     gain_adu_per_e: float
-    camera_from: str  # where offset and gain came from: data, or the base model's card
+    camera_from: str  # where offset and gain came from: data, or effective (see above)
+    noise_adu: float  # the background's noise (σ per pixel)
+    peak_snr: tuple[float, float, float]  # spots' central pixel over the noise, percentiles
     per_frame: float  # candidates per frame
     step_px: float | None  # per-axis frame-to-frame step (None: too few pairs)
 
@@ -140,6 +148,27 @@ def _gradient(frame: NDArray[np.float64], level: float) -> tuple[float, float]:
     ) if level > 0 else 0.0
 
 
+def _noise(stack: NDArray[np.float64], found: list[NDArray[np.float64]], r: float) -> float:
+    """The background's per-pixel noise σ (ADU): over time and between neighbours.
+
+    The larger of the two: a compressed video can hold its background still from frame
+    to frame, and the rounding of integer pixels leaves at least 1/√12.
+    """
+    free = np.ones(stack.shape[1:], bool)
+    for c in found:
+        for x, y in c[:, :2].astype(int):
+            free[max(y - int(r), 0) : y + int(r) + 1, max(x - int(r), 0) : x + int(r) + 1] = False
+    temporal = float(np.median(stack[:, free].std(axis=0, ddof=1))) if len(stack) >= 3 else 0.0
+    d = (stack[0][:, 1:] - stack[0][:, :-1])[free[:, 1:] & free[:, :-1]] / np.sqrt(2.0)
+    spatial = float(1.4826 * np.median(np.abs(d - np.median(d)))) if len(d) else 0.0
+    return max(temporal, spatial, 1.0 / float(np.sqrt(12.0)))
+
+
+def central_fraction(sigma: float) -> float:
+    """The share of a pixel-integrated Gaussian spot's light in its central pixel."""
+    return float(special.erf(0.5 / (np.sqrt(2.0) * sigma)) ** 2)
+
+
 def measure_movie(frames: NDArray[Any], base_card: Any) -> Measured:
     """Read what the simulator needs from ``frames`` (T, H, W); raise :class:`AdaptError`.
 
@@ -150,22 +179,31 @@ def measure_movie(frames: NDArray[Any], base_card: Any) -> Measured:
     if stack.ndim != 3 or len(stack) == 0:
         raise AdaptError(f"expected frames (T, H, W), got an array of shape {stack.shape}")
     polarity = apparent_polarity(stack[0])
-    if polarity is not None and polarity != "bright-on-dark":
+    if polarity == "dark-on-bright":
         raise AdaptError(
-            f"the particles look {polarity} (not bright spots on a dark background): adapt "
-            "fits bright spots so far; for dark particles try `livetrack process --invert`"
+            "the particles look dark on a bright background: adapt fits bright spots so "
+            "far; for dark particles try `livetrack process --invert`"
+        )
+    if polarity == "interference":  # rings: a Gaussian spot would describe them wrongly
+        raise AdaptError(
+            "the particles show rings (an interference pattern, as in brightfield or "
+            "holography): adapt fits bright spots so far, not rings; try the brightfield "
+            "model (`livetrack process --model brightfield-colloid-detector`)"
         )
     guess = apparent_sigma(stack[0])
     guess = float(np.clip(guess if np.isfinite(guess) else 2.0, 0.7, 8.0))
     found = [candidates(f, guess) for f in stack]
-    per_frame = float(np.mean([len(c) for c in found]))
-    fits = []
+    fits, heights = [], []
     for t, c in enumerate(found):
         iso = isolated(c, 4.0 * guess)
-        for x, y, _ in iso[np.argsort(-iso[:, 2])][: MAX_FITS // len(stack) + 1]:
+        for x, y, height in iso[np.argsort(-iso[:, 2])][: MAX_FITS // len(stack) + 1]:
             got = fit_spot(stack[t], x, y, guess)
             if got is not None:
                 fits.append(got)
+                heights.append(height)
+    # particles, not the noise's or a compression's bumps: a fair share of a fitted spot's
+    floor = 0.3 * float(np.median(heights)) if heights else np.inf
+    per_frame = float(np.mean([np.sum(c[:, 2] >= floor) for c in found]))
     if len(fits) < MIN_SPOTS:
         raise AdaptError(
             f"found {len(fits)} isolated spots in {len(stack)} frames ({per_frame:.1f} "
@@ -173,16 +211,27 @@ def measure_movie(frames: NDArray[Any], base_card: Any) -> Measured:
             "is this a movie of bright particles, in focus, with more than a few per frame?"
         )
     f = np.asarray(fits)
-    sigma = float(np.median(f[:, 2]))
-    q25, q75 = np.percentile(f[:, 2], [25, 75])
+    bright = f[f[:, 3] >= np.median(f[:, 3])]  # faint spots' widths scatter with the noise
+    sigma = float(np.median(bright[:, 2]))
+    q25, q75 = np.percentile(bright[:, 2], [25, 75])
     spots = [(c[:, 0], c[:, 1]) for c in found]
     # the camera as `process` reads it; a flat background cannot tell the gain (then
     # the base model's stands, and photons are in its units: training spans ×0.25–4)
     expects = base_card.expects.model_copy(update={"psf_sigma_px": sigma})
     cam = estimate_camera(stack, spots, base_card.model_copy(update={"expects": expects}))
-    gain, offset = cam.gain_adu_per_e, cam.offset_adu
-    qe = base_card.expects.camera_quantum_efficiency
+    noise = _noise(stack, found, 4.0 * sigma)
+    snr = f[:, 3] * central_fraction(sigma) / noise
     level = float(np.median(stack[0]))
+    camera_from = f"offset: {cam.offset_from}, gain: {cam.gain_from}"
+    qe = base_card.expects.camera_quantum_efficiency
+    gain, offset = cam.gain_adu_per_e, cam.offset_adu
+    photons = f[:, 3] / gain / qe
+    if cam.gain_from != "data":  # effective electrons: the movie's level, noise and SNR
+        noise_e = float(np.sqrt(EFFECTIVE_BACKGROUND_E + base_card.expects.camera_read_noise_e**2))
+        gain = noise / noise_e
+        offset = level - gain * EFFECTIVE_BACKGROUND_E
+        photons = snr * noise_e / central_fraction(sigma) / qe
+        camera_from = "effective electrons (the gain cannot be read from this movie)"
     motion = measure_motion(spots, stack.shape[1:]) if len(stack) > 1 else None
     return Measured(
         frames=len(stack),
@@ -191,12 +240,14 @@ def measure_movie(frames: NDArray[Any], base_card: Any) -> Measured:
         sigma_px=sigma,
         sigma_spread=float((q75 - q25) / 1.349 / sigma),
         spots=len(f),
-        photons=tuple(float(v) for v in np.percentile(f[:, 3] / gain / qe, [10, 50, 90])),  # type: ignore[arg-type]
-        background_photons=max((level - offset) / gain / qe, 0.0),
+        photons=tuple(float(v) for v in np.percentile(photons, [10, 50, 90])),  # type: ignore[arg-type]
+        background_photons=max((level - offset) / gain / qe, 0.0) if gain > 0 else 0.0,
         gradient=_gradient(stack[0], level - offset),
         offset_adu=offset,
         gain_adu_per_e=gain,
-        camera_from=f"offset: {cam.offset_from}, gain: {cam.gain_from}",
+        camera_from=camera_from,
+        noise_adu=noise,
+        peak_snr=tuple(float(v) for v in np.percentile(snr, [10, 50, 90])),  # type: ignore[arg-type]
         per_frame=per_frame,
         step_px=None if motion is None else motion.step_px,
     )

@@ -56,7 +56,8 @@ def _finish_card(folder: Path, movie: str, output: Path, measured: Measured, t0:
         "adaptation": {"movie": movie, "base_model": "default", "measured": measured.as_record(),
                        "seconds": round(time.perf_counter() - t0, 1)},
     }  # fmt: skip
-    expects = card.expects.model_copy(update={"polarity": "bright-on-dark"})
+    polarity = measured.polarity or "bright-on-dark"  # process then sees no mismatch
+    expects = card.expects.model_copy(update={"polarity": polarity})
     write_card(
         folder,
         card.model_copy(
@@ -88,7 +89,7 @@ def adapt_movie(
         The model folder to write (``model.keras``, ``card.json``, ``preset.toml``,
         ``fit.png``); refused if it exists, unless ``force``.
     epochs, steps_per_epoch
-        Fine-tuning's length (the default is about 4 minutes on 2 cores).
+        Fine-tuning's length (the default is about 2 minutes on 2 cores).
 
     Raises
     ------

@@ -2,7 +2,7 @@
 
 Movies from the independent simulator of ``offconfig`` (not ``livetrack.simulation``:
 gain 2 ADU/e, offset 500 ADU, Poisson light, Gaussian read noise), with the PSF at
-0.6× and 1.6× the shipped model's and a peak SNR of 3, 200 spots in 512², 8 frames.
+0.6× and 1.6× the shipped model's, a peak SNR of 2 and 3, 200 spots in 512², 8 frames.
 Each goes through ``adapt_movie`` exactly as ``livetrack adapt`` runs it, then
 ``track_movie`` (as ``process``) with the shipped model and with the adapted one;
 trackpy gets the true σ and its minmass tuned on the truth. Localisation: the RMS x
@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from livetrack.adapt.preset import EPOCHS, STEPS_PER_EPOCH
 from livetrack.bench._offconfig import BACKGROUND_E, READ_E, off_config_movie
 from livetrack.linking.scores import detection_scores
 
-CELLS = ((0.6, 3.0), (1.6, 3.0))
+CELLS = ((0.6, 2.0), (0.6, 3.0), (1.6, 2.0), (1.6, 3.0))
 
 
 def _isolated_rmse_over_crlb(truth: pd.DataFrame, table: pd.DataFrame, sigma: float) -> float:
@@ -70,7 +71,7 @@ def bench_adapt(quick: bool) -> list[dict[str, Any]]:
             path = Path(tmp) / f"m{k}.tif"
             tifffile.imwrite(path, movie, photometric="minisblack")
             t0 = time.perf_counter()
-            epochs, steps = (1, 5) if quick else (6, 60)
+            epochs, steps = (1, 5) if quick else (EPOCHS, STEPS_PER_EPOCH)  # adapt's own
             result = adapt_movie(
                 path, Path(tmp) / f"model{k}", epochs=epochs, steps_per_epoch=steps, verbose=0
             )

@@ -134,8 +134,8 @@ def adapt(
     movie: Annotated[str, typer.Argument(help="Your movie (any format `process` reads).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Model folder to write.")],
     frames: Annotated[int, typer.Option(min=1, help="First frames to measure.")] = 16,
-    epochs: Annotated[int, typer.Option(min=1, help="Fine-tuning epochs.")] = 6,
-    steps: Annotated[int, typer.Option(min=1, help="Steps per epoch.")] = 60,
+    epochs: Annotated[int, typer.Option(min=1, help="Fine-tuning epochs.")] = 16,
+    steps: Annotated[int, typer.Option(min=1, help="Steps per epoch.")] = 100,
     force: Annotated[bool, typer.Option("--force", help="Replace OUTPUT if it exists.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
