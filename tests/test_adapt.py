@@ -65,7 +65,7 @@ def test_a_movie_without_particles_is_refused_with_what_was_found(tmp_path: Path
     rng = np.random.default_rng(0)
     empty = (rng.poisson(30.0, (5, 128, 128)) + 100).astype(np.uint16)
     path = tmp_path / "empty.tif"
-    tifffile.imwrite(path, empty)
+    tifffile.imwrite(path, empty, photometric="minisblack")
     with pytest.raises(AdaptError, match=r"found \d+ isolated spots in 5 frames"):
         adapt_movie(path, tmp_path / "model", epochs=1, steps_per_epoch=1, verbose=0)
     assert not (tmp_path / "model").exists()
@@ -97,7 +97,7 @@ def test_adapt_writes_preset_picture_and_a_model_process_uses(
     cfg = off_preset(beads, 1.5)
     movie = simulate_movie(cfg, 8, seed=3)
     path = tmp_path / "wide.tif"
-    tifffile.imwrite(path, movie.frames)
+    tifffile.imwrite(path, movie.frames, photometric="minisblack")
     out = tmp_path / "models" / "wide"
     result = adapt_movie(path, out, epochs=1, steps_per_epoch=3, verbose=0)
     assert result.model == out
@@ -125,3 +125,19 @@ def test_adapt_writes_preset_picture_and_a_model_process_uses(
     # a second adapt into the same folder is refused unless forced
     with pytest.raises(AdaptError, match="exists"):
         adapt_movie(path, out, epochs=1, steps_per_epoch=1, verbose=0)
+
+
+def test_the_command_says_what_it_found_and_writes_nothing(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from livetrack.cli import app
+
+    rng = np.random.default_rng(1)
+    path = tmp_path / "empty.tif"
+    tifffile.imwrite(
+        path, (rng.poisson(30.0, (4, 96, 96)) + 100).astype(np.uint16), photometric="minisblack"
+    )
+    result = CliRunner().invoke(app, ["adapt", str(path), "-o", str(tmp_path / "m"), "--quiet"])
+    assert result.exit_code != 0
+    assert "isolated spots in 4 frames" in result.output
+    assert not (tmp_path / "m").exists()
