@@ -169,6 +169,21 @@ def central_fraction(sigma: float) -> float:
     return float(special.erf(0.5 / (np.sqrt(2.0) * sigma)) ** 2)
 
 
+def _fit_isolated(
+    stack: NDArray[np.float64], found: list[NDArray[np.float64]], sigma: float
+) -> tuple[list[tuple[float, float, float, float, float]], list[float]]:
+    """Fits of the brightest isolated candidates (at most MAX_FITS), and their heights."""
+    fits, heights = [], []
+    for t, c in enumerate(found):
+        iso = isolated(c, 4.0 * sigma)
+        for x, y, height in iso[np.argsort(-iso[:, 2])][: MAX_FITS // len(stack) + 1]:
+            got = fit_spot(stack[t], x, y, sigma)
+            if got is not None:
+                fits.append(got)
+                heights.append(float(height))
+    return fits, heights
+
+
 def measure_movie(frames: NDArray[Any], base_card: Any) -> Measured:
     """Read what the simulator needs from ``frames`` (T, H, W); raise :class:`AdaptError`.
 
@@ -193,14 +208,7 @@ def measure_movie(frames: NDArray[Any], base_card: Any) -> Measured:
     guess = apparent_sigma(stack[0])
     guess = float(np.clip(guess if np.isfinite(guess) else 2.0, 0.7, 8.0))
     found = [candidates(f, guess) for f in stack]
-    fits, heights = [], []
-    for t, c in enumerate(found):
-        iso = isolated(c, 4.0 * guess)
-        for x, y, height in iso[np.argsort(-iso[:, 2])][: MAX_FITS // len(stack) + 1]:
-            got = fit_spot(stack[t], x, y, guess)
-            if got is not None:
-                fits.append(got)
-                heights.append(height)
+    fits, heights = _fit_isolated(stack, found, guess)
     # particles, not the noise's or a compression's bumps: a fair share of a fitted spot's
     floor = 0.3 * float(np.median(heights)) if heights else np.inf
     per_frame = float(np.mean([np.sum(c[:, 2] >= floor) for c in found]))
