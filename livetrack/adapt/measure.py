@@ -219,9 +219,12 @@ def measure_movie(frames: NDArray[Any], base_card: Any) -> Measured:
             "is this a movie of bright particles, in focus, with more than a few per frame?"
         )
     f = np.asarray(fits)
-    bright = f[f[:, 3] >= np.median(f[:, 3])]  # faint spots' widths scatter with the noise
-    sigma = float(np.median(bright[:, 2]))
-    q25, q75 = np.percentile(bright[:, 2], [25, 75])
+    # the middle half by signal: the faintest scatter with the noise, the brightest are
+    # often two spots too close to be told apart
+    lo, hi = np.percentile(f[:, 3], [25, 75])
+    middle = f[(f[:, 3] >= lo) & (f[:, 3] <= hi)]
+    sigma = float(np.median(middle[:, 2]))
+    q25, q75 = np.percentile(middle[:, 2], [25, 75])
     spots = [(c[:, 0], c[:, 1]) for c in found]
     # the camera as `process` reads it; a flat background cannot tell the gain (then
     # the base model's stands, and photons are in its units: training spans ×0.25–4)
