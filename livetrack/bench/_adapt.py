@@ -27,7 +27,9 @@ from livetrack.linking.scores import detection_scores
 CELLS = ((0.6, 2.0), (0.6, 3.0), (1.6, 2.0), (1.6, 3.0))
 
 
-def _isolated_rmse_over_crlb(truth: pd.DataFrame, table: pd.DataFrame, sigma: float) -> float:
+def _isolated_rmse_over_crlb(
+    truth: pd.DataFrame, table: pd.DataFrame, sigma: float, snr: float
+) -> float:
     """RMS x error of isolated matched particles over their CRLB (same for every spot)."""
     from scipy.spatial import cKDTree
 
@@ -45,7 +47,7 @@ def _isolated_rmse_over_crlb(truth: pd.DataFrame, table: pd.DataFrame, sigma: fl
         ok = dd < 2.0
         errors.append(det[k[ok], 0] - alone[ok, 0])
     err = np.concatenate(errors) if errors else np.zeros(0)
-    peak = 3.0 * np.sqrt(BACKGROUND_E + READ_E**2)
+    peak = snr * np.sqrt(BACKGROUND_E + READ_E**2)  # as off_config_movie makes the spots
     bound = crlb_pixelated(peak * 2 * np.pi * sigma**2, BACKGROUND_E, sigma, READ_E)
     return float(np.sqrt(np.mean(err**2)) / bound) if len(err) else float("nan")
 
@@ -86,7 +88,7 @@ def bench_adapt(quick: bool) -> list[dict[str, Any]]:
                 s = detection_scores(truth, table, gate=2.0)
                 row[f"{name}_precision"], row[f"{name}_recall"] = s.precision, s.recall
                 row[f"{name}_f1"] = s.f1
-                row[f"{name}_rmse_over_crlb"] = _isolated_rmse_over_crlb(truth, table, sigma)
+                row[f"{name}_rmse_over_crlb"] = _isolated_rmse_over_crlb(truth, table, sigma, snr)
             d = trackpy_diameter(sigma)
             mm = tune_trackpy_minmass(movie.astype(np.float64), truth, d)
             t = detection_scores(truth, trackpy_detect_movie(movie.astype(np.float64), d, mm), 2.0)
