@@ -377,9 +377,7 @@ def test_quick_viewer_section_measures_the_service_with_and_without_a_viewer() -
     # napari itself where there is a display (pytest-xvfb gives one), else the Qt-free loop
     kind = "napari" if os.environ.get("DISPLAY") else "LiveView (no Qt)"
     assert [r["viewer"] for r in rows[1::2]] == [kind, kind]
-    assert [r["cores"] for r in rows] == ["shared", "shared"] + 2 * [
-        "service 0, viewer the others"
-    ]
+    assert [r["cores"] for r in rows] == ["shared", "shared"] + 2 * ["service 0, viewer the others"]
     for r in rows:
         assert r["frames"] == 300
         assert 0 < r["service_p50_ms"] <= r["service_p99_ms"]
