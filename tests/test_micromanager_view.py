@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,8 +15,7 @@ from typing import Any
 import pytest
 
 from livetrack.detection.classical import TrackpyDetector
-from livetrack.service import Service, ServiceConfig
-from livetrack.wire.client import ControlClient
+from tests.test_service import Running, start
 
 pytest.importorskip("napari_micromanager")
 
@@ -72,40 +70,33 @@ viewer.close()
 
 
 @pytest.fixture
-def service() -> Iterator[Service]:
-    local = "tcp://127.0.0.1:0"
-    svc = Service(TrackpyDetector(9, 200.0), ServiceConfig(local, local, local, policy="lossless"))
-    th = threading.Thread(target=svc.run, daemon=True)
-    th.start()
-    assert svc.ready.wait(30)
-    yield svc
-    svc.stop()
-    th.join(10)
+def served() -> Iterator[Running]:
+    running = start(TrackpyDetector(9, 200.0), policy="lossless")
+    yield running
+    running.stop()
 
 
 @pytest.mark.gui
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="no display (install Xvfb)")
 def test_one_click_sends_a_micromanager_core_to_the_service_and_draws_on_its_layer(
-    service: Service,
+    served: Running,
 ) -> None:
-    ep = service.endpoints
+    ep = served.service.endpoints
     args = [ep["results"], ep["control"], ep["frames"]]
     gui = subprocess.run(
         [sys.executable, "-c", _MM, *args], capture_output=True, text=True, timeout=120
     )
     assert gui.returncode == 0, gui.stderr[-3000:]
     seen: dict[str, Any] = json.loads(gui.stdout.strip().splitlines()[-1])
-    control = ControlClient(ep["control"], timeout_ms=3000)
-    status = control.request("status")["status"]
-    control.close()
     assert seen["linked_core"]  # napari-micromanager's own core, found in the viewer
     acquired, sent, dropped = seen["live"]
     assert sent >= 30  # 3 s of live mode at 25 frames/s
     assert acquired == sent + dropped
     assert seen["mda_sent"] == 6  # every MDA frame
     # every frame sent reached the service and was processed
-    time.sleep(0.5)
+    time.sleep(0.5)  # the last frames in flight
+    status = served.stats()
     assert status["received"] == status["processed"] == sent + 6
     assert seen["preview_shape"] == [512, 512]  # its layer, fed with the frames sent
     # the results sit on that layer: the same µm per pixel

@@ -66,7 +66,7 @@ Hook = Callable[[TriggerEvent], None]
 
 @dataclass
 class ControllerStats:
-    """What the loop did: results seen, actions sent, error of the followed particle."""
+    """What the loop did: results, actions, errors, and clicks to follow: (seq, particle)."""
 
     results: int = 0
     actions: int = 0
@@ -74,7 +74,6 @@ class ControllerStats:
     reacquired: int = 0
     identity_switches: int = 0
     reselected_at: list[int] = field(default_factory=list)
-    # (seq, particle) of each person's choice (click-to-follow)
     follow_requests: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=1000))
     safe_state_entries: int = 0
     triggers_fired: int = 0
@@ -231,6 +230,10 @@ class FeedbackController:
         self.stats.reselections += 1
         if len(self.stats.reselected_at) < 1000:
             self.stats.reselected_at.append(seq)
+        self._restart_loop()
+
+    def _restart_loop(self) -> None:
+        """Another particle: the integral and the velocity were the old one's."""
         self._integral[:] = 0.0
         self._last = None
         self._velocity[:] = 0.0
@@ -239,13 +242,10 @@ class FeedbackController:
         """A person chose the particle (click-to-follow): it is followed from this frame."""
         if not isinstance(particle, int) or isinstance(particle, bool) or particle == self.followed:
             return
-        self.followed = particle
-        self.stats.followed = particle
+        self.followed = self.stats.followed = particle
         self.stats.follow_requests.append((seq, particle))
         self._missing = 0
-        self._integral[:] = 0.0
-        self._last = None
-        self._velocity[:] = 0.0
+        self._restart_loop()
         self._seen_um = self._last_px = None  # where the old one was says nothing of it
         if self._identity is not None:  # another particle: its brightness is learnt anew
             self._identity = BrightnessIdentity()

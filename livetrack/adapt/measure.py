@@ -143,9 +143,9 @@ def _gradient(frame: NDArray[np.float64], level: float) -> tuple[float, float]:
     yy, xx = np.mgrid[0 : med.shape[0], 0 : med.shape[1]].astype(np.float64)
     a = np.column_stack([np.ones(med.size), xx.ravel() / med.shape[1], yy.ravel() / med.shape[0]])
     coef, *_ = np.linalg.lstsq(a, med.ravel(), rcond=None)
-    return float(coef[1] / level) if level > 0 else 0.0, float(
-        coef[2] / level
-    ) if level > 0 else 0.0
+    if level <= 0:
+        return 0.0, 0.0
+    return float(coef[1] / level), float(coef[2] / level)
 
 
 def _noise(stack: NDArray[np.float64], found: list[NDArray[np.float64]], r: float) -> float:
@@ -226,8 +226,8 @@ def measure_movie(frames: NDArray[Any], base_card: Any) -> Measured:
     sigma = float(np.median(middle[:, 2]))
     q25, q75 = np.percentile(middle[:, 2], [25, 75])
     spots = [(c[:, 0], c[:, 1]) for c in found]
-    # the camera as `process` reads it; a flat background cannot tell the gain (then
-    # the base model's stands, and photons are in its units: training spans ×0.25–4)
+    # the camera as `process` reads it; when it cannot tell the gain (a flat
+    # background), effective electrons below keep the movie's level, noise and SNR
     expects = base_card.expects.model_copy(update={"psf_sigma_px": sigma})
     cam = estimate_camera(stack, spots, base_card.model_copy(update={"expects": expects}))
     noise = _noise(stack, found, 4.0 * sigma)

@@ -131,8 +131,9 @@ def adapt_movie(
 
 def _picture(stack: Any, preset: Path, measured: Measured, path: Path) -> None:
     """Real crops beside simulated ones and the residual (skipped without matplotlib)."""
+    from livetrack.adapt.picture import draw_fit
+
     try:
-        from livetrack.adapt.picture import draw_fit
-    except ImportError:
+        draw_fit(stack, preset, measured, path)
+    except ImportError:  # matplotlib is imported when drawing
         return
-    draw_fit(stack, preset, measured, path)

@@ -194,7 +194,7 @@ class Service:
         return self.stream.reset()
 
     def follow(self, particle: int) -> int | None:
-        """Ask the controller to follow track ``particle``; the last seq published before."""
+        """Ask the controller to follow track ``particle``; returns the last seq accepted."""
         if particle not in self.linker.track_ids():
             raise ValueError(f"particle {particle} is not a track now ({self.linker.active} are)")
         self.out.follow = particle

@@ -34,9 +34,9 @@ def open_viewer(
     if results is not None:
         from livetrack.viewer.widget import LiveTrackWidget
 
-        widget = LiveTrackWidget(viewer, results, control or "tcp://127.0.0.1:5557")
-        if frames is not None:
-            widget.frames.setText(frames)
+        widget = LiveTrackWidget(
+            viewer, results, control or "tcp://127.0.0.1:5557", frames or "tcp://127.0.0.1:5555"
+        )
         viewer.window.add_dock_widget(widget, name="livetrack")
         widget.connect_service()
         print(f"livetrack view: connected to {results}", flush=True)

@@ -52,8 +52,6 @@ class LiveView:
     max_points: int = MAX_POINTS
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _tails: deque[NDArray[np.float64]] = field(default_factory=deque, repr=False)
-    _points: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 2)))
-    _ids: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
     _seq: int = -1
     _drawn_seq: int = -1
     _frames_since: int = 0
@@ -95,9 +93,7 @@ class LiveView:
             if result.seq < self._seq:  # a restarted sender: the old tails are another run
                 self._tails.clear()
             self._seq = result.seq
-            self._points = np.column_stack([y, x])
-            self._ids = ids
-            self._recent.append((result.seq, self._points, ids))
+            self._recent.append((result.seq, np.column_stack([y, x]), ids))
             self._tails.append(rows)
             while len(self._tails) > self.tail_frames or (
                 sum(len(t) for t in self._tails) > self.max_points and len(self._tails) > 1
@@ -144,7 +140,8 @@ class LiveView:
             tracks = np.concatenate(list(self._tails)) if self._tails else np.zeros((0, 4))
             linked = tracks[tracks[:, 0] >= 0]
             order = np.lexsort((linked[:, 1], linked[:, 0]))  # napari: by id, then time
-            seq, points, ids = self._seq, self._points, self._ids
+            none = (np.zeros((0, 2)), np.zeros(0, np.int64))
+            seq, (points, ids) = self._seq, (self._recent[-1][1:] if self._recent else none)
             image, step = None, 1
             if self._image is not None:
                 seq, image, step = self._image

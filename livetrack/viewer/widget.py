@@ -153,14 +153,18 @@ class LiveTrackWidget(QWidget):
 
     def disconnect_service(self) -> None:
         """Stop the subscriber and the timer (the layers stay) and the preview we asked for."""
-        if self._asked["preview_at"] is not None and self._request("set_preview", hz=0).get("ok"):
-            self._asked["preview_at"] = None
+        self._release_preview()
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2.0)
         self._thread = None
         self.timer.stop()
         self.connect_button.setText("Connect")
+
+    def _release_preview(self) -> None:
+        """Turn off the preview this widget asked for (another client's stays)."""
+        if self._asked["preview_at"] is not None and self._request("set_preview", hz=0).get("ok"):
+            self._asked["preview_at"] = None
 
     def _subscribe(self, address: str) -> None:
         from livetrack.wire.client import ResultSubscriber
@@ -187,7 +191,7 @@ class LiveTrackWidget(QWidget):
                 self.reply.setText(f"Micro-Manager: {exc}")
                 self.mm_button.setChecked(False)
                 return
-            self._request("set_preview", hz=0)  # the frames are here already
+            self._release_preview()  # the frames are here already
             # over napari-micromanager's image, in its units (µm when it knows the pixel)
             px = float(self.mm.core.getPixelSizeUm() or 1.0)
             self.layers.set_scale((px, px))
