@@ -25,6 +25,7 @@ from livetrack.artifact import (
     read_card,
 )
 from livetrack.detection._folded import folded_network
+from livetrack.detection._matched import with_matched
 from livetrack.detection._newton import compile_now
 from livetrack.detection._refine import refine
 from livetrack.detection._split import SPLIT_Z, split_merged
@@ -46,12 +47,12 @@ from livetrack.simulation.camera import gaussian_peak_fraction
 # block's first frame (by frame index): live, offline, Dask and resumed runs agree.
 SIGMA_EVERY = 8
 # Spots narrower than this × the card's PSF (measured per block) are scored low by
-# the network when faint; there, a candidate down to SECOND_THRESHOLD is kept when
-# its own fit is significant (fitted SNR ≥ SECOND_FIT_SNR, not the card's 1.2):
-# recall at 0.75× PSF, peak SNR 3, 0.81 → 0.95 at precision ≥ 0.98 (bench offconfig)
+# the network when faint; there, a peak down to SECOND_THRESHOLD is kept when the
+# matched filter for the block's width confirms it, and the filter adds the spots
+# the network missed (detection/_matched.py): recall at 0.75× PSF, peak SNR 2,
+# 0.57 → 0.77 at precision ≥ 0.98 (bench offconfig)
 NARROW_PSF = 0.85
 SECOND_THRESHOLD = 0.3
-SECOND_FIT_SNR = 1.6
 _log = logging.getLogger(__name__)
 
 
@@ -339,7 +340,9 @@ class Detector:
         k = self._frames if index is None else int(index)
         block = k // SIGMA_EVERY
         thr = self.card.outputs.threshold if threshold is None else threshold
-        sigma0 = self.card.expects.psf_sigma_px
+        e = self.card.expects
+        sigma0, read = e.psf_sigma_px, e.camera_read_noise_e / e.camera_quantum_efficiency
+        scale = e.camera_gain_adu_per_e * e.camera_quantum_efficiency
         # the PSF width changes slowly: estimate it once per block of frames, from
         # the card's width (not the last block's: the estimate is not converged to
         # the last digit, and must not depend on which frames this detector saw)
@@ -347,22 +350,22 @@ class Detector:
         second = self._second_tier(fit_sigma, threshold)
         x, y, score = read_peaks(out, min(thr, SECOND_THRESHOLD) if second else thr,
                                  self.card.outputs.stride, f.shape)  # fmt: skip
+        matched = np.zeros(len(x), bool)
+        if second:
+            x, y, score, matched = with_matched(
+                f, out, x, y, score, self.card.outputs.stride, float(self._sigma or sigma0),
+                e.camera_offset_adu, scale, read,
+            )  # fmt: skip
         if self.refine_positions and len(x):
-            e = self.card.expects
-            read = e.camera_read_noise_e / e.camera_quantum_efficiency
             fit = refine(
-                f,
-                x,
-                y,
-                sigma0 if fit_sigma or self._sigma is None else self._sigma,
-                read_noise=read,
-                fit_sigma=fit_sigma,
-                offset=e.camera_offset_adu,
-                scale=e.camera_gain_adu_per_e * e.camera_quantum_efficiency,
-            )
+                f, x, y, sigma0 if fit_sigma or self._sigma is None else self._sigma,
+                read_noise=read, fit_sigma=fit_sigma, offset=e.camera_offset_adu, scale=scale,
+            )  # fmt: skip
             if fit_sigma and len(fit.sigma):
                 self._sigma = float(np.median(fit.sigma))
                 self._sigma_block = block
+                if self._second_tier(False, threshold):  # read again, as the block's others
+                    return self._read_out(f, out, threshold, timings, k)
             ok = fit.converged
             x = np.where(ok, fit.x, x)
             y = np.where(ok, fit.y, y)
@@ -371,16 +374,15 @@ class Detector:
             peak = fit.photons * gaussian_peak_fraction(float(np.median(fit.sigma)))
             fit_snr = peak / np.sqrt(peak + fit.background + read * read)
             keep = fit_snr >= self.card.outputs.min_fit_snr
-            if second:  # below the threshold, only spots whose own fit is significant
-                keep &= (score >= thr) | (fit_snr >= SECOND_FIT_SNR)
+            if second:  # below the threshold, only peaks the matched filter confirms
+                keep = (keep & (score >= thr)) | (matched & ok)
             x, y, score = x[keep], y[keep], score[keep]
             photons, background, sigma = fit.photons[keep], fit.background[keep], fit.sigma[keep]
             if self.split_z is not None:
                 x, y, score, photons, background, sigma = split_merged(
                     f, x, y, score, photons, background, sigma,
                     z_min=self.split_z, min_fit_snr=self.card.outputs.min_fit_snr,
-                    read_noise=read, offset=e.camera_offset_adu,
-                    scale=e.camera_gain_adu_per_e * e.camera_quantum_efficiency,
+                    read_noise=read, offset=e.camera_offset_adu, scale=scale,
                     region=self.split_region,
                 )  # fmt: skip
         else:

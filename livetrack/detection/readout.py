@@ -66,3 +66,18 @@ def read_peaks(
             i, j = pairs[:, 0], pairs[:, 1]  # i < j: the later one loses a tie
             keep[np.where(score[j] <= score[i], j, i)] = False
     return x[keep].astype(np.float64), y[keep].astype(np.float64), score[keep]
+
+
+def score_at(
+    out: NDArray[np.floating], x: NDArray[np.float64], y: NDArray[np.float64], stride: int
+) -> NDArray[np.float64]:
+    """The network's score (as :func:`read_peaks` gives it) of the cells holding (x, y)."""
+    logit = np.pad(out[..., 0].astype(np.float64), 1, mode="edge")
+    h, w = out.shape[:2]
+    cy = np.clip(((np.asarray(y) + 0.5) // stride).astype(np.intp), 0, h - 1)
+    cx = np.clip(((np.asarray(x) + 0.5) // stride).astype(np.intp), 0, w - 1)
+    mass = np.zeros(len(cy))
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            mass += 1.0 / (1.0 + np.exp(-logit[cy + dy, cx + dx]))
+    return np.minimum(mass / HEAT_MASS, 1.0)
