@@ -67,7 +67,7 @@ def modality_polarity(modality: str) -> Polarity:
 class Outputs(_Frozen):
     """What the model produces and how to read it."""
 
-    kind: Literal["detector", "characteriser", "localiser"] = "detector"
+    kind: Literal["detector", "characteriser", "localiser", "lodestar"] = "detector"
     stride: Annotated[int, Field(ge=1)] = 4
     channels: tuple[str, ...] = ("logit", "offset_x", "offset_y")
     threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
@@ -87,6 +87,8 @@ class Outputs(_Frozen):
     # localiser: the visible particle radii (px, normalised crops, 2nd–98th percentile)
     # of its training crops; None: not recorded
     particle_radius_px: tuple[float, float] | None = None
+    # lodestar: the radius (px) within which a particle's votes are gathered
+    vote_radius_px: Annotated[float, Field(gt=0)] | None = None
 
 
 class Training(_Frozen):

@@ -196,14 +196,15 @@ def measure_movie(frames: NDArray[Any], base_card: Any) -> Measured:
     polarity = apparent_polarity(stack[0])
     if polarity == "dark-on-bright":
         raise AdaptError(
-            "the particles look dark on a bright background: adapt fits bright spots so "
-            "far; for dark particles try `livetrack process --invert`"
+            "the particles look dark on a bright background: adapt fits bright spots; "
+            "add --self-supervised to learn from your own particles instead, or try "
+            "`livetrack process --invert`"
         )
     if polarity == "interference":  # rings: a Gaussian spot would describe them wrongly
         raise AdaptError(
             "the particles show rings (an interference pattern, as in brightfield or "
-            "holography): adapt fits bright spots so far, not rings; try the brightfield "
-            "model (`livetrack process --model brightfield-colloid-detector`)"
+            "holography): adapt fits bright spots, not rings; add --self-supervised to "
+            "learn from your own particles instead (LodeSTAR)"
         )
     guess = apparent_sigma(stack[0])
     guess = float(np.clip(guess if np.isfinite(guess) else 2.0, 0.7, 8.0))

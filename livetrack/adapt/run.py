@@ -33,7 +33,8 @@ class AdaptResult:
     val_loss: float
 
 
-def _read_movie(movie: str | Path, frames: int) -> tuple[Any, Any]:
+def read_movie(movie: str | Path, frames: int) -> tuple[Any, Any]:
+    """The movie's info and its first ``frames`` frames (AdaptError if unreadable)."""
     from livetrack.offline.movies import MovieError, MovieReader
 
     try:
@@ -102,7 +103,7 @@ def adapt_movie(
     out = Path(output)
     if out.exists() and not force:
         raise AdaptError(f"{out} exists: choose another folder, or --force to replace it")
-    info, stack = _read_movie(movie, frames)
+    info, stack = read_movie(movie, frames)
     base_card = read_card(default_model_dir())
     measured = measure_movie(stack, base_card)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from livetrack.bench._adapt import bench_adapt
 from livetrack.bench._camera import bench_camera
 from livetrack.bench._centring import bench_centring
 from livetrack.bench._linking import bench_linking
+from livetrack.bench._lodestar import bench_lodestar
 from livetrack.bench._offconfig import bench_offconfig
 from livetrack.bench._overhead import bench_overhead
 from livetrack.bench._real import bench_real, plot_real
@@ -48,11 +49,12 @@ SECTIONS: dict[str, Section] = {
     "centring": bench_centring,
     "viewer": bench_viewer,
     "adapt": bench_adapt,
+    "lodestar": bench_lodestar,
 }
 # sections that only run when asked for by name (long, and they load the machine fully)
-ON_REQUEST = {"overload", "storm", "reconnect", "centring", "viewer", "adapt"}
+ON_REQUEST = {"overload", "storm", "reconnect", "centring", "viewer", "adapt", "lodestar"}
 # sections that also read the real movies (``real_data``)
-READS_REAL_DATA = {"single", "real"}
+READS_REAL_DATA = {"single", "real", "lodestar"}
 
 
 def gpus() -> list[str]:

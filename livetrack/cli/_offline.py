@@ -150,6 +150,7 @@ class BenchPart(StrEnum):
     centring = "centring"
     viewer = "viewer"
     adapt = "adapt"
+    lodestar = "lodestar"
 
 
 def bench(

@@ -138,10 +138,25 @@ def adapt(
     steps: Annotated[int, typer.Option(min=1, help="Steps per epoch.")] = 100,
     force: Annotated[bool, typer.Option("--force", help="Replace OUTPUT if it exists.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    self_supervised: Annotated[
+        bool,
+        typer.Option(
+            "--self-supervised",
+            help="No simulator: learn from the movie's own particles (LodeSTAR), "
+            "for particles the simulator cannot render; trains EPOCHS × STEPS steps.",
+        ),
+    ] = False,
+    flips: Annotated[
+        bool,
+        typer.Option(help="With --self-supervised: the particles look the same mirrored."),
+    ] = True,
 ) -> None:
     """Fit the simulator to your movie, write its preset, fine-tune a detector for it."""
     from livetrack.adapt import AdaptError, adapt_movie
 
+    if self_supervised:
+        _self_supervised(movie, output, frames, epochs * steps, flips, force, quiet)
+        return
     try:
         with _bar("epochs") as bar:
             task = bar.add_task("measuring the movie", total=epochs, visible=not quiet)
@@ -163,6 +178,35 @@ def adapt(
         f"fine-tuned in {result.seconds:.0f} s (val_loss {result.val_loss:.4f}).\n"
         f"preset: {result.model / 'preset.toml'}; use it: livetrack process {movie} "
         f"--model {result.model}"
+    )
+
+
+def _self_supervised(
+    movie: str, output: Path, frames: int, steps: int, flips: bool, force: bool, quiet: bool
+) -> None:
+    from livetrack.adapt import AdaptError, adapt_self_supervised
+
+    try:
+        with _bar("steps") as bar:
+            task = bar.add_task("finding particles", total=steps, visible=not quiet)
+
+            def on_step(step: int, agreement: float) -> None:
+                if step % 50 == 0 or step == steps:
+                    note = f"views agree to {agreement:.3f} px²"
+                    bar.update(task, completed=step, description=note)
+
+            result = adapt_self_supervised(
+                movie, output, frames=frames, steps=steps, flips=flips, force=force,
+                on_step=on_step,
+            )  # fmt: skip
+    except AdaptError as exc:
+        raise fail(str(exc)) from None
+    f = result.found
+    print(
+        f"{result.model}: {f.windows} crops of {f.crop} px around particles "
+        f"{2 * f.radius_px:.0f} px across ({f.per_frame:.1f} per frame); trained in "
+        f"{result.seconds:.0f} s. See {result.model / 'fit.png'}; use it: livetrack process "
+        f"{movie} --model {result.model}"
     )
 
 

@@ -136,7 +136,7 @@ def _card(options: ProcessOptions) -> ModelCard | None:
     except ArtifactError as exc:
         raise ProcessError(str(exc)) from None
     want = "localiser" if options.single else "detector"
-    if card.outputs.kind != want:
+    if card.outputs.kind != want and card.outputs.kind != "lodestar":
         hint = "" if options.single else " (a localiser needs --single)"
         raise ProcessError(
             f"--model {options.model}: a {card.outputs.kind} model, not a {want}{hint}"
@@ -160,13 +160,22 @@ def check_movies(
         finally:
             reader.close()
         px = options.pixel_size_um or reader.info.pixel_size_um
+        # a model learnt from a movie without a pixel size: its card's is no fact
+        sized = card is not None and not (
+            card.outputs.kind == "lodestar"
+            and card.metrics.get("self_supervised", {}).get("pixel_size_um") is None
+        )
         if px is None:
-            assumed = f"; the model's card says {card.expects.pixel_size_um} µm" if card else ""
+            said = card.expects.pixel_size_um if card is not None and sized else None
+            assumed = f"; the model's card says {said} µm" if said else ""
             note(f"{m}: no pixel size in the file and none given (--pixel-size-um): the "
                  f"table stays in pixels, unchecked against the model{assumed}")  # fmt: skip
         if card is None or first is None:
             continue
-        if card.outputs.kind == "localiser":
+        if card.outputs.kind == "lodestar":  # it learnt such particles, whatever their look
+            if not sized:
+                continue
+        elif card.outputs.kind == "localiser":
             from livetrack.single.localiser import size_problem
 
             if problem := size_problem(card, first):

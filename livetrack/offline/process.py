@@ -19,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from livetrack.artifact import read_card
 from livetrack.detection.camera import FRAMES, Camera, estimate_camera, in_model_camera
 from livetrack.linking import LinkingConfig, OnlineLinker
 from livetrack.linking.from_data import FRAMES as MOTION_FRAMES
@@ -57,6 +58,10 @@ class DetectorSpec:
                 tf.config.threading.set_inter_op_parallelism_threads(self.threads)
             except RuntimeError:  # already initialised in this process
                 pass
+        if self.model and read_card(self.model).outputs.kind == "lodestar":
+            from livetrack.detection.lodestar import LodestarDetector
+
+            return LodestarDetector(self.model, single=bool(self.single_crop))
         if self.single_crop:
             from livetrack.single.detector import SingleParticleDetector
 

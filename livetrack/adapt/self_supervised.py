@@ -1,0 +1,263 @@
+"""``livetrack adapt MOVIE --self-supervised``: LodeSTAR on the movie's own crops.
+
+For particles the simulator cannot render (rings of unknown optics, irregular or
+decorated particles): the particles are found as the strongest smoothed deviations
+from each frame's median, bright or dark; the crop is sized from the strongest
+one's visible radius; windows around the isolated ones (no other particle within
+the crop) are the training data (:mod:`livetrack.training.lodestar`). The folder
+holds ``model.keras``, ``card.json`` (``outputs.kind = "lodestar"``) and
+``fit.png`` (a frame with what the model finds), written atomically as
+:func:`livetrack.adapt.run.adapt_movie` writes its.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from livetrack.adapt.measure import AdaptError
+from livetrack.adapt.run import read_movie
+from livetrack.artifact import Expects, ModelCard, Outputs, Training, write_card
+from livetrack.detection.appearance import apparent_polarity
+from livetrack.detection.lodestar import STRIDE, lodestar_normalise
+from livetrack.single.size import particle_extent
+
+#: frames read for training windows (the movie's first ones)
+FRAMES = 32
+#: a particle stands this many robust σ above the smoothed deviation map
+PEAK_SIGMAS = 8.0
+#: windows training needs; fewer and ``adapt`` says what it found
+MIN_WINDOWS = 8
+#: the crop's side is kept within these (px)
+CROP_RANGE = (16, 96)
+#: a cluster counts as a particle with this share of the weight a training crop's
+#: particle gathers
+VOTE_SHARE = 0.5
+#: px around the visible particle kept in the crop: room for the shifts
+MARGIN_PX = 3
+#: a particle's votes are gathered within this radius (px)
+VOTE_RADIUS_PX = 3.0
+#: training steps (32 pairs of views each): ~25–90 s on 2 cores, by the crop's size
+STEPS = 1500
+
+
+@dataclass(frozen=True)
+class Found:
+    """What the movie showed: the particles' size, and the training windows."""
+
+    radius_px: float
+    crop: int
+    windows: int
+    per_frame: float
+    polarity: str | None
+
+
+def crop_side(radius: float) -> int:
+    """A multiple of the network's cell holding the visible particle with a margin."""
+    side = int(np.ceil((2 * radius + 2 * MARGIN_PX) / STRIDE) * STRIDE)
+    return int(np.clip(side, *CROP_RANGE))
+
+
+def particle_peaks(frame: NDArray[np.float32], radius: float) -> NDArray[np.intp]:
+    """(N, 2) integer x, y of the particles in a normalised frame, strongest first."""
+    smooth = ndimage.gaussian_filter(np.abs(frame), max(1.0, radius / 3))
+    med = float(np.median(smooth))
+    mad = 1.4826 * float(np.median(np.abs(smooth - med)))
+    size = 2 * max(1, int(radius)) + 1
+    peak = (smooth == ndimage.maximum_filter(smooth, size=size)) & (
+        smooth > med + PEAK_SIGMAS * max(mad, 1e-6)
+    )
+    ys, xs = np.nonzero(peak)
+    order = np.argsort(-smooth[ys, xs])
+    return np.column_stack([xs[order], ys[order]])
+
+
+def training_windows(
+    frames: list[NDArray[np.float32]], crop: int, pad: int
+) -> tuple[NDArray[np.float32], float]:
+    """Windows (crop + 2·pad) around isolated particles, and the particles per frame."""
+    half = crop // 2 + pad
+    out, count = [], 0
+    for f in frames:
+        pts = particle_peaks(f, (crop / 2 - MARGIN_PX))
+        count += len(pts)
+        alone = np.ones(len(pts), bool)
+        if len(pts) > 1:
+            d, _ = cKDTree(pts).query(pts, k=2)
+            alone = d[:, 1] > 0.75 * crop
+        h, w = f.shape
+        for (x, y), ok in zip(pts, alone, strict=True):
+            if ok and half <= y <= h - half and half <= x <= w - half:
+                out.append(f[y - half : y + half, x - half : x + half])
+    return np.array(out, np.float32).reshape(-1, 2 * half, 2 * half), count / max(len(frames), 1)
+
+
+def find_particles(stack: NDArray[Any], pad: int) -> tuple[Found, NDArray[np.float32]]:
+    """Size the particles and cut the training windows, or say what was found (AdaptError)."""
+    if stack.ndim != 3 or len(stack) == 0:
+        raise AdaptError(f"expected a movie of 2-D frames, got shape {stack.shape}")
+    frames = [lodestar_normalise(f) for f in stack]
+    _, _, radius = particle_extent(stack[0])
+    crop = crop_side(radius)
+    if min(stack.shape[1:]) < crop + 2 * pad:
+        raise AdaptError(f"frames of {stack.shape[2]}×{stack.shape[1]} px are too small for "
+                         f"particles {2 * radius:.0f} px across: --self-supervised needs "
+                         f"{crop + 2 * pad} px around each")  # fmt: skip
+    windows, per_frame = training_windows(frames, crop, pad)
+    if len(windows) < MIN_WINDOWS:
+        raise AdaptError(
+            f"found {len(windows)} isolated particles in {len(frames)} frames "
+            f"({per_frame:.1f} per frame, {2 * radius:.0f} px across): --self-supervised "
+            f"needs at least {MIN_WINDOWS} with {crop + 2 * pad} px of frame around them"
+        )
+    found = Found(float(radius), crop, len(windows), per_frame, apparent_polarity(stack[0]))
+    return found, windows
+
+
+def _card(found: Found, movie: str, output: Path, cfg: Any, votes: float, loss: float,
+          seconds: float, model: Any, pixel_size_um: float | None) -> ModelCard:  # fmt: skip
+    from livetrack.runtime import package_versions
+
+    modality = "fluorescence" if found.polarity == "bright-on-dark" else "brightfield"
+    return ModelCard(
+        name=f"lodestar-{Path(movie).stem}",
+        description=f"LodeSTAR trained by livetrack adapt --self-supervised on {Path(movie).name}",
+        expects=Expects(
+            modality=modality,
+            pixel_size_um=pixel_size_um or 1.0,
+            wavelength_um=0.0,
+            numerical_aperture=0.0,
+            psf_sigma_px=max(found.radius_px / 2, 0.5),
+            polarity=found.polarity,
+        ),
+        outputs=Outputs(
+            kind="lodestar",
+            crop_px=found.crop,
+            threshold=VOTE_SHARE,
+            channels=("dx_px", "dy_px", "weight_logit"),
+            refinement="none",
+            columns=("x", "y", "score"),
+            vote_radius_px=VOTE_RADIUS_PX,
+        ),
+        training=Training(
+            config_file="",
+            config=asdict(cfg),
+            seed=cfg.seed,
+            steps=cfg.steps,
+            epochs=1,
+            seconds=round(seconds, 1),
+            versions=package_versions(("livetrack", "tensorflow", "keras", "numpy")),
+            command=f"livetrack adapt {movie} -o {output} --self-supervised",
+        ),
+        metrics={
+            "self_supervised": {
+                "movie": movie,
+                "found": asdict(found),
+                "agreement_px2": round(loss, 5),
+            }
+        },
+        parameters=int(model.count_params()),
+    )
+
+
+@dataclass(frozen=True)
+class SelfSupervisedResult:
+    """The model's folder, what was found, the views' final agreement and the time taken."""
+
+    model: Path
+    found: Found
+    agreement_px2: float
+    seconds: float
+
+
+def adapt_self_supervised(
+    movie: str | Path,
+    output: str | Path,
+    *,
+    frames: int = FRAMES,
+    steps: int = STEPS,
+    flips: bool = True,
+    force: bool = False,
+    on_step: Callable[[int, float], None] | None = None,
+) -> SelfSupervisedResult:
+    """Train a LodeSTAR model on ``movie``'s own particles; no simulator, no labels.
+
+    Parameters
+    ----------
+    movie
+        Any movie ``process`` reads; its first ``frames`` frames give the crops.
+    output
+        The model folder to write; refused if it exists, unless ``force``.
+    flips
+        The particles look the same mirrored (beads, rings); False for asymmetric ones.
+
+    Raises
+    ------
+    AdaptError
+        A movie it cannot read or find particles in, with what was found; nothing is
+        written.
+    """
+    from livetrack.training.lodestar import (
+        MAX_SHIFT,
+        LodestarTraining,
+        particle_weight,
+        train_lodestar,
+    )
+
+    t0 = time.perf_counter()
+    out = Path(output)
+    if out.exists() and not force:
+        raise AdaptError(f"{out} exists: choose another folder, or --force to replace it")
+    info, stack = read_movie(movie, frames)
+    pad = int(np.ceil(MAX_SHIFT)) + 2
+    found, windows = find_particles(np.asarray(stack), pad)
+    cfg = LodestarTraining(crop=found.crop, steps=steps, flips=flips)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.adapting-", dir=out.parent))
+    try:
+        model, loss, seconds = train_lodestar(windows, cfg, on_step)
+        crops = windows[:, pad : pad + found.crop, pad : pad + found.crop]
+        votes = particle_weight(model, crops, VOTE_RADIUS_PX)
+        model.save(work / "model.keras")
+        card = _card(found, str(movie), out, cfg, votes, loss, seconds, model,
+                     info.pixel_size_um)  # fmt: skip
+        write_card(work, card)
+        _picture(work, np.asarray(stack[0]), work / "fit.png")
+        if out.exists():
+            shutil.rmtree(out)
+        work.rename(out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return SelfSupervisedResult(out, found, loss, time.perf_counter() - t0)
+
+
+def _picture(folder: Path, frame: NDArray[Any], path: Path) -> None:
+    """The first frame with what the new model finds in it (skipped without matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    from livetrack.detection.lodestar import LodestarDetector
+
+    d = LodestarDetector(folder).detect(frame)
+    fig, ax = plt.subplots(figsize=(6, 6 * frame.shape[0] / frame.shape[1]))
+    ax.imshow(frame, cmap="gray")
+    ax.plot(d.x, d.y, "+", color="red", ms=10, mew=1.5)
+    ax.set_title(f"{len(d)} particles found by the self-supervised model (red +)")
+    ax.set_axis_off()
+    fig.savefig(path, dpi=80, bbox_inches="tight")
+    plt.close(fig)

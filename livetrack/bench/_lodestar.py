@@ -1,0 +1,166 @@
+"""Benchmark section ``lodestar``: ``adapt --self-supervised`` on the real movies.
+
+Each movie goes through ``livetrack adapt MOVIE --self-supervised`` and ``livetrack
+process MOVIE --model DIR`` as a user runs them (defaults; ``--single auto`` for the
+trapped bead), and the result is set beside a reference written apart from it:
+
+- DeepTrack's Brownian beads (bright cores in dark rings, no reference shipped):
+  trackpy ``locate`` with diameter 15 and ``minmass`` at the Otsu threshold of the
+  log-masses (the gap between particles and noise, as an expert reads the mass
+  histogram). Features matched within 1 px both ways, in the interior (12 px from
+  the edge, where trackpy drops cut particles) and overall; each set of features
+  linked alike (trackpy ``link``, 8 px, memory 3) gives a diffusion coefficient
+  (lag-1–4 MSD slope), and their ratio;
+- trackpy's five brightfield colloids, against its ``locate_brightfield_ring``
+  reference tracks: matched within 1 and 2 px, each particle's constant offset and
+  the frame-to-frame spread around it;
+- DeepTrack's trapped bead (clean, noisy), one particle: position variance over the
+  template-fit reference's (``template_reference``) and the correlation.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+from scipy.spatial import cKDTree
+
+#: the movies, inside the folder given as ``bench --real-data``
+RINGS = "deeptrack_videos/brownian_particles_gray.tif"
+COLLOIDS = "brightfield_colloids/brightfield.tif"
+COLLOID_REFERENCE = "brightfield_colloids/trackpy_brightfield_ring_tracks.csv"
+TRAPPED = ("deeptrack_videos/trapped_particle_good_gray.tif",
+           "deeptrack_videos/trapped_particle_bad_gray.tif")  # fmt: skip
+EDGE_PX = 12.0
+
+
+def _matched(a: pd.DataFrame, b: pd.DataFrame, gate: float) -> tuple[float, NDArray[np.float64]]:
+    """Share of ``a``'s rows with a row of ``b`` within ``gate`` px in their frame, and offsets."""
+    hit, total, offsets = 0, 0, []
+    for f, rows in a.groupby("frame"):
+        other = b[b["frame"] == f][["x", "y"]].to_numpy()
+        total += len(rows)
+        if len(other):
+            d, i = cKDTree(other).query(rows[["x", "y"]].to_numpy())
+            hit += int((d <= gate).sum())
+            offsets.append(rows[["x", "y"]].to_numpy()[d <= gate] - other[i[d <= gate]])
+    return hit / max(total, 1), np.concatenate(offsets) if offsets else np.zeros((0, 2))
+
+
+def otsu(values: NDArray[np.float64], bins: int = 256) -> float:
+    """Otsu's threshold: the cut that best splits ``values`` into two classes."""
+    counts, edges = np.histogram(values, bins)
+    mids = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(counts)[:-1]
+    w1 = counts.sum() - w0
+    m0 = np.cumsum(counts * mids)[:-1] / np.maximum(w0, 1)
+    m1 = (np.sum(counts * mids) - np.cumsum(counts * mids)[:-1]) / np.maximum(w1, 1)
+    return float(edges[1:-1][int(np.argmax(w0 * w1 * (m0 - m1) ** 2))])
+
+
+def _diffusion(features: pd.DataFrame) -> float:
+    """D (px²/frame) from features linked by trackpy alike: the lag-1–4 ensemble MSD slope / 4."""
+    import trackpy
+
+    tracks = trackpy.link(features[["frame", "x", "y"]], 8, memory=3)
+    msd = trackpy.emsd(tracks, mpp=1.0, fps=1.0, max_lagtime=4)
+    return float(np.polyfit(msd.index.to_numpy(float), msd.to_numpy(float), 1)[0] / 4)
+
+
+def _adapted(movie: Path, folder: Path, quick: bool, single: bool) -> tuple[pd.DataFrame, float]:
+    from livetrack.adapt import adapt_self_supervised
+    from livetrack.offline.process import DetectorSpec, track_movie
+
+    t0 = time.perf_counter()
+    model = adapt_self_supervised(movie, folder, steps=200 if quick else 1500).model
+    seconds = time.perf_counter() - t0
+    spec = DetectorSpec(model=str(model), single_crop="auto" if single else None)
+    table, _, _ = track_movie(movie, spec)
+    return table, seconds
+
+
+def _rings(movie: Path, tmp: Path, quick: bool) -> dict[str, Any]:
+    import tifffile
+    import trackpy
+
+    ours, seconds = _adapted(movie, tmp / "rings", quick, False)
+    frames = tifffile.imread(movie).astype(np.float64)
+    trackpy.quiet()
+    feats = trackpy.batch(frames, 15, minmass=0, processes=1)
+    ref = feats[np.log(feats["mass"]) >= otsu(np.log(feats["mass"].to_numpy()))]
+    h, w = frames.shape[1:]
+
+    def inner(d: pd.DataFrame) -> pd.DataFrame:
+        x, y = d["x"], d["y"]
+        ok = (x >= EDGE_PX) & (y >= EDGE_PX) & (x <= w - 1 - EDGE_PX) & (y <= h - 1 - EDGE_PX)
+        out: pd.DataFrame = d[ok]
+        return out
+
+    ours_in = _matched(inner(ours), inner(ref), 1.0)[0]
+    theirs_in = _matched(inner(ref), inner(ours), 1.0)[0]
+    return {
+        "movie": "DeepTrack Brownian beads (rings)", "adapt_s": seconds,
+        "per_frame": len(ours) / len(frames), "reference_per_frame": len(ref) / len(frames),
+        "ours_matched_interior": ours_in, "reference_matched_interior": theirs_in,
+        "ours_matched_all": _matched(ours, ref, 1.0)[0],
+        "reference_matched_all": _matched(ref, ours, 1.0)[0],
+        "diffusion_ratio": _diffusion(ours) / _diffusion(ref),
+    }  # fmt: skip
+
+
+def _colloids(movie: Path, reference: Path, tmp: Path, quick: bool) -> dict[str, Any]:
+    ours, seconds = _adapted(movie, tmp / "colloids", quick, False)
+    ref = pd.read_csv(reference)
+    within2, _ = _matched(ref, ours, 2.0)
+    spread, constant = [], []
+    for _, rows in ref.groupby("particle"):
+        _, off = _matched(rows, ours, 2.0)
+        constant.append(-off.mean(axis=0))  # ours − reference
+        spread.append(off.std(axis=0))
+    c, s = np.array(constant), np.array(spread)
+    return {
+        "movie": "trackpy brightfield colloids", "adapt_s": seconds,
+        "per_frame": len(ours) / ref["frame"].nunique(), "tracks": int(ours["particle"].nunique()),
+        "reference_matched_1px": _matched(ref, ours, 1.0)[0], "reference_matched_2px": within2,
+        "ours_matched_2px": _matched(ours, ref, 2.0)[0],
+        "offset_x_px": f"{c[:, 0].min():+.2f} to {c[:, 0].max():+.2f}",
+        "offset_y_px": f"{c[:, 1].min():+.2f} to {c[:, 1].max():+.2f}",
+        "spread_px": float(np.median(s)),
+    }  # fmt: skip
+
+
+def _trapped(movie: Path, tmp: Path, quick: bool) -> dict[str, Any]:
+    import tifffile
+
+    from livetrack.bench._single import template_reference
+
+    ours, seconds = _adapted(movie, tmp / movie.stem, quick, True)
+    ref = template_reference(tifffile.imread(movie))
+    xy = ours.sort_values("frame")[["x", "y"]].to_numpy()
+    ratio = xy.var(axis=0) / ref.var(axis=0)
+    return {
+        "movie": f"DeepTrack trapped bead ({movie.stem.split('_')[2]})", "adapt_s": seconds,
+        "per_frame": len(ours) / len(ref), "tracks": int(ours["particle"].nunique()),
+        "variance_ratio_x": float(ratio[0]), "variance_ratio_y": float(ratio[1]),
+        "correlation_x": float(np.corrcoef(xy[:, 0], ref[:, 0])[0, 1]),
+        "correlation_y": float(np.corrcoef(xy[:, 1], ref[:, 1])[0, 1]),
+    }  # fmt: skip
+
+
+def bench_lodestar(quick: bool, real_data: Path | None = None) -> list[dict[str, Any]]:
+    """One row per real movie (see the module's docstring); skipped without the movies."""
+    if real_data is None or not (real_data / RINGS).is_file():
+        return [{"skipped": "needs --real-data (the folder shared/data/real)"}]
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        rows = [_rings(real_data / RINGS, tmp, quick)]
+        if quick:
+            return rows
+        rows.append(_colloids(real_data / COLLOIDS, real_data / COLLOID_REFERENCE, tmp, quick))
+        rows += [_trapped(real_data / t, tmp, quick) for t in TRAPPED]
+    return rows

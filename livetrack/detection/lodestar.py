@@ -1,0 +1,193 @@
+"""Running a self-supervised (LodeSTAR) model: every cell votes for a particle's centre.
+
+LodeSTAR (Midtvedt et al., Nat. Commun. 13, 7492, 2022) learns from a movie's own
+crops, without labels, a fully convolutional network whose every cell (4 px) gives
+a displacement to the particle's centre and a weight. Trained on crops of one
+particle each, the weights of a crop sum (softmax) to one vote. On a whole frame
+each particle gathers its cells' votes in one tight cluster. Each cell's weight is
+taken relative to the crop around it, as in training (:func:`local_weights`), so a
+particle's votes weigh ~1 and the background's little; clusters weighing more than
+the card's threshold are the particles, each at its votes' weighted mean.
+The network is built and trained by :mod:`livetrack.training.lodestar`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from livetrack.artifact import ArtifactError, model_dir
+from livetrack.detection.detector import Detections
+
+FloatArray = NDArray[np.float64]
+#: the network's cell, px: two 2× poolings
+STRIDE = 4
+
+
+def lodestar_normalise(frame: NDArray[np.generic]) -> NDArray[np.float32]:
+    """(frame − median) / standard deviation: the network's input, whatever the camera."""
+    f = np.asarray(frame, np.float32)
+    med = float(np.median(f[::2, ::2]))
+    std = float(np.std(f[::2, ::2]))
+    return (f - np.float32(med)) / np.float32(std if std > 0 else 1.0)
+
+
+def cell_votes(out: NDArray[np.floating]) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Each cell's vote (x, y in px of the network's input) and its weight logit."""
+    h, w = out.shape[:2]
+    cy, cx = np.mgrid[0:h, 0:w].astype(np.float64)
+    vx = (cx + 0.5) * STRIDE - 0.5 + out[..., 0]
+    vy = (cy + 0.5) * STRIDE - 0.5 + out[..., 1]
+    return vx.ravel(), vy.ravel(), np.asarray(out[..., 2], np.float64).ravel()
+
+
+def local_weights(logit: NDArray[np.floating], cells: int) -> NDArray[np.float64]:
+    """Each cell's weight as the training gave it: a softmax over the crop around it.
+
+    In training every crop's weights sum to 1 and its particle takes nearly all of
+    it; the logits' level is free and differs between particles. Here each cell is
+    normalised by the exponentials of the ``cells`` × ``cells`` cells around it, so a
+    particle's cells sum to ~1 and a crop of plain background spreads its 1 thinly.
+    """
+    z = np.asarray(logit, np.float64)
+    e = np.exp(np.maximum(z - z.max(), -600.0))  # float64 keeps e^-600
+    total = ndimage.uniform_filter(e, size=cells, mode="constant") * cells * cells
+    w: NDArray[np.float64] = e / total
+    return w
+
+
+def cluster_votes(
+    vx: FloatArray,
+    vy: FloatArray,
+    weight: FloatArray,
+    shape: tuple[int, int],
+    radius: float,
+    min_mass: float,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Particles where the votes' weight within ``radius`` px of one point reaches ``min_mass``.
+
+    A particle's cells all point at it; the background's scatter, with little weight.
+    The weights are summed at their votes' pixels; peaks of that sum over a disc of
+    ``radius`` (apart by at least ``radius``) are the particles, each at its votes'
+    weighted mean. Returns x, y and mass.
+    """
+    h, w = shape
+    inside = (vx > -0.5) & (vx < w - 0.5) & (vy > -0.5) & (vy < h - 0.5)
+    vx, vy, weight = vx[inside], vy[inside], weight[inside]
+    e = np.zeros(0)
+    if not len(vx):
+        return e, e, e
+    ix, iy = np.rint(vx).astype(np.intp), np.rint(vy).astype(np.intp)
+    density = np.bincount(iy * w + ix, weight, minlength=h * w).reshape(h, w)
+    r = max(1, round(radius))
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    disc = (xx * xx + yy * yy <= r * r).astype(np.float64)
+    mass = ndimage.correlate(density, disc, mode="constant")
+    peak = (mass >= min_mass) & (mass == ndimage.maximum_filter(mass, size=2 * r + 1))
+    py, px = np.nonzero(peak)
+    if not len(px):
+        return e, e, e
+    order = np.argsort(-mass[py, px], kind="stable")  # a plateau's twins: the first keeps it
+    py, px = py[order], px[order]
+    tree = cKDTree(np.column_stack([vx, vy]))
+    xs, ys, ms = [], [], []
+    taken = np.zeros(len(vx), bool)
+    for members in tree.query_ball_point(np.column_stack([px, py]), radius + 0.5):
+        idx = np.asarray(members, np.intp)
+        idx = idx[~taken[idx]]
+        m = float(weight[idx].sum())
+        if m < min_mass:
+            continue
+        taken[idx] = True
+        xs.append(float(np.dot(weight[idx], vx[idx]) / m))
+        ys.append(float(np.dot(weight[idx], vy[idx]) / m))
+        ms.append(m)
+    return np.array(xs), np.array(ys), np.array(ms)
+
+
+class LodestarDetector:
+    """A LodeSTAR artifact behind the detector interface.
+
+    Parameters
+    ----------
+    artifact
+        Directory whose card says ``outputs.kind = "lodestar"`` (``livetrack adapt
+        --self-supervised``).
+    single
+        One particle per frame (a trap): the one with the largest mass.
+    """
+
+    #: process: frames need no index (no per-block state)
+    indexed = False
+
+    def __init__(self, artifact: str | Path, single: bool = False) -> None:
+        from livetrack.holography.characterise import load_crop_model
+
+        self.path = model_dir(artifact)
+        self.card, self.model = load_crop_model(self.path, "lodestar", "a LodeSTAR model")
+        out = self.card.outputs
+        if out.vote_radius_px is None:
+            raise ArtifactError(f"{self.path}: a LodeSTAR card needs vote_radius_px")
+        self.single = single
+        self.name = f"LodeSTAR {self.card.name!r}" + (" (one particle)" if single else "")
+        self._call = self._compile()
+
+    def _compile(self) -> Any:
+        import keras
+
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            fn = tf.function(
+                lambda t: self.model(t, training=False),
+                input_signature=[tf.TensorSpec((None, None, None, 1), tf.float32)],
+            )
+            return lambda a: fn(a).numpy()
+        return lambda a: np.asarray(self.model(a, training=False))
+
+    def reset(self) -> None:
+        """Nothing is kept between frames."""
+
+    def network(self, frame: NDArray[np.generic]) -> NDArray[np.float32]:
+        """The network's cells for one frame (padded to a multiple of 4 at its far edges)."""
+        img = lodestar_normalise(frame)
+        h, w = img.shape
+        ph, pw = -h % STRIDE, -w % STRIDE
+        if ph or pw:
+            img = np.pad(img, ((0, ph), (0, pw)), mode="reflect")
+        return np.asarray(self._call(img[None, ..., None])[0], np.float32)
+
+    def detect(self, frame: NDArray[np.generic], threshold: float | None = None) -> Detections:
+        """Every particle's centre in one frame.
+
+        ``score``: its votes' weight (~1: as the training saw it); ``threshold``
+        overrides the card's least weight.
+        """
+        t0 = time.perf_counter()
+        f = np.asarray(frame)
+        if f.ndim != 2:
+            raise ValueError(f"expected a 2-D frame, got shape {f.shape}")
+        out = self.network(f)
+        t1 = time.perf_counter()
+        o = self.card.outputs
+        vx, vy, _ = cell_votes(out)
+        weight = local_weights(out[..., 2], int(o.crop_px or 32) // STRIDE).ravel()
+        share = o.threshold if threshold is None else threshold
+        x, y, mass = cluster_votes(vx, vy, weight, f.shape, float(o.vote_radius_px or 3), share)
+        if self.single and len(x) > 1:
+            best = int(np.argmax(mass))
+            x, y, mass = x[best : best + 1], y[best : best + 1], mass[best : best + 1]
+        nan = np.full(len(x), np.nan)
+        t2 = time.perf_counter()
+        return Detections(x, y, mass, nan, nan, nan,
+                          {"model": (t1 - t0) * 1e3, "readout": (t2 - t1) * 1e3})  # fmt: skip
+
+    def detect_many(self, frames: list[NDArray[np.generic]]) -> list[Detections]:
+        """:meth:`detect` on each frame."""
+        return [self.detect(f) for f in frames]

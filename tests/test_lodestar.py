@@ -1,0 +1,187 @@
+"""``livetrack adapt --self-supervised`` (LodeSTAR): trained on a movie's own particles,
+no simulator and no labels, and used by ``process`` like any model; checked on
+synthetic rings with known centres and on a real movie against trackpy."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+from scipy.spatial import cKDTree
+
+from livetrack.adapt import AdaptError, adapt_self_supervised
+from livetrack.artifact import read_card
+from livetrack.detection.lodestar import LodestarDetector, cluster_votes
+from livetrack.training.lodestar import LodestarTraining, make_views
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+
+
+def ring(shape: tuple[int, int], x: float, y: float) -> np.ndarray:
+    """A bright core in a dark ring (a brightfield bead), centred at (x, y)."""
+    yy, xx = np.indices(shape)
+    r = np.hypot(xx - x, yy - y)
+    return 60 * np.exp(-(r**2) / (2 * 2.0**2)) - 30 * np.exp(-((r - 6.0) ** 2) / (2 * 1.5**2))
+
+
+def ring_movie(frames: int, n: int, seed: int, size: int = 160) -> tuple[np.ndarray, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    out, truth = [], []
+    for f in range(frames):
+        pts: list[tuple[float, float]] = []
+        while len(pts) < n:  # apart, so most are isolated
+            p = rng.uniform(14, size - 14, 2)
+            if all(np.hypot(*(p - q)) > 22 for q in pts):
+                pts.append((float(p[0]), float(p[1])))
+        img = 100.0 + sum(ring((size, size), x, y) for x, y in pts)
+        out.append(np.clip(img + rng.normal(0, 3.0, img.shape), 0, 255).astype(np.uint8))
+        truth.append(pd.DataFrame({"frame": f, "x": [p[0] for p in pts], "y": [p[1] for p in pts]}))
+    return np.stack(out), pd.concat(truth, ignore_index=True)
+
+
+def test_votes_that_agree_are_particles_and_scattered_ones_are_not() -> None:
+    rng = np.random.default_rng(0)
+    centres = np.array([[20.3, 30.7], [60.0, 61.2], [90.5, 15.5]])
+    vx = np.concatenate(
+        [c[0] + rng.normal(0, 0.7, 20) for c in centres] + [rng.uniform(0, 100, 300)]
+    )
+    vy = np.concatenate(
+        [c[1] + rng.normal(0, 0.7, 20) for c in centres] + [rng.uniform(0, 100, 300)]
+    )
+    x, y, n = cluster_votes(vx, vy, np.full(len(vx), 0.05), (100, 100), 3.0, 0.5)
+    assert len(x) == 3
+    d, _ = cKDTree(centres).query(np.column_stack([x, y]))
+    assert np.all(d < 0.5)
+    assert np.all(n >= 0.75)
+
+
+def test_a_view_holds_the_content_shifted_then_mirrored() -> None:
+    # a spot off the window's centre by q: each view puts it at f · (q + s)
+    q = np.array([1.3, -0.7])
+    side, crop = 40, 28
+    c = (side - 1) / 2
+    win = ring((side, side), c + q[0], c + q[1]).astype(np.float32)[None]
+    cfg = LodestarTraining(crop=crop, batch=6, flips=True)
+    views, tr = make_views(win, cfg, np.random.default_rng(1))
+    yy, xx = np.indices((crop, crop)) - (crop - 1) / 2
+    for v in range(2):
+        for k in range(6):
+            img = np.clip(views[v, k, ..., 0], 0, None)
+            centre = np.array([(img * xx).sum(), (img * yy).sum()]) / img.sum()
+            sx, sy, fx, fy = tr[v, k]
+            np.testing.assert_allclose(centre, [fx * (q[0] + sx), fy * (q[1] + sy)], atol=0.1)
+
+
+@pytest.fixture(scope="module")
+def rings(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame, Path]:
+    folder = tmp_path_factory.mktemp("rings")
+    movie, truth = ring_movie(6, 10, seed=3)
+    path = folder / "rings.tif"
+    tifffile.imwrite(path, movie)
+    model = adapt_self_supervised(path, folder / "model", steps=400).model
+    return path, truth, model
+
+
+def test_rings_it_never_saw_are_found_at_their_centres(rings) -> None:  # type: ignore[no-untyped-def]
+    _, _, model = rings
+    card = read_card(model)
+    assert card.outputs.kind == "lodestar"
+    assert card.metrics["self_supervised"]["found"]["windows"] >= 8
+    assert (model / "fit.png").stat().st_size > 0
+    movie, truth = ring_movie(3, 10, seed=4)  # new frames, new positions
+    det = LodestarDetector(model)
+    errors, found = [], 0
+    for f, frame in enumerate(movie):
+        d = det.detect(frame)
+        t = truth[truth.frame == f][["x", "y"]].to_numpy()
+        dist, idx = cKDTree(np.column_stack([d.x, d.y])).query(t)
+        found += int((dist < 2).sum())
+        errors.append(np.column_stack([d.x, d.y])[idx[dist < 2]] - t[dist < 2])
+        assert len(d) <= len(t) + 1
+    err = np.concatenate(errors)
+    assert found >= 0.9 * len(truth)
+    assert np.sqrt(np.mean(err**2)) < 0.35  # px, noise σ 3 on a 60-high core
+    assert np.all(np.abs(err.mean(axis=0)) < 0.15)  # flips put the origin at the centre
+
+
+def test_process_uses_it_like_any_model(rings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path, truth, model = rings
+    out = tmp_path / "t.csv"
+    run = subprocess.run(
+        [sys.executable, "-m", "livetrack.cli", "process", str(path), "--model", str(model),
+         "-o", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "no pixel size" in run.stderr
+    assert "card says" not in run.stderr  # learnt from a movie without one: nothing to say
+    table = pd.read_csv(out)
+    assert len(table) >= 0.9 * len(truth)
+    assert table["particle"].nunique() <= 2 * truth.groupby("frame").size().max()
+    single = tmp_path / "one.csv"
+    run = subprocess.run(
+        [sys.executable, "-m", "livetrack.cli", "process", str(path), "--model", str(model),
+         "--single", "auto", "-o", str(single)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert pd.read_csv(single).groupby("frame").size().max() == 1
+
+
+def test_a_movie_without_particles_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    path = tmp_path / "noise.tif"
+    tifffile.imwrite(
+        path, rng.normal(100, 3, (4, 128, 128)).astype(np.uint16), photometric="minisblack"
+    )
+    with pytest.raises(AdaptError, match=r"found \d+ isolated particles in 4 frames"):
+        adapt_self_supervised(path, tmp_path / "model", steps=10)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["noise.tif"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (REAL / "deeptrack_videos").is_dir(), reason="real movies not here")
+def test_real_rings_match_trackpy(tmp_path: Path) -> None:
+    """DeepTrack's Brownian beads (bright cores in dark rings) against an Otsu-tuned trackpy."""
+    import trackpy
+
+    from livetrack.bench._lodestar import otsu
+
+    path = REAL / "deeptrack_videos" / "brownian_particles_gray.tif"
+    model = adapt_self_supervised(path, tmp_path / "m", frames=8, steps=500).model
+    movie = tifffile.imread(path)[:10]
+    det = LodestarDetector(model)
+    trackpy.quiet()
+    ours_n = theirs_n = matched = 0
+    for frame in movie:
+        d = det.detect(frame)
+        f = trackpy.locate(frame.astype(float), 15)
+        f = f[np.log(f["mass"]) >= otsu(np.log(f["mass"].to_numpy()))]
+        inner = lambda x, y: (x >= 12) & (y >= 12) & (x <= 487) & (y <= 487)  # noqa: E731
+        ours = np.column_stack([d.x, d.y])[inner(d.x, d.y)]
+        theirs = f[inner(f.x, f.y)][["x", "y"]].to_numpy()
+        dist, _ = cKDTree(ours).query(theirs)
+        matched += int((dist <= 1.0).sum())
+        ours_n, theirs_n = ours_n + len(ours), theirs_n + len(theirs)
+    assert matched >= 0.95 * theirs_n
+    assert matched >= 0.95 * ours_n
+
+
+def test_the_cli_says_what_it_made(rings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path, _, _ = rings
+    run = subprocess.run(
+        [sys.executable, "-m", "livetrack.cli", "adapt", str(path), "-o", str(tmp_path / "m"),
+         "--self-supervised", "--epochs", "1", "--steps", "20", "--quiet", "--no-flips"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "crops of" in run.stdout
+    assert "livetrack process" in run.stdout
+    card = read_card(tmp_path / "m")
+    assert card.training.config["flips"] is False
+    assert card.training.steps == 20
