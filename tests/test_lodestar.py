@@ -93,6 +93,11 @@ def test_rings_it_never_saw_are_found_at_their_centres(rings) -> None:  # type: 
     assert card.outputs.kind == "lodestar"
     assert card.metrics["self_supervised"]["found"]["windows"] >= 8
     assert (model / "fit.png").stat().st_size > 0
+    from livetrack.artifact import ArtifactError
+    from livetrack.detection.detector import Detector
+
+    with pytest.raises(ArtifactError, match="livetrack process takes it"):
+        Detector(model)  # serve's detector: not yet, and it says where the model runs
     movie, truth = ring_movie(3, 10, seed=4)  # new frames, new positions
     det = LodestarDetector(model)
     errors, found = [], 0

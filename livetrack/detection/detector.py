@@ -118,9 +118,12 @@ class Detector:
         self.path = model_dir(artifact) if artifact is not None else default_model_dir()
         self.card: ModelCard = read_card(self.path)
         if self.card.outputs.kind != "detector":
+            hint = {
+                "lodestar": "livetrack process takes it, or livetrack.detection.lodestar",
+                "localiser": "livetrack process --single takes it",
+            }.get(self.card.outputs.kind, "see livetrack.holography.characterise")
             raise ArtifactError(
-                f"{self.path}: a {self.card.outputs.kind!r} model, not a detector "
-                "(see livetrack.holography.characterise for characterisers)"
+                f"{self.path}: a {self.card.outputs.kind!r} model, not a detector ({hint})"
             )
         model_file = self.path / MODEL_NAME
         if not model_file.is_file():
