@@ -168,6 +168,14 @@ def read_card(artifact: str | Path) -> ModelCard:
         raise ArtifactError(f"{p}: invalid card: key '{key}': {first['msg']}") from None
 
 
+def artifact_kind(artifact: str | Path) -> str | None:
+    """The kind of model ``artifact`` holds (``outputs.kind``); None if it cannot be read."""
+    try:
+        return read_card(artifact).outputs.kind
+    except ArtifactError:
+        return None  # loading the model says what is wrong
+
+
 def write_card(artifact: str | Path, card: ModelCard) -> Path:
     """Write the card beside the model."""
     p = card_path(artifact)

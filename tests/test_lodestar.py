@@ -190,3 +190,27 @@ def test_the_cli_says_what_it_made(rings, tmp_path: Path) -> None:  # type: igno
     card = read_card(tmp_path / "m")
     assert card.training.config["flips"] is False
     assert card.training.steps == 20
+
+
+def test_serve_runs_it_on_the_wire(rings) -> None:  # type: ignore[no-untyped-def]
+    from livetrack.service.settings import ServeSettings, build_detector
+    from livetrack.wire import protocol as wire
+    from tests.test_service import start
+
+    _, _, model = rings
+    det, line = build_detector(ServeSettings(model=str(model)))
+    assert isinstance(det, LodestarDetector)
+    assert "LodeSTAR" in line
+    movie, truth = ring_movie(4, 10, seed=6)
+    r = start(det, policy="lossless")
+    try:
+        for k, frame in enumerate(movie):
+            assert r.pub.publish(frame, seq=k)
+        got = r.results(wire.TOPIC_TRACKS, len(movie), timeout_s=30)
+        assert [g.seq for g in got] == list(range(len(movie)))
+        for g in got:
+            t = truth[truth.frame == g.seq][["x", "y"]].to_numpy()
+            d, _ = cKDTree(np.column_stack([g.columns["x"], g.columns["y"]])).query(t)
+            assert np.mean(d < 1.0) >= 0.9
+    finally:
+        r.stop()

@@ -154,6 +154,10 @@ class LodestarDetector:
     def reset(self) -> None:
         """Nothing is kept between frames."""
 
+    def warm_up(self, shape: tuple[int, int] = (512, 512)) -> None:
+        """Trace the network for frames of ``shape`` before the first real one is timed."""
+        self.detect(np.zeros(shape, np.float32))
+
     def network(self, frame: NDArray[np.generic]) -> NDArray[np.float32]:
         """The network's cells for one frame (padded to a multiple of 4 at its far edges)."""
         img = lodestar_normalise(frame)

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from livetrack.artifact import read_card
+from livetrack.artifact import artifact_kind
 from livetrack.detection.camera import FRAMES, Camera, estimate_camera, in_model_camera
 from livetrack.linking import LinkingConfig, OnlineLinker
 from livetrack.linking.from_data import FRAMES as MOTION_FRAMES
@@ -58,7 +58,7 @@ class DetectorSpec:
                 tf.config.threading.set_inter_op_parallelism_threads(self.threads)
             except RuntimeError:  # already initialised in this process
                 pass
-        if self.model and read_card(self.model).outputs.kind == "lodestar":
+        if self.model and artifact_kind(self.model) == "lodestar":
             from livetrack.detection.lodestar import LodestarDetector
 
             return LodestarDetector(self.model, single=bool(self.single_crop))

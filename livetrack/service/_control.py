@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import zmq
 
-from livetrack.artifact import ArtifactError, check_fits
+from livetrack.artifact import ArtifactError, artifact_kind, check_fits
 from livetrack.linking import OnlineLinker
 from livetrack.service._results import MAX_PREVIEW_HZ, ResultsOut
 from livetrack.service._stats import ServiceStats
@@ -174,7 +174,11 @@ class ControlChannel:
 
     def _load(self, path: str) -> FrameDetector:
         loader = self._loader
-        if loader is None:
+        if loader is None and artifact_kind(path) == "lodestar":
+            from livetrack.detection.lodestar import LodestarDetector
+
+            det: FrameDetector = LodestarDetector(Path(path))
+        elif loader is None:
             from livetrack.detection.detector import Detector
 
             # "auto" stays auto: the new model may not convert to int8
@@ -187,7 +191,7 @@ class ControlChannel:
             region = getattr(self.service.detector, "split_region", None)
             xla = getattr(self.service.detector, "xla", None)
             # the same arithmetic and read-out as the model it replaces
-            det: FrameDetector = Detector(
+            det = Detector(
                 Path(path), precision=precision, split=split, split_region=region, xla=xla
             )
         else:

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from livetrack.artifact import artifact_kind
 from livetrack.config import read_toml, validate_config
 from livetrack.detection.precision import PrecisionName
 from livetrack.linking import LinkingConfig
@@ -117,6 +118,12 @@ def build_detector(settings: ServeSettings) -> tuple[Any, str]:
     from livetrack.detection.detector import Detector, set_network_threads
 
     threads = set_network_threads(settings.network_threads)
+    if settings.model is not None and artifact_kind(settings.model) == "lodestar":
+        from livetrack.detection.lodestar import LodestarDetector
+
+        learnt = LodestarDetector(settings.model)
+        learnt.warm_up()
+        return learnt, f"LodeSTAR, {threads} thread(s)"
     det = Detector(
         settings.model,
         precision=settings.precision,
