@@ -78,23 +78,36 @@ def cluster_votes(
     weighted mean. Returns x, y and mass.
     """
     h, w = shape
-    inside = (vx > -0.5) & (vx < w - 0.5) & (vy > -0.5) & (vy < h - 0.5)
+    # votes of no weight cannot make a particle: fewer to bin and to search
+    inside = (vx > -0.5) & (vx < w - 0.5) & (vy > -0.5) & (vy < h - 0.5) & (weight > 1e-4)
     vx, vy, weight = vx[inside], vy[inside], weight[inside]
     e = np.zeros(0)
     if not len(vx):
         return e, e, e
     ix, iy = np.rint(vx).astype(np.intp), np.rint(vy).astype(np.intp)
-    density = np.bincount(iy * w + ix, weight, minlength=h * w).reshape(h, w)
+    density = np.bincount(iy * w + ix, weight, minlength=h * w).reshape(h, w).astype(np.float32)
     r = max(1, round(radius))
-    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
-    disc = (xx * xx + yy * yy <= r * r).astype(np.float64)
-    mass = ndimage.correlate(density, disc, mode="constant")
-    peak = (mass >= min_mass) & (mass == ndimage.maximum_filter(mass, size=2 * r + 1))
-    py, px = np.nonzero(peak)
+    # a box of the disc's width finds the peaks (separable: ~50× cheaper than the
+    # disc); each peak's mass is then taken over the disc itself, below
+    mass = ndimage.uniform_filter(density, 2 * r + 1, mode="constant") * (2 * r + 1) ** 2
+    py, px = np.nonzero(mass >= min_mass)
     if not len(px):
         return e, e, e
-    order = np.argsort(-mass[py, px], kind="stable")  # a plateau's twins: the first keeps it
+    # the box sum has plateaus; the lightly blurred density has one top per cluster
+    smooth = np.pad(ndimage.gaussian_filter(density, 1.0), 1, mode="constant")
+    top = np.ones(len(px), bool)
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            top &= smooth[py + 1, px + 1] >= smooth[py + dy, px + dx]
+    py, px = py[top], px[top]
+    order = np.argsort(-mass[py, px], kind="stable")
     py, px = py[order], px[order]
+    # two tops of one cluster: the heavier keeps it
+    keep = np.ones(len(px), bool)
+    for i, j in sorted(cKDTree(np.column_stack([px, py])).query_pairs(radius)):
+        if keep[i]:
+            keep[j] = False
+    py, px = py[keep], px[keep]
     tree = cKDTree(np.column_stack([vx, vy]))
     xs, ys, ms = [], [], []
     taken = np.zeros(len(vx), bool)
