@@ -386,3 +386,20 @@ def test_quick_viewer_section_measures_the_service_with_and_without_a_viewer() -
         assert 30 <= r["pictures_received"] <= 200
         assert 0 <= r["pictures_undrawn"] < r["pictures_received"]
         assert r["draws_per_s"] > 3
+
+
+@pytest.mark.slow
+def test_quick_lodestar_section_adapts_and_compares_on_the_real_rings(tmp_path: Path) -> None:
+    if not (REAL_DATA / "deeptrack_videos").is_dir():
+        pytest.skip("real movies not here")
+    out = tmp_path / "b.json"
+    args = ["bench", "--quick", "--only", "lodestar", "--real-data", str(REAL_DATA), "--json"]
+    args.append(str(out))
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rings, speed = json.loads(out.read_text())["lodestar"]
+    assert rings["reference_per_frame"] > 15  # trackpy sees the beads
+    assert rings["reference_matched_interior"] > 0.8  # after 200 steps only
+    assert 0.5 < rings["diffusion_ratio"] < 2
+    assert speed["lodestar_ms"] > 0
+    assert speed["shipped_ms"] > 0

@@ -19,7 +19,7 @@ from livetrack.artifact import read_card
 from livetrack.detection.lodestar import LodestarDetector, cluster_votes
 from livetrack.training.lodestar import LodestarTraining, make_views
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+from .conftest import REAL_DATA
 
 
 def ring(shape: tuple[int, int], x: float, y: float) -> np.ndarray:
@@ -150,14 +150,14 @@ def test_a_movie_without_particles_is_refused_and_nothing_is_written(tmp_path: P
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (REAL / "deeptrack_videos").is_dir(), reason="real movies not here")
+@pytest.mark.skipif(not (REAL_DATA / "deeptrack_videos").is_dir(), reason="real movies not here")
 def test_real_rings_match_trackpy(tmp_path: Path) -> None:
     """DeepTrack's Brownian beads (bright cores in dark rings) against an Otsu-tuned trackpy."""
     import trackpy
 
     from livetrack.bench._lodestar import otsu
 
-    path = REAL / "deeptrack_videos" / "brownian_particles_gray.tif"
+    path = REAL_DATA / "deeptrack_videos" / "brownian_particles_gray.tif"
     model = adapt_self_supervised(path, tmp_path / "m", frames=8, steps=500).model
     movie = tifffile.imread(path)[:10]
     det = LodestarDetector(model)

@@ -16,6 +16,8 @@ trapped bead), and the result is set beside a reference written apart from it:
   the frame-to-frame spread around it;
 - DeepTrack's trapped bead (clean, noisy), one particle: position variance over the
   template-fit reference's (``template_reference``) and the correlation.
+
+And the rings' model's time per 512² frame beside the shipped detector's, in one run.
 """
 
 from __future__ import annotations
@@ -152,13 +154,29 @@ def _trapped(movie: Path, tmp: Path, quick: bool) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _speed(model: Path, repeats: int) -> dict[str, Any]:
+    """Time per 512² frame (ms): the self-supervised model beside the shipped detector."""
+    from livetrack.detection.detector import Detector
+    from livetrack.detection.lodestar import LodestarDetector
+
+    frame = (100 + np.random.default_rng(0).poisson(20.0, (512, 512))).astype(np.uint16)
+    row: dict[str, Any] = {"movie": "ms per 512² frame (the rings' model; shipped detector)"}
+    for name, det in (("lodestar_ms", LodestarDetector(model)), ("shipped_ms", Detector())):
+        det.detect(frame)
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            det.detect(frame)
+        row[name] = (time.perf_counter() - t0) * 1e3 / repeats
+    return row
+
+
 def bench_lodestar(quick: bool, real_data: Path | None = None) -> list[dict[str, Any]]:
     """One row per real movie (see the module's docstring); skipped without the movies."""
     if real_data is None or not (real_data / RINGS).is_file():
         return [{"skipped": "needs --real-data (the folder shared/data/real)"}]
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
-        rows = [_rings(real_data / RINGS, tmp, quick)]
+        rows = [_rings(real_data / RINGS, tmp, quick), _speed(tmp / "rings", 5 if quick else 50)]
         if quick:
             return rows
         rows.append(_colloids(real_data / COLLOIDS, real_data / COLLOID_REFERENCE, tmp, quick))
