@@ -114,6 +114,24 @@ def test_rings_it_never_saw_are_found_at_their_centres(rings) -> None:  # type: 
     assert np.all(np.abs(err.mean(axis=0)) < 0.15)  # flips put the origin at the centre
 
 
+def test_mirrored_reads_average_the_networks_error_out(rings) -> None:  # type: ignore[no-untyped-def]
+    _, _, model = rings
+    movie, truth = ring_movie(3, 10, seed=8)
+    rms, bias = {}, {}
+    for views in (1, 4):
+        det = LodestarDetector(model, views=views)
+        err = []
+        for f, frame in enumerate(movie):
+            d = det.detect(frame)
+            t = truth[truth.frame == f][["x", "y"]].to_numpy()
+            dist, idx = cKDTree(np.column_stack([d.x, d.y])).query(t)
+            err.append(np.column_stack([d.x, d.y])[idx[dist < 2]] - t[dist < 2])
+        e = np.concatenate(err)
+        rms[views], bias[views] = float(np.sqrt(np.mean(e**2))), np.abs(e.mean(axis=0))
+    assert rms[4] < 0.8 * rms[1]
+    assert np.all(bias[4] < 0.05)
+
+
 def test_process_uses_it_like_any_model(rings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     path, truth, model = rings
     out = tmp_path / "t.csv"

@@ -161,7 +161,10 @@ def _speed(model: Path, repeats: int) -> dict[str, Any]:
 
     frame = (100 + np.random.default_rng(0).poisson(20.0, (512, 512))).astype(np.uint16)
     row: dict[str, Any] = {"movie": "ms per 512² frame (the rings' model; shipped detector)"}
-    for name, det in (("lodestar_ms", LodestarDetector(model)), ("shipped_ms", Detector())):
+    detectors = (("lodestar_ms", LodestarDetector(model)),  # one read: serve
+                 ("lodestar_4_views_ms", LodestarDetector(model, views=4)),  # process
+                 ("shipped_ms", Detector()))  # fmt: skip
+    for name, det in detectors:
         det.detect(frame)
         t0 = time.perf_counter()
         for _ in range(repeats):

@@ -134,12 +134,20 @@ class LodestarDetector:
         --self-supervised``).
     single
         One particle per frame (a trap): the one with the largest mass.
+    views
+        Reads of each frame, mirrored in x, y or both and mapped back, whose votes are
+        pooled (1–4); the network is only nearly equivariant, and the mirrored reads
+        average its error out (synthetic rings: 0.12 → 0.04 px RMS, the bias gone).
+        None: 4 for one particle (small frames), 1 for whole frames (live: each read
+        costs ~10 ms per 512² frame on 2 cores); ``process`` asks for 4.
     """
 
     #: process: frames need no index (no per-block state)
     indexed = False
 
-    def __init__(self, artifact: str | Path, single: bool = False) -> None:
+    def __init__(
+        self, artifact: str | Path, single: bool = False, views: int | None = None
+    ) -> None:
         from livetrack.holography.characterise import load_crop_model
 
         self.path = model_dir(artifact)
@@ -148,6 +156,9 @@ class LodestarDetector:
         if out.vote_radius_px is None:
             raise ArtifactError(f"{self.path}: a LodeSTAR card needs vote_radius_px")
         self.single = single
+        self.views = (4 if single else 1) if views is None else views
+        if not 1 <= self.views <= 4:
+            raise ValueError(f"views must be 1 to 4, got {self.views}")
         self.name = f"LodeSTAR {self.card.name!r}" + (" (one particle)" if single else "")
         self._call = self._compile()
 
@@ -173,12 +184,29 @@ class LodestarDetector:
 
     def network(self, frame: NDArray[np.generic]) -> NDArray[np.float32]:
         """The network's cells for one frame (padded to a multiple of 4 at its far edges)."""
+        return np.asarray(self._call(self._input(frame)[None, ..., None])[0], np.float32)
+
+    def _input(self, frame: NDArray[np.generic]) -> NDArray[np.float32]:
         img = lodestar_normalise(frame)
         h, w = img.shape
         ph, pw = -h % STRIDE, -w % STRIDE
-        if ph or pw:
-            img = np.pad(img, ((0, ph), (0, pw)), mode="reflect")
-        return np.asarray(self._call(img[None, ..., None])[0], np.float32)
+        return np.pad(img, ((0, ph), (0, pw)), mode="reflect") if ph or pw else img
+
+    def votes(self, frame: NDArray[np.generic]) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Every cell's vote (x, y) and weight, over :attr:`views` mirrored reads."""
+        img = self._input(frame)
+        h, w = img.shape
+        cells = int(self.card.outputs.crop_px or 32) // STRIDE
+        flips = ((1, 1), (-1, 1), (1, -1), (-1, -1))[: self.views]
+        batch = np.stack([img[::fy, ::fx] for fx, fy in flips])[..., None]
+        outs = np.asarray(self._call(np.ascontiguousarray(batch)), np.float32)
+        xs, ys, ws = [], [], []
+        for out, (fx, fy) in zip(outs, flips, strict=True):
+            vx, vy, _ = cell_votes(out)
+            xs.append(vx if fx > 0 else w - 1 - vx)  # back into the frame's own axes
+            ys.append(vy if fy > 0 else h - 1 - vy)
+            ws.append(local_weights(out[..., 2], cells).ravel() / len(flips))
+        return np.concatenate(xs), np.concatenate(ys), np.concatenate(ws)
 
     def detect(self, frame: NDArray[np.generic], threshold: float | None = None) -> Detections:
         """Every particle's centre in one frame.
@@ -190,11 +218,9 @@ class LodestarDetector:
         f = np.asarray(frame)
         if f.ndim != 2:
             raise ValueError(f"expected a 2-D frame, got shape {f.shape}")
-        out = self.network(f)
+        vx, vy, weight = self.votes(f)
         t1 = time.perf_counter()
         o = self.card.outputs
-        vx, vy, _ = cell_votes(out)
-        weight = local_weights(out[..., 2], int(o.crop_px or 32) // STRIDE).ravel()
         share = o.threshold if threshold is None else threshold
         x, y, mass = cluster_votes(vx, vy, weight, f.shape, float(o.vote_radius_px or 3), share)
         if self.single and len(x) > 1:
