@@ -20,10 +20,13 @@ from livetrack.linking import LinkingConfig, link_table
 if TYPE_CHECKING:
     from livetrack.config import SimulationConfig
     from livetrack.detection import Detector
+    from livetrack.detection.lodestar import LodestarDetector
     from livetrack.simulation.scene import Movie
 
 
-def load_model(model: str | Path | None = None, precision: str = "auto") -> Detector:
+def load_model(
+    model: str | Path | None = None, precision: str = "auto"
+) -> Detector | LodestarDetector:
     """A detector from a model artifact, ready to run on frames.
 
     Parameters
@@ -36,8 +39,11 @@ def load_model(model: str | Path | None = None, precision: str = "auto") -> Dete
 
     Returns
     -------
-    Detector
-        Its ``card`` says what it expects and how well it did on held-out data.
+    Detector or LodestarDetector
+        Its ``card`` says what it expects and how well it did on held-out data. A
+        model from ``livetrack adapt --self-supervised`` is a
+        :class:`~livetrack.detection.lodestar.LodestarDetector` (four mirror reads of
+        each frame, as ``process`` runs it).
 
     Examples
     --------
@@ -50,16 +56,24 @@ def load_model(model: str | Path | None = None, precision: str = "auto") -> Dete
 
 
 @lru_cache(maxsize=4)
-def _cached_detector(model: str | None, precision: str) -> Detector:
+def _cached_detector(model: str | None, precision: str) -> Detector | LodestarDetector:
+    from livetrack.artifact import artifact_kind
     from livetrack.detection import Detector
 
+    if model is not None and artifact_kind(model) == "lodestar":
+        from livetrack.detection.lodestar import LodestarDetector
+
+        return LodestarDetector(model, views=4)
     return Detector(model, precision=precision)
 
 
-def _as_detector(model: str | Path | Detector | None) -> Detector:
+def _as_detector(
+    model: str | Path | Detector | LodestarDetector | None,
+) -> Detector | LodestarDetector:
     from livetrack.detection import Detector
+    from livetrack.detection.lodestar import LodestarDetector
 
-    return model if isinstance(model, Detector) else load_model(model)
+    return model if isinstance(model, Detector | LodestarDetector) else load_model(model)
 
 
 def _features(detections: Any, frame: int) -> pd.DataFrame:
@@ -70,7 +84,7 @@ def _features(detections: Any, frame: int) -> pd.DataFrame:
 
 def locate(
     image: NDArray[Any],
-    model: str | Path | Detector | None = None,
+    model: str | Path | Detector | LodestarDetector | None = None,
     *,
     threshold: float | None = None,
     frame: int = 0,
@@ -110,7 +124,7 @@ def locate(
 
 
 def batch(
-    frames: Iterable[NDArray[Any]], model: str | Path | Detector | None = None
+    frames: Iterable[NDArray[Any]], model: str | Path | Detector | LodestarDetector | None = None
 ) -> pd.DataFrame:
     """:func:`locate` on every frame of a stack (as ``trackpy.batch``), frames numbered from 0.
 

@@ -96,8 +96,8 @@ def test_rings_it_never_saw_are_found_at_their_centres(rings) -> None:  # type: 
     from livetrack.artifact import ArtifactError
     from livetrack.detection.detector import Detector
 
-    with pytest.raises(ArtifactError, match="livetrack process takes it"):
-        Detector(model)  # serve's detector: not yet, and it says where the model runs
+    with pytest.raises(ArtifactError, match=r"livetrack process, serve and livetrack\.locate"):
+        Detector(model)  # the simulator-trained detector's class says where it runs
     movie, truth = ring_movie(3, 10, seed=4)  # new frames, new positions
     det = LodestarDetector(model)
     errors, found = [], 0
@@ -130,6 +130,21 @@ def test_mirrored_reads_average_the_networks_error_out(rings) -> None:  # type: 
         rms[views], bias[views] = float(np.sqrt(np.mean(e**2))), np.abs(e.mean(axis=0))
     assert rms[4] < 0.8 * rms[1]
     assert np.all(bias[4] < 0.05)
+
+
+def test_the_public_verbs_take_it(rings) -> None:  # type: ignore[no-untyped-def]
+    import livetrack
+
+    _, _, model = rings
+    movie, truth = ring_movie(2, 10, seed=9)
+    table = livetrack.batch(movie, model=model)
+    assert sorted(table["frame"].unique().tolist()) == [0, 1]
+    for f in (0, 1):
+        t = truth[truth.frame == f][["x", "y"]].to_numpy()
+        got = table[table.frame == f][["x", "y"]].to_numpy()
+        assert np.mean(cKDTree(got).query(t)[0] < 1.0) >= 0.9
+    one = livetrack.locate(movie[0], model, frame=5)
+    assert (one["frame"] == 5).all()
 
 
 def test_process_uses_it_like_any_model(rings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -119,7 +119,7 @@ class Detector:
         self.card: ModelCard = read_card(self.path)
         if self.card.outputs.kind != "detector":
             hint = {
-                "lodestar": "livetrack process takes it, or livetrack.detection.lodestar",
+                "lodestar": "livetrack process, serve and livetrack.locate take it",
                 "localiser": "livetrack process --single takes it",
             }.get(self.card.outputs.kind, "see livetrack.holography.characterise")
             raise ArtifactError(

@@ -208,11 +208,17 @@ class LodestarDetector:
             ws.append(local_weights(out[..., 2], cells).ravel() / len(flips))
         return np.concatenate(xs), np.concatenate(ys), np.concatenate(ws)
 
-    def detect(self, frame: NDArray[np.generic], threshold: float | None = None) -> Detections:
+    def detect(
+        self,
+        frame: NDArray[np.generic],
+        threshold: float | None = None,
+        index: int | None = None,
+    ) -> Detections:
         """Every particle's centre in one frame.
 
         ``score``: its votes' weight (~1: as the training saw it); ``threshold``
-        overrides the card's least weight.
+        overrides the card's least weight; ``index`` is taken and not needed (nothing
+        is kept between frames).
         """
         t0 = time.perf_counter()
         f = np.asarray(frame)
