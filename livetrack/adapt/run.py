@@ -10,7 +10,8 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,30 @@ def read_movie(movie: str | Path, frames: int) -> tuple[Any, Any]:
         return reader.info, reader.read(0, min(frames, reader.info.n_frames))
     finally:
         reader.close()
+
+
+def refuse_existing(out: Path, force: bool) -> None:
+    """Refuse to replace a folder unless ``force`` (before any time is spent)."""
+    if out.exists() and not force:
+        raise AdaptError(f"{out} exists: choose another folder, or --force to replace it")
+
+
+@contextmanager
+def model_folder(out: Path) -> Iterator[Path]:
+    """A hidden folder beside ``out`` to write in, renamed to ``out`` when the block ends.
+
+    A failure or an interruption inside the block removes it: no half-written model.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.adapting-", dir=out.parent))
+    try:
+        yield work
+        if out.exists():
+            shutil.rmtree(out)
+        work.rename(out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
 
 
 def _finish_card(folder: Path, movie: str, output: Path, measured: Measured, t0: float) -> None:
@@ -101,14 +126,11 @@ def adapt_movie(
 
     t0 = time.perf_counter()
     out = Path(output)
-    if out.exists() and not force:
-        raise AdaptError(f"{out} exists: choose another folder, or --force to replace it")
+    refuse_existing(out, force)
     info, stack = read_movie(movie, frames)
     base_card = read_card(default_model_dir())
     measured = measure_movie(stack, base_card)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.adapting-", dir=out.parent))
-    try:
+    with model_folder(out) as work:
         name = f"adapted-{Path(str(movie)).stem}"
         data = adapted_preset(
             measured, name, str(movie), info.pixel_size_um, info.frame_interval_s,
@@ -121,12 +143,6 @@ def adapt_movie(
             init_from=default_model_dir(),
         )  # fmt: skip
         _finish_card(work, str(movie), out, measured, t0)
-        if out.exists():
-            shutil.rmtree(out)
-        work.rename(out)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return AdaptResult(out, measured, time.perf_counter() - t0, result.best_val_loss)
 
 

@@ -12,8 +12,6 @@ holds ``model.keras``, ``card.json`` (``outputs.kind = "lodestar"``) and
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -26,7 +24,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from livetrack.adapt.measure import AdaptError
-from livetrack.adapt.run import read_movie
+from livetrack.adapt.run import model_folder, read_movie, refuse_existing
 from livetrack.artifact import Expects, ModelCard, Outputs, Training, write_card
 from livetrack.detection.appearance import apparent_polarity
 from livetrack.detection.lodestar import STRIDE, lodestar_normalise
@@ -124,7 +122,7 @@ def find_particles(stack: NDArray[Any], pad: int) -> tuple[Found, NDArray[np.flo
     return found, windows
 
 
-def _card(found: Found, movie: str, output: Path, cfg: Any, votes: float, loss: float,
+def _card(found: Found, movie: str, output: Path, cfg: Any, weight: float, loss: float,
           seconds: float, model: Any, pixel_size_um: float | None) -> ModelCard:  # fmt: skip
     from livetrack.runtime import package_versions
 
@@ -216,29 +214,20 @@ def adapt_self_supervised(
 
     t0 = time.perf_counter()
     out = Path(output)
-    if out.exists() and not force:
-        raise AdaptError(f"{out} exists: choose another folder, or --force to replace it")
+    refuse_existing(out, force)
     info, stack = read_movie(movie, frames)
     pad = int(np.ceil(MAX_SHIFT)) + 2
     found, windows = find_particles(np.asarray(stack), pad)
     cfg = LodestarTraining(crop=found.crop, steps=steps, flips=flips)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.adapting-", dir=out.parent))
-    try:
+    with model_folder(out) as work:
         model, loss, seconds = train_lodestar(windows, cfg, on_step)
         crops = windows[:, pad : pad + found.crop, pad : pad + found.crop]
-        votes = particle_weight(model, crops, VOTE_RADIUS_PX)
+        weight = particle_weight(model, crops, VOTE_RADIUS_PX)
         model.save(work / "model.keras")
-        card = _card(found, str(movie), out, cfg, votes, loss, seconds, model,
+        card = _card(found, str(movie), out, cfg, weight, loss, seconds, model,
                      info.pixel_size_um)  # fmt: skip
         write_card(work, card)
         _picture(work, np.asarray(stack[0]), work / "fit.png")
-        if out.exists():
-            shutil.rmtree(out)
-        work.rename(out)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return SelfSupervisedResult(out, found, loss, time.perf_counter() - t0)
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -148,7 +147,7 @@ class LodestarDetector:
     def __init__(
         self, artifact: str | Path, single: bool = False, views: int | None = None
     ) -> None:
-        from livetrack.holography.characterise import load_crop_model
+        from livetrack.holography.characterise import load_crop_model, traced_call
 
         self.path = model_dir(artifact)
         self.card, self.model = load_crop_model(self.path, "lodestar", "a LodeSTAR model")
@@ -160,20 +159,7 @@ class LodestarDetector:
         if not 1 <= self.views <= 4:
             raise ValueError(f"views must be 1 to 4, got {self.views}")
         self.name = f"LodeSTAR {self.card.name!r}" + (" (one particle)" if single else "")
-        self._call = self._compile()
-
-    def _compile(self) -> Any:
-        import keras
-
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
-
-            fn = tf.function(
-                lambda t: self.model(t, training=False),
-                input_signature=[tf.TensorSpec((None, None, None, 1), tf.float32)],
-            )
-            return lambda a: fn(a).numpy()
-        return lambda a: np.asarray(self.model(a, training=False))
+        self._call = traced_call(self.model)
 
     def reset(self) -> None:
         """Nothing is kept between frames."""
@@ -181,10 +167,6 @@ class LodestarDetector:
     def warm_up(self, shape: tuple[int, int] = (512, 512)) -> None:
         """Trace the network for frames of ``shape`` before the first real one is timed."""
         self.detect(np.zeros(shape, np.float32))
-
-    def network(self, frame: NDArray[np.generic]) -> NDArray[np.float32]:
-        """The network's cells for one frame (padded to a multiple of 4 at its far edges)."""
-        return np.asarray(self._call(self._input(frame)[None, ..., None])[0], np.float32)
 
     def _input(self, frame: NDArray[np.generic]) -> NDArray[np.float32]:
         img = lodestar_normalise(frame)

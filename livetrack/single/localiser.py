@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 
 from livetrack.artifact import model_dir
 from livetrack.detection.normalise import robust_normalise
-from livetrack.holography.characterise import decode, load_crop_model
+from livetrack.holography.characterise import decode, load_crop_model, traced_call
 from livetrack.single.size import particle_extent
 
 #: how far outside its trained radii a localiser still takes a particle (×, ÷)
@@ -68,22 +68,7 @@ class CropLocaliser:
         self.target_centre = np.asarray(out.target_centre, np.float64)
         self.target_half_width = np.asarray(out.target_half_width, np.float64)
         self.sigma_scale = np.asarray(out.sigma_scale, np.float64)
-        self._call = self._compile()
-
-    def _compile(self) -> Any:
-        # a traced graph: an eager Keras call costs ~10 ms of Python per crop
-        import keras
-
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
-
-            c = self.crop
-            fn = tf.function(
-                lambda t: self.model(t, training=False),
-                input_signature=[tf.TensorSpec((None, c, c, 1), tf.float32)],
-            )
-            return lambda a: fn(a).numpy()
-        return lambda a: np.asarray(self.model(a, training=False))
+        self._call = traced_call(self.model, self.crop)
 
     def predict(
         self, images: NDArray[np.float32]

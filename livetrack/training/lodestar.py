@@ -118,20 +118,20 @@ def train_lodestar(
     opt = keras.optimizers.Adam(cfg.learning_rate)
     gx, gy = (tf.constant(g) for g in _cell_grid(cfg.crop))
 
-    def position(raw: Any) -> tuple[Any, Any, Any]:
+    def position(raw: Any) -> tuple[Any, Any]:
         b = tf.shape(raw)[0]
         cells = tf.reshape(raw, (b, -1, 3))
         w = tf.nn.softmax(cells[..., 2], axis=-1)
         vx, vy = cells[..., 0] + gx, cells[..., 1] + gy
         p = tf.stack([tf.reduce_sum(w * vx, -1), tf.reduce_sum(w * vy, -1)], -1)
         spread = tf.reduce_sum(w * ((vx - p[:, :1]) ** 2 + (vy - p[:, 1:]) ** 2), -1)
-        return p, spread, w
+        return p, spread
 
     def step(views: Any, tr: Any) -> Any:
         with tf.GradientTape() as tape:
             back, spread = [], 0.0
             for v in range(2):
-                p, s, _ = position(model(views[v], training=True))
+                p, s = position(model(views[v], training=True))
                 # the view holds the content shifted by s, then mirrored by f: p = f (q + s)
                 back.append(tf.stack([p[:, 0] * tr[v, :, 2] - tr[v, :, 0],
                                       p[:, 1] * tr[v, :, 3] - tr[v, :, 1]], -1))  # fmt: skip
