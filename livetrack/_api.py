@@ -63,7 +63,7 @@ def _cached_detector(model: str | None, precision: str) -> Detector | LodestarDe
     if model is not None and artifact_kind(model) == "lodestar":
         from livetrack.detection.lodestar import LodestarDetector
 
-        return LodestarDetector(model, views=4)
+        return LodestarDetector(model, views=4, precision=precision)
     return Detector(model, precision=precision)
 
 

@@ -4,6 +4,7 @@ synthetic rings with known centres and on a real movie against trackpy."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +16,13 @@ import tifffile
 from scipy.spatial import cKDTree
 
 from livetrack.adapt import AdaptError, adapt_self_supervised
-from livetrack.artifact import read_card
-from livetrack.detection.lodestar import LodestarDetector, cluster_votes
+from livetrack.artifact import ArtifactError, read_card
+from livetrack.detection.lodestar import (
+    CALIBRATION,
+    LodestarDetector,
+    cluster_votes,
+    lodestar_normalise,
+)
 from livetrack.training.lodestar import LodestarTraining, make_views
 
 from .conftest import REAL_DATA
@@ -130,6 +136,44 @@ def test_mirrored_reads_average_the_networks_error_out(rings) -> None:  # type: 
         rms[views], bias[views] = float(np.sqrt(np.mean(e**2))), np.abs(e.mean(axis=0))
     assert rms[4] < 0.8 * rms[1]
     assert np.all(bias[4] < 0.05)
+
+
+def test_int8_reads_as_float32_and_onnx_as_keras(rings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _, _, model = rings
+    calibration = np.load(model / CALIBRATION)
+    assert calibration.dtype == np.float16
+    assert calibration.ndim == 3
+    fast, exact = LodestarDetector(model), LodestarDetector(model, precision="float32")
+    assert (fast.precision, exact.precision) == ("int8", "float32")
+    movie, _ = ring_movie(2, 10, seed=11)
+    x = lodestar_normalise(movie[0])[None, ..., None]
+    keras_out = np.asarray(exact.model(x, training=False))
+    assert np.abs(exact._call(x) - keras_out).max() < 1e-3  # ONNX Runtime = Keras
+    for frame in movie:
+        a, b = fast.detect(frame), exact.detect(frame)
+        assert len(a) == len(b) >= 9
+        d = cKDTree(np.column_stack([b.x, b.y])).query(np.column_stack([a.x, a.y]))[0]
+        assert np.median(d) < 0.05
+        assert d.max() < 0.25
+    bare = tmp_path / "bare"  # a folder without its movie's frames: float32, or a refusal
+    shutil.copytree(model, bare)
+    (bare / CALIBRATION).unlink()
+    assert LodestarDetector(bare).precision == "float32"
+    with pytest.raises(ArtifactError, match=CALIBRATION):
+        LodestarDetector(bare, precision="int8")
+
+
+def test_a_network_of_another_architecture_runs_in_tensorflow(tmp_path: Path) -> None:
+    import keras
+
+    from livetrack.detection.lodestar import _network
+
+    inp = keras.Input((None, None, 1))
+    net = keras.Model(inp, keras.layers.Conv2D(3, 4, strides=4, name="other")(inp))
+    call, precision = _network(net, tmp_path, "auto")
+    x = np.random.default_rng(0).normal(size=(1, 32, 32, 1)).astype(np.float32)
+    assert precision == "float32"
+    np.testing.assert_allclose(call(x), np.asarray(net(x)), atol=1e-5)
 
 
 def test_the_public_verbs_take_it(rings) -> None:  # type: ignore[no-untyped-def]

@@ -333,7 +333,7 @@ def test_auto_precision_is_int8_on_a_cpu_and_falls_back_where_it_cannot_be(
 
     # a model the int8 writer does not know: auto runs it in float, int8 named refuses
     monkeypatch.setattr(int8_module, "_CACHE", {})
-    monkeypatch.setattr(int8_module, "_onnx_graph", unconvertible)
+    monkeypatch.setattr(int8_module, "detector_graph", unconvertible)
     fallback = Detector()
     assert (fallback.asked_precision, fallback.precision) == ("auto", without)
     assert len(fallback.detect(np.full((64, 64), 100, np.uint16))) == 0

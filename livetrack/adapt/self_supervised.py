@@ -5,8 +5,9 @@ decorated particles): the particles are found as the strongest smoothed deviatio
 from each frame's median, bright or dark; the crop is sized from the strongest
 one's visible radius; windows around the isolated ones (no other particle within
 the crop) are the training data (:mod:`livetrack.training.lodestar`). The folder
-holds ``model.keras``, ``card.json`` (``outputs.kind = "lodestar"``) and
-``fit.png`` (a frame with what the model finds), written atomically as
+holds ``model.keras``, ``card.json`` (``outputs.kind = "lodestar"``),
+``calibration.npy`` (a few of the movie's frames, normalised, that int8 is
+calibrated on) and ``fit.png`` (a frame with what the model finds), written atomically as
 :func:`livetrack.adapt.run.adapt_movie` writes its.
 """
 
@@ -27,7 +28,12 @@ from livetrack.adapt.measure import AdaptError
 from livetrack.adapt.run import model_folder, read_movie, refuse_existing
 from livetrack.artifact import Expects, ModelCard, Outputs, Training, write_card
 from livetrack.detection.appearance import apparent_polarity
-from livetrack.detection.lodestar import STRIDE, lodestar_normalise
+from livetrack.detection.lodestar import (
+    CALIBRATION,
+    STRIDE,
+    calibration_frames,
+    lodestar_normalise,
+)
 from livetrack.single.size import particle_extent
 
 #: frames read for training windows (the movie's first ones)
@@ -224,6 +230,7 @@ def adapt_self_supervised(
         crops = windows[:, pad : pad + found.crop, pad : pad + found.crop]
         weight = particle_weight(model, crops, VOTE_RADIUS_PX)
         model.save(work / "model.keras")
+        np.save(work / CALIBRATION, calibration_frames(np.asarray(stack)))
         card = _card(found, str(movie), out, cfg, weight, loss, seconds, model,
                      info.pixel_size_um)  # fmt: skip
         write_card(work, card)

@@ -63,7 +63,9 @@ class DetectorSpec:
 
             # offline, each frame is read in its four mirror images: 3–4× the time,
             # a fraction of the error (the network is only nearly equivariant)
-            return LodestarDetector(self.model, single=bool(self.single_crop), views=4)
+            return LodestarDetector(
+                self.model, single=bool(self.single_crop), views=4, precision=self.precision
+            )
         if self.single_crop:
             from livetrack.single.detector import SingleParticleDetector
 

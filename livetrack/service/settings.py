@@ -121,9 +121,9 @@ def build_detector(settings: ServeSettings) -> tuple[Any, str]:
     if settings.model is not None and artifact_kind(settings.model) == "lodestar":
         from livetrack.detection.lodestar import LodestarDetector
 
-        learnt = LodestarDetector(settings.model)
+        learnt = LodestarDetector(settings.model, precision=settings.precision)
         learnt.warm_up()
-        return learnt, f"LodeSTAR, {threads} thread(s)"
+        return learnt, f"LodeSTAR, {learnt.precision}, {threads} thread(s)"
     det = Detector(
         settings.model,
         precision=settings.precision,

@@ -12,15 +12,23 @@ from __future__ import annotations
 from typing import Any
 
 
-def build_detector(channels: tuple[int, int, int] = (24, 32, 32), seed: int = 0) -> Any:
-    """A compiled-ready Keras model (not yet compiled)."""
-    import keras
+def stride4_trunk(
+    inp: Any, channels: tuple[int, int, int], init: Any, rectified_fold: bool = False
+) -> Any:
+    """The fold and three convolutions every stride-4 network here shares (see above).
+
+    ``rectified_fold``: the fold gets a bias and a ReLU (LodeSTAR, whose votes are the
+    positions: synthetic rings 0.25 → 0.10 px RMS per read); the detector's stays
+    linear, folded into the next convolution when it runs in ONNX Runtime
+    (:mod:`livetrack.detection._onnx`, which knows these layer names).
+    """
     from keras import layers
 
-    init = keras.initializers.HeNormal(seed=seed)
     c1, c2, c3 = channels
-    inp = keras.Input((None, None, 1), name="frame")
-    x = layers.Conv2D(16, 4, strides=4, use_bias=False, kernel_initializer=init, name="fold")(inp)
+    x = layers.Conv2D(
+        16, 4, strides=4, use_bias=rectified_fold, activation="relu" if rectified_fold else None,
+        kernel_initializer=init, name="fold",
+    )(inp)  # fmt: skip
     x = layers.Conv2D(
         c1, 3, padding="same", activation="relu", kernel_initializer=init, name="conv1"
     )(x)
@@ -36,6 +44,17 @@ def build_detector(channels: tuple[int, int, int] = (24, 32, 32), seed: int = 0)
         kernel_initializer=init,
         name="conv3",
     )(x)
+    return x
+
+
+def build_detector(channels: tuple[int, int, int] = (24, 32, 32), seed: int = 0) -> Any:
+    """A compiled-ready Keras model (not yet compiled)."""
+    import keras
+    from keras import layers
+
+    init = keras.initializers.HeNormal(seed=seed)
+    inp = keras.Input((None, None, 1), name="frame")
+    x = stride4_trunk(inp, channels, init)
     logit = layers.Conv2D(
         1,
         1,

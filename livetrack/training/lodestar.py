@@ -28,9 +28,6 @@ from livetrack.runtime import quiet_tensorflow_start
 
 #: how far (px) each view is shifted, at most, either way
 MAX_SHIFT = 4.0
-#: 2× poolings after these convolutions: one at full resolution only (~40 % faster
-#: than pooling after two, equally accurate on the real rings)
-POOL_AFTER = (0, 2)
 #: the vote-spread term's weight beside the views' agreement
 SPREAD_WEIGHT = 0.05
 
@@ -47,18 +44,23 @@ class LodestarTraining:
     seed: int = 0
 
 
-def build_lodestar(width: int = 32) -> Any:
-    """A small fully convolutional network: per 4-px cell, a displacement (px) and a weight."""
+def build_lodestar(seed: int = 0) -> Any:
+    """Per 4-px cell, a displacement (px) and a weight: the detector's own trunk.
+
+    The shipped detector's fold and convolutions (about 36 px seen), so a LodeSTAR
+    model runs as fast as it does, with a rectified fold and a 1×1 head. Synthetic
+    rings, 1500 steps, RMS error of one read / four mirrored reads: 0.10 / 0.05 px,
+    against 0.13 / 0.05 for the full-resolution network with two poolings it
+    replaces (~2.5× the time per frame) and 0.25 / 0.15 with a linear fold.
+    """
     quiet_tensorflow_start()
     import keras
     from keras import layers
 
-    inp = keras.Input((None, None, 1))
-    x = inp
-    for k, filters in enumerate((width // 2, width // 2, width, width, width)):
-        x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv{k}")(x)
-        if k in POOL_AFTER:
-            x = layers.MaxPooling2D(2, name=f"pool{k}")(x)
+    from livetrack.training._model import stride4_trunk
+
+    inp = keras.Input((None, None, 1), name="frame")
+    x = stride4_trunk(inp, (24, 32, 32), keras.initializers.HeNormal(seed=seed), True)
     out = layers.Conv2D(3, 1, name="votes")(x)
     return keras.Model(inp, out, name="lodestar")
 
@@ -114,7 +116,7 @@ def train_lodestar(
 
     keras.utils.set_random_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    model = build_lodestar()
+    model = build_lodestar(cfg.seed)
     opt = keras.optimizers.Adam(cfg.learning_rate)
     gx, gy = (tf.constant(g) for g in _cell_grid(cfg.crop))
 
