@@ -234,3 +234,38 @@ def test_real_movies_polarity_is_read_right() -> None:
         pytest.skip("the real movies are not beside this checkout")
     # brightfield colloids: dark and bright rings on a bright background
     assert apparent_polarity(tifffile.imread(movie, key=0)) == "interference"
+
+
+def test_serve_finds_dark_particles_with_invert(tmp_path: Path) -> None:
+    from scipy.spatial import cKDTree
+
+    from livetrack.detection.detector import Detector
+    from livetrack.wire import protocol as wire
+
+    from .test_service import start
+
+    movie, truth = _absorbing_movie(tmp_path / "dark.tif")
+    detector = Detector()  # as process runs it: neighbours split
+    for invert, lo, hi in ((False, 0.0, 0.2), (True, 0.9, 1.0)):
+        run = start(detector, policy="lossless", camera_gain_adu_per_e=2.0, invert=invert)
+        try:
+            for i, frame in enumerate(movie):
+                assert run.pub.publish(frame, seq=i)
+            got = run.results(wire.TOPIC_DETECTIONS, len(movie))
+        finally:
+            run.stop()
+        assert [r.seq for r in got] == list(range(len(movie)))
+        found = 0
+        for r, (x, y) in zip(got, truth, strict=True):
+            xy = np.column_stack([r.columns["x"], r.columns["y"]])
+            if len(xy):
+                found += int((cKDTree(xy).query(np.column_stack([x, y]))[0] < 2.0).sum())
+        assert lo <= found / sum(len(x) for x, _ in truth) <= hi, (invert, found)
+
+
+def test_serve_takes_invert_from_its_options() -> None:
+    from livetrack.service.settings import load_serve_settings
+
+    settings = load_serve_settings(None, {"invert": True, "classical": True})
+    assert settings.service_config().invert is True
+    assert load_serve_settings(None, {"invert": None}).invert is False

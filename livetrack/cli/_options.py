@@ -179,6 +179,14 @@ Invert = Annotated[
         "light): inverted before a fluorescence model or --classical sees them.",
     ),
 ]
+ServeInvert = Annotated[
+    bool | None,
+    typer.Option(
+        "--invert",
+        help="Dark particles on a bright background: each frame is inverted about its "
+        "median before the model or --classical sees it.",
+    ),
+]
 LinkingFromData = Annotated[
     bool,
     typer.Option(

@@ -51,6 +51,7 @@ def serve(
     metrics_host: o.MetricsHost = None,
     offset: o.Offset = None,
     gain: o.Gain = None,
+    invert: o.ServeInvert = None,
     search_range: o.SearchRange = None,
     memory: o.Memory = None,
     brightness_penalty: o.BrightnessPenalty = None,

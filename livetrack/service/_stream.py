@@ -17,14 +17,19 @@ class Stream:
     Seqs must increase: a repeat or a decrease is refused (``seq_order``), except
     seq 0 after others, which is a restarted sender: every track ends. A frame
     without a stage position keeps the stream's last one; one that does not state its
-    camera has ``camera`` (offset ADU, gain ADU/e; None: the model card's).
+    camera has ``camera`` (offset ADU, gain ADU/e; None: the model card's). ``invert``:
+    dark particles on a bright background, turned bright for the model.
     """
 
     def __init__(
-        self, linker: OnlineLinker, camera: tuple[float | None, float | None] = (None, None)
+        self,
+        linker: OnlineLinker,
+        camera: tuple[float | None, float | None] = (None, None),
+        invert: bool = False,
     ) -> None:
         self.linker = linker
         self.camera = camera
+        self.invert = invert
         self.last_seq: int | None = None  # of the last frame accepted
         self.restarts = 0
         self.stage_px = (0.0, 0.0)
@@ -71,7 +76,7 @@ class Stream:
         """The frame as the model's camera counts: its header's camera, else the default."""
         offset, gain = header.camera_offset_adu, header.camera_gain_adu_per_e
         offset = self.camera[0] if offset is None else offset
-        return in_model_camera(frame, offset, gain or self.camera[1], card)
+        return in_model_camera(frame, offset, gain or self.camera[1], card, self.invert)
 
     def take_ended(self) -> tuple[list[int], list[int]]:
         """Tracks ended outside the linker since the last call, and their last seqs."""

@@ -50,3 +50,5 @@ class ServiceConfig:
     # the camera of frames that do not state theirs (None: the model card's)
     camera_offset_adu: float | None = None
     camera_gain_adu_per_e: float | None = None
+    # dark particles on a bright background: inverted before the network sees them
+    invert: bool = False

@@ -94,7 +94,9 @@ class Service:
         self.control = ControlChannel(self, self.rep, model_loader)
         self.out = ResultsOut(self.pub, self.stats)
         self._last_status: dict[str, Any] | None = None
-        self.stream = Stream(self.linker, (cfg.camera_offset_adu, cfg.camera_gain_adu_per_e))
+        self.stream = Stream(
+            self.linker, (cfg.camera_offset_adu, cfg.camera_gain_adu_per_e), cfg.invert
+        )
         # real-time policy: one frame in the network, at most one waiting (the newest)
         self._worker = NetworkWorker(self._ctx)
         self._waiting: tuple[wire.FrameHeader, NDArray[Any], float] | None = None

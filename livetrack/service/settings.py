@@ -44,6 +44,7 @@ class ServeSettings(BaseModel):
     metrics_host: str = "127.0.0.1"
     offset: float | None = None  # the camera's dark level, ADU (frames that do not say)
     gain: Annotated[float, Field(gt=0)] | None = None  # its gain, ADU per electron
+    invert: bool = False  # dark particles on a bright background
     linking: LinkingConfig = Field(default_factory=LinkingConfig)
 
     @field_validator("split_near")
@@ -72,6 +73,7 @@ class ServeSettings(BaseModel):
             linking=self.linking,
             camera_offset_adu=self.offset,
             camera_gain_adu_per_e=self.gain,
+            invert=self.invert,
         )
 
     def split_summary(self) -> str:
@@ -112,7 +114,7 @@ def build_detector(settings: ServeSettings) -> tuple[Any, str]:
     if settings.classical:
         from livetrack.detection.classical import TrackpyDetector
 
-        classic = TrackpyDetector()
+        classic = TrackpyDetector(invert=settings.invert)
         classic.warm_up()
         return classic, "trackpy locate"
     from livetrack.detection.detector import Detector, set_network_threads
@@ -121,6 +123,12 @@ def build_detector(settings: ServeSettings) -> tuple[Any, str]:
     if settings.model is not None and artifact_kind(settings.model) == "lodestar":
         from livetrack.detection.lodestar import LodestarDetector
 
+        if settings.invert:
+            raise ValueError(
+                f"--invert is for the shipped models and --classical: {settings.model} "
+                "was learnt from the particles as they look (adapt --self-supervised); "
+                "serve it without --invert"
+            )
         learnt = LodestarDetector(settings.model, precision=settings.precision)
         learnt.warm_up()
         return learnt, f"LodeSTAR, {learnt.precision}, {threads} thread(s)"

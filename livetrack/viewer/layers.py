@@ -31,6 +31,9 @@ CLICK_RADIUS_PX = 8.0
 TRACKS_HZ = 10.0
 #: the drawn frame's time in the Tracks layer (above the longest tail the widget allows)
 NOW = 2048
+#: layer-list thumbnails redrawn a second: each costs a downsampled copy and a Qt repaint
+#: (~3 ms of a 512² frame), and nobody reads a thumbnail 30 times a second
+THUMBNAILS_HZ = 1.0
 
 
 class LiveLayers:
@@ -46,6 +49,7 @@ class LiveLayers:
         self._last: Snapshot | None = None
         self._tracks_at = 0.0
         self.tracks_seq = -1  # the frame at NOW in the Tracks layer
+        self._thumbnails_at: dict[str, float] = {}
 
     def set_scale(self, scale: tuple[float, float]) -> None:
         """Draw in these units per pixel from now on (the layers made so far too)."""
@@ -71,9 +75,10 @@ class LiveLayers:
             )  # fmt: skip
         else:
             with self.points.events.blocker_all():  # one refresh, not one per attribute
-                self.points.data = snap.points
-                self.points.features = features
-            self.points.refresh()
+                self.points.data = snap.points  # napari resizes the feature table to it
+                # the column in place: setting the table re-validates it (~0.5 ms)
+                self.points.features["particle"] = snap.point_ids
+            self.points.refresh(thumbnail=self._thumbnail_due("points"), highlight=False)
         now = time.monotonic()
         if len(snap.tracks) and now - self._tracks_at >= 1.0 / TRACKS_HZ:
             self._tracks_at = now
@@ -116,7 +121,8 @@ class LiveLayers:
                 and data.flags.writeable
             ):  # in place: napari skips re-validating a new array (~2 ms of 512²)
                 data[...] = image
-                layer.refresh()
+                thumbnail = self._thumbnail_due(name)
+                layer.refresh(thumbnail=thumbnail, highlight=False, extent=False)
             else:
                 layer.data = image.copy()
             if tuple(layer.scale) != scale:
@@ -129,6 +135,13 @@ class LiveLayers:
             )
             self.viewer.layers.move(self.viewer.layers.index(layer), 0)  # under the results
         self.images_drawn += 1
+
+    def _thumbnail_due(self, layer: str) -> bool:
+        now = time.monotonic()
+        if now - self._thumbnails_at.get(layer, -np.inf) < 1.0 / THUMBNAILS_HZ:
+            return False
+        self._thumbnails_at[layer] = now
+        return True
 
     def particle_at(self, world_yx: tuple[float, float]) -> int | None:
         """The id of the drawn detection nearest a clicked point, if one is close enough."""
