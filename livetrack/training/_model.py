@@ -4,7 +4,7 @@ Input (B, H, W, 1), H and W multiples of 4; output (B, H/4, W/4, 3): a heat
 logit (soft Gaussian target around each particle) and the offset from the cell's
 centre to the nearest particle (in cell units, −1.5…1.5).
 A strided 4×4 convolution folds each cell into channels (a learned
-space-to-depth), then three 3×3 convolutions (the last dilated) see about 28 px.
+space-to-depth), then three 3×3 convolutions (the last dilated) see about 36 px.
 """
 
 from __future__ import annotations

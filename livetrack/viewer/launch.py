@@ -40,8 +40,23 @@ def open_viewer(
         viewer.window.add_dock_widget(widget, name="livetrack")
         widget.connect_service()
         print(f"livetrack view: connected to {results}", flush=True)
+    said = False
+
+    def say_counts() -> None:
+        nonlocal said
+        if widget is not None and not said:
+            said = True
+            print(
+                f"livetrack view: {widget.layers.images_drawn} pictures, {widget.draws} draws",
+                flush=True,
+            )
+
+    def on_sigterm(*_: Any) -> None:
+        say_counts()  # first: a slow or failing teardown must not lose them
+        viewer.close()
+
     if screenshot is None:
-        signal.signal(signal.SIGTERM, lambda *_: viewer.close())
+        signal.signal(signal.SIGTERM, on_sigterm)
         napari.run()
     else:
         end = time.monotonic() + settle_s
@@ -50,8 +65,4 @@ def open_viewer(
             time.sleep(0.01)
         viewer.screenshot(path=str(screenshot), canvas_only=False)
         viewer.close()
-    if widget is not None:
-        print(
-            f"livetrack view: {widget.layers.images_drawn} pictures, {widget.draws} draws",
-            flush=True,
-        )
+    say_counts()
