@@ -1,7 +1,8 @@
 """The stride-4 networks in int8 through ONNX Runtime (``auto`` on a CPU, or ``"int8"``).
 
-The Keras model is written out as an ONNX graph (its space-to-depth layer folded
-into the next convolution, as in :mod:`._folded`) and quantised statically:
+The Keras model is written out as an ONNX graph by :mod:`._onnx` (the detector's
+space-to-depth layer folded into the next convolution, as in :mod:`._folded`) and
+quantised statically:
 per-channel int8 weights, uint8 activations whose ranges come from a fixed set of
 synthetic calibration frames, so every process quantises the same way; the heads
 stay float. One 512² frame: 3.0 ms on one AVX-512 core, against 6.0 ms for the

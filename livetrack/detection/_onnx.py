@@ -5,8 +5,8 @@ Both the detector and LodeSTAR models are the same trunk (a 4×4 fold, then thre
 detector's fold is a learned linear space-to-depth: written as ``SpaceToDepth``
 with its kernel multiplied into the first convolution, so the graph has one
 convolution fewer. LodeSTAR's is rectified, and stays a strided convolution.
-The detector's graph is quantised by :mod:`._int8`; LodeSTAR's runs in float32
-(its votes are the positions, with no fit after them to absorb int8's error).
+Both are quantised by :mod:`._int8`: the detector's on fixed synthetic frames,
+LodeSTAR's on its own movie's frames (without them it runs here in float32).
 """
 
 from __future__ import annotations
