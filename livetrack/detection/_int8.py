@@ -42,19 +42,19 @@ def cached_int8_network(model: Any, model_file: Path, sigma_px: float) -> Networ
     return _cached(model_file, lambda threads: int8_network(model, sigma_px, threads))
 
 
-def cached_lodestar_int8(
-    model: Any, model_file: Path, frames: list[NDArray[np.float32]]
-) -> Network:
-    """A LodeSTAR model in int8, calibrated on ``frames`` (its own movie's, normalised).
+def cached_lodestar_int8(model: Any, model_file: Path, calibration: Path) -> Network:
+    """A LodeSTAR model in int8, calibrated on its own movie's normalised frames.
 
-    Its 1×1 head stays float: the votes are the positions.
+    ``calibration``: the ``.npy`` stack of them, read only when the model is quantised
+    (once per process). Its 1×1 head stays float: the votes are the positions.
     """
     from livetrack.detection._onnx import lodestar_graph
 
-    return _cached(
-        model_file,
-        lambda threads: session_network(quantise(lodestar_graph(model), frames, ("y",)), threads),
-    )
+    def make(threads: int) -> Network:
+        frames = list(np.load(calibration).astype(np.float32))
+        return session_network(quantise(lodestar_graph(model), frames, ("y",)), threads)
+
+    return _cached(model_file, make)
 
 
 def _cached(model_file: Path, make: Callable[[int], Network]) -> Network:

@@ -210,9 +210,8 @@ def _network(model: Any, path: Path, precision: str) -> tuple[Network, str]:
                 f"{path}: precision int8 needs {CALIBRATION} (written by livetrack adapt "
                 "--self-supervised); use --precision auto"
             )
-        frames = list(np.load(calibration).astype(np.float32))
         try:
-            return cached_lodestar_int8(model, path / MODEL_NAME, frames), "int8"
+            return cached_lodestar_int8(model, path / MODEL_NAME, calibration), "int8"
         except (RuntimeError, ValueError) as exc:
             if asked == "int8":
                 raise ArtifactError(f"{path}: {exc}") from None
