@@ -105,3 +105,28 @@ def test_spots_of_the_cards_width_never_reach_the_filter(detector, monkeypatch) 
     detector.reset()
     for k, f in enumerate(movie):
         assert len(detector.detect(in_model_camera(f, OFFSET, GAIN, detector.card), index=k))
+
+
+def test_a_card_of_narrow_spots_still_reads_them_with_the_filter(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # what `adapt` writes for a movie of narrow spots: the card says their own width,
+    # and the network's 4-px cells still under-score the faint ones
+    from livetrack.detection import detector as module
+    from livetrack.detection.camera import in_model_camera
+
+    det = module.Detector()
+    card = det.card
+    movie, _, sigma = off_config_movie(0.6, 0.0, 2.0, 1, 10, card.expects.psf_sigma_px)
+    det.card = card.model_copy(
+        update={"expects": card.expects.model_copy(update={"psf_sigma_px": sigma})}
+    )
+    assert sigma < module.NARROW_PSF_PX
+    calls = []
+    real = module.with_matched
+
+    def counted(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "with_matched", counted)
+    det.detect(in_model_camera(movie[0], OFFSET, GAIN, card), index=0)
+    assert calls

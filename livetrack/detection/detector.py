@@ -50,8 +50,10 @@ SIGMA_EVERY = 8
 # the network when faint; there, a peak down to SECOND_THRESHOLD is kept when the
 # matched filter for the block's width confirms it, and the filter adds the spots
 # the network missed (detection/_matched.py): recall at 0.75× PSF, peak SNR 2,
-# 0.57 → 0.77 at precision ≥ 0.98 (bench offconfig)
+# 0.57 → 0.77 at precision ≥ 0.98 (bench offconfig); so too below NARROW_PSF_PX, whatever
+# the card says (4-px cells; a model adapted to σ 1.05: recall 0.42 → 0.58, bench adapt)
 NARROW_PSF = 0.85
+NARROW_PSF_PX = 1.6
 SECOND_THRESHOLD = 0.3
 _log = logging.getLogger(__name__)
 
@@ -328,7 +330,7 @@ class Detector:
         """
         if fit_sigma or threshold is not None or self._sigma is None:
             return False
-        return self._sigma < NARROW_PSF * self.card.expects.psf_sigma_px
+        return self._sigma < max(NARROW_PSF * self.card.expects.psf_sigma_px, NARROW_PSF_PX)
 
     def _read_out(
         self,

@@ -58,18 +58,21 @@ class DetectorSpec:
                 tf.config.threading.set_inter_op_parallelism_threads(self.threads)
             except RuntimeError:  # already initialised in this process
                 pass
+        crop = None if self.single_crop in (None, "auto") else int(self.single_crop)
         if self.model and artifact_kind(self.model) == "lodestar":
             from livetrack.detection.lodestar import LodestarDetector
+            from livetrack.single.detector import SingleParticleDetector
 
             # offline, each frame is read in its four mirror images: 3–4× the time,
             # a fraction of the error (the network is only nearly equivariant)
-            return LodestarDetector(
+            lodestar = LodestarDetector(
                 self.model, single=bool(self.single_crop), views=4, precision=self.precision
             )
+            # one particle: the network finds it, its own template fits it
+            return SingleParticleDetector(crop, finder=lodestar) if self.single_crop else lodestar
         if self.single_crop:
             from livetrack.single.detector import SingleParticleDetector
 
-            crop = None if self.single_crop == "auto" else self.single_crop
             return SingleParticleDetector(crop, self.model)
         if self.classical:
             from livetrack.detection.classical import TrackpyDetector

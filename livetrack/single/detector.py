@@ -7,12 +7,15 @@ rings work too), then centred by radial symmetry (Parthasarathy, Nat. Methods
 ring/core structure of the image, not only the bright pixels, so it stays
 accurate where centroids are pulled by noise. With a localiser artifact the
 centre comes from its network instead (:class:`~livetrack.single.localiser.CropLocaliser`).
+With a ``finder`` (a LodeSTAR model that learnt the movie's own particle) the network
+finds and first centres the particle, and the template built from its positions fits it.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,6 +24,16 @@ from scipy import ndimage
 from livetrack.detection.detector import Detections
 from livetrack.single.size import crop_for
 from livetrack.single.template import ParticleTemplate
+
+
+class ParticleFinder(Protocol):
+    """Anything that finds the one particle in a frame (a LodeSTAR model, ``single=True``)."""
+
+    name: str
+
+    def detect(self, frame: NDArray[np.generic]) -> Detections:
+        """The particle (the heaviest first), or nothing."""
+        ...
 
 
 def radial_symmetry_centre(window: NDArray[np.floating]) -> tuple[float, float]:
@@ -87,6 +100,12 @@ class SingleParticleDetector:
         trained on is refused.
     template
         Fit the particle's own template (False: radial symmetry in every frame).
+    finder
+        Finds the particle in place of radial symmetry (a LodeSTAR model); its
+        positions build the template (so its origin is the particle's), which then
+        fits every frame: on the noisy trapped bead LodeSTAR alone moves 6–11 % more
+        than the careful reference, the template fit by < 10 %, and on a simulated
+        copy with its noise the error falls from 0.16 to 0.10 px RMS.
     """
 
     name = "single-particle radial symmetry + template"
@@ -94,7 +113,11 @@ class SingleParticleDetector:
     prepare_frames = TEMPLATE_FRAMES
 
     def __init__(
-        self, crop: int | None = None, model: str | Path | None = None, template: bool = True
+        self,
+        crop: int | None = None,
+        model: str | Path | None = None,
+        template: bool = True,
+        finder: ParticleFinder | None = None,
     ) -> None:
         if crop is not None and crop < 7:
             raise ValueError(f"single-particle crop {crop} px: at least 7 px (about twice the "
@@ -102,6 +125,7 @@ class SingleParticleDetector:
         self.crop = None if crop is None else crop | 1  # a centre pixel: 48 → 49
         self._auto = crop is None
         self.localiser = None
+        self.finder = finder
         self.use_template = template and model is None
         self.template: ParticleTemplate | None = None
         self._seen: list[tuple[NDArray[np.float64], float, float]] = []
@@ -111,6 +135,8 @@ class SingleParticleDetector:
 
             self.localiser = CropLocaliser(model)
             self.name = f"single-particle localiser {self.localiser.card.name!r}"
+        elif finder is not None:
+            self.name = f"single-particle {finder.name} + template" if template else finder.name
         elif not template:
             self.name = "single-particle radial symmetry"
 
@@ -149,6 +175,9 @@ class SingleParticleDetector:
         """Radial symmetry on a crop around the strongest blob, re-centred once."""
         h, w = f.shape
         crop = self._size(f)
+        if self.finder is not None:
+            d = self.finder.detect(f)
+            return (float(d.x[0]), float(d.y[0])) if len(d.x) else (float("nan"), float("nan"))
         r = crop // 2
         smooth = ndimage.gaussian_filter(np.abs(f - np.median(f)), r / 4.0)
         iy, ix = np.unravel_index(int(np.argmax(smooth)), smooth.shape)
