@@ -25,6 +25,12 @@ from livetrack.detection._width import pooled_width
 FloatArray = NDArray[np.float64]
 _SQRT2 = math.sqrt(2.0)
 _SQRT2PI = math.sqrt(2.0 * math.pi)
+# Fisher-scoring steps at most (they stop once every step is < 0.001 px); spots
+# narrower than NARROW_PSF_PX (px) take more: their likelihood is far from quadratic a
+# fraction of a pixel away (σ 1.22 px, SNR 3: RMS error 1.17 → 1.13 × the CRLB)
+ITERATIONS = 4
+NARROW_ITERATIONS = 8
+NARROW_PSF_PX = 1.6
 # The PSF width: a frame's outside this range of the card's is not believed
 _WIDTH_RANGE = (0.55, 1.65)
 # spots it is measured on: isolated ones, at most this many
@@ -221,7 +227,7 @@ def refine(
     y0: FloatArray,
     sigma0: float,
     half_width: int | None = None,
-    iterations: int = 4,
+    iterations: int | None = None,
     fit_sigma: bool = True,
     passes: int = 2,
     read_noise: float = 0.0,
@@ -245,6 +251,8 @@ def refine(
     """
     img = np.asarray(photons_image)
     n = len(x0)
+    if iterations is None:
+        iterations = NARROW_ITERATIONS if sigma0 < NARROW_PSF_PX else ITERATIONS
     hw = half_width if half_width is not None else math.ceil(2.5 * sigma0)
     if n == 0:
         e = np.zeros(0)

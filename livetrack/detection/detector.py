@@ -27,7 +27,7 @@ from livetrack.artifact import (
 from livetrack.detection._folded import folded_network
 from livetrack.detection._matched import with_matched
 from livetrack.detection._newton import compile_now
-from livetrack.detection._refine import refine
+from livetrack.detection._refine import NARROW_PSF_PX, refine
 from livetrack.detection._split import SPLIT_Z, split_merged
 from livetrack.detection.normalise import compile_now as compile_normalise
 from livetrack.detection.normalise import robust_normalise
@@ -53,7 +53,6 @@ SIGMA_EVERY = 8
 # 0.57 → 0.77 at precision ≥ 0.98 (bench offconfig); so too below NARROW_PSF_PX, whatever
 # the card says (4-px cells; a model adapted to σ 1.05: recall 0.42 → 0.58, bench adapt)
 NARROW_PSF = 0.85
-NARROW_PSF_PX = 1.6
 SECOND_THRESHOLD = 0.3
 _log = logging.getLogger(__name__)
 
