@@ -57,7 +57,10 @@ def cell_votes(out: NDArray[np.floating]) -> tuple[FloatArray, FloatArray, Float
 def _cell_centres(h: int, w: int) -> tuple[FloatArray, FloatArray]:
     """The centres (x, y; px of the network's input) of an ``h`` × ``w`` grid of cells."""
     cy, cx = np.mgrid[0:h, 0:w].astype(np.float64)
-    return (cx + 0.5) * STRIDE - 0.5, (cy + 0.5) * STRIDE - 0.5
+    x, y = (cx + 0.5) * STRIDE - 0.5, (cy + 0.5) * STRIDE - 0.5
+    x.setflags(write=False)  # shared between calls
+    y.setflags(write=False)
+    return x, y
 
 
 def local_weights(logit: NDArray[np.floating], cells: int) -> NDArray[np.float64]:
