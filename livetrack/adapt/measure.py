@@ -203,8 +203,8 @@ def measure_movie(frames: NDArray[Any], base_card: Any) -> Measured:
     if polarity == "interference":  # rings: a Gaussian spot would describe them wrongly
         raise AdaptError(
             "the particles show rings (an interference pattern, as in brightfield or "
-            "holography): adapt fits bright spots, not rings; add --self-supervised to "
-            "learn from your own particles instead (LodeSTAR)"
+            "holography): measure_movie measures bright spots; `livetrack adapt` fits rings "
+            "with the simulator's Lorenz–Mie optics (livetrack.adapt.rings)"
         )
     guess = apparent_sigma(stack[0])
     guess = float(np.clip(guess if np.isfinite(guess) else 2.0, 0.7, 8.0))

@@ -83,12 +83,60 @@ def draw_fit(stack: Any, preset: Path, measured: Measured, path: Path) -> Path:
                 ax.imshow(img / scale if label == "residual" else img, cmap="gray", vmin=lo,
                           vmax=hi)  # fmt: skip
         axes[r, 0].set_ylabel(label)
-    fig.suptitle(
+    title = (
         f"σ {measured.sigma_px:.2f} px · {measured.photons[1]:.0f} photons · background "
-        f"{measured.background_photons:.1f}/px · {measured.spots} spots fitted",
-        fontsize=9,
+        f"{measured.background_photons:.1f}/px · {measured.spots} spots fitted"
     )
+    return _save(fig, title, path)
+
+
+def _save(fig: Any, title: str, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def draw_rings_fit(
+    mean: np.ndarray, model: np.ndarray, preset: Path, measured: Any, path: Path
+) -> Path:
+    """The movie's mean particle, the fitted sphere, the residual, a simulated particle."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    half = mean.shape[0] // 2
+    cfg = load_simulation_config(preset)
+    side = max(160, 6 * half)
+    cam = cfg.camera.model_copy(update={"width": side, "height": side})
+    parts = cfg.particles.model_copy(update={"number": 3})
+    sim = simulate_movie(cfg.model_copy(update={"camera": cam, "particles": parts}), 1, seed=0)
+    frame = np.pad(sim.frames[0].astype(np.float64), half, mode="edge")
+    simulated = np.full_like(mean, np.median(frame))
+    for x, y in sim.truth[["x", "y"]].to_numpy()[:1].round().astype(int):
+        simulated = frame[y : y + 2 * half + 1, x : x + 2 * half + 1]
+    lo, hi = np.percentile(mean, (0.5, 99.5))
+    fig, axes = plt.subplots(1, 5, figsize=(12, 2.8))
+    panels = (("movie: mean particle", mean), ("Lorenz–Mie fit", model),
+              ("residual (×5)", 5 * (mean - model) + np.median(mean)),
+              ("simulated (preset)", simulated))  # fmt: skip
+    for ax, (label, img) in zip(axes, panels, strict=False):
+        scale = (lo, hi) if label != "simulated (preset)" else np.percentile(img, (0.5, 99.5))
+        ax.imshow(img, cmap="gray", vmin=scale[0], vmax=scale[1])
+        ax.set_title(label, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[4].plot(mean[half], label="movie")
+    axes[4].plot(model[half], label="fit")
+    axes[4].set_title("through the centre", fontsize=9)
+    axes[4].legend(fontsize=7)
+    m = measured
+    title = (
+        f"radius {m.radius_um:.2f} µm · index {m.refractive_index:.3f} · {m.z_um:.1f} µm from "
+        f"focus · {m.crops} particles averaged · residual {100 * m.residual:.1f} %"
+    )
+    return _save(fig, title, path)

@@ -110,8 +110,12 @@ def write_preset(data: dict[str, Any], path: Path, measured: Measured, movie: st
         f"# spot signal {measured.photons[1]:.0f} photons (median); background noise "
         f"{measured.noise_adu:.2f} ADU; spot peak SNR {measured.peak_snr[1]:.1f} (median);",
         f"# {measured.per_frame:.1f} particles a frame.",
-        "# Edit and retrain: livetrack train THIS_FILE -o MODEL_DIR",
-        "",
     ]
+    return write_with_header(data, path, lines)
+
+
+def write_with_header(data: dict[str, Any], path: Path, header: list[str]) -> Path:
+    """The preset's TOML under comment lines saying where its numbers came from."""
+    lines = [*header, "# Edit and retrain: livetrack train THIS_FILE -o MODEL_DIR", ""]
     path.write_text("\n".join(lines) + tomli_w.dumps(data))
     return path

@@ -18,7 +18,9 @@ from typing import Any
 
 from livetrack.adapt.measure import AdaptError, Measured, measure_movie
 from livetrack.adapt.preset import EPOCHS, STEPS_PER_EPOCH, adapted_preset, write_preset
+from livetrack.adapt.rings import RingsMeasured
 from livetrack.artifact import default_model_dir, read_card, write_card
+from livetrack.detection.appearance import apparent_polarity
 
 #: frames read to measure the movie (its first ones)
 FRAMES = 16
@@ -29,7 +31,7 @@ class AdaptResult:
     """The adapted model's folder, what was measured, and how long it all took."""
 
     model: Path
-    measured: Measured
+    measured: Measured | RingsMeasured
     seconds: float
     val_loss: float
 
@@ -72,14 +74,16 @@ def model_folder(out: Path) -> Iterator[Path]:
         raise
 
 
-def _finish_card(folder: Path, movie: str, output: Path, measured: Measured, t0: float) -> None:
+def _finish_card(
+    folder: Path, movie: str, output: Path, measured: Any, t0: float, base: str = "default"
+) -> None:
     card = read_card(folder)
     training = card.training.model_copy(
         update={"command": f"livetrack adapt {movie} -o {output}", "config_file": "preset.toml"}
     )
     metrics = {
         **card.metrics,
-        "adaptation": {"movie": movie, "base_model": "default", "measured": measured.as_record(),
+        "adaptation": {"movie": movie, "base_model": base, "measured": measured.as_record(),
                        "seconds": round(time.perf_counter() - t0, 1)},
     }  # fmt: skip
     polarity = measured.polarity or "bright-on-dark"  # process then sees no mismatch
@@ -107,6 +111,12 @@ def adapt_movie(
 ) -> AdaptResult:
     """Adapt a detector to ``movie``: its preset, a picture of the fit, a fine-tuned model.
 
+    Bright spots: the fluorescence preset set to their measured width, signal, camera
+    and density, the shipped detector fine-tuned on it. Rings (brightfield or
+    holographic particles): the brightfield preset set to the Lorenz–Mie sphere fitted
+    to their mean image (:mod:`livetrack.adapt.rings`), the shipped brightfield
+    detector fine-tuned on it.
+
     Parameters
     ----------
     movie
@@ -128,6 +138,9 @@ def adapt_movie(
     out = Path(output)
     refuse_existing(out, force)
     info, stack = read_movie(movie, frames)
+    if apparent_polarity(stack[0]) == "interference":
+        rings = (movie, out, info, stack, epochs, steps_per_epoch, t0)
+        return _adapt_rings(*rings, workers=workers, verbose=verbose, on_epoch=on_epoch)
     base_card = read_card(default_model_dir())
     measured = measure_movie(stack, base_card)
     with model_folder(out) as work:
@@ -143,6 +156,31 @@ def adapt_movie(
             init_from=default_model_dir(),
         )  # fmt: skip
         _finish_card(work, str(movie), out, measured, t0)
+    return AdaptResult(out, measured, time.perf_counter() - t0, result.best_val_loss)
+
+
+def _adapt_rings(
+    movie: str | Path, out: Path, info: Any, stack: Any, epochs: int, steps: int, t0: float,
+    **train_kw: Any,
+) -> AdaptResult:  # fmt: skip
+    """:func:`adapt_movie` for rings: the Lorenz–Mie fit, then the brightfield detector."""
+    from livetrack.adapt.rings import BASE_MODEL, measure_rings, rings_preset, write_rings_preset
+    from livetrack.artifact import model_dir
+    from livetrack.training import train
+
+    measured, (mean, fitted) = measure_rings(stack, info.pixel_size_um)
+    with model_folder(out) as work:
+        data = rings_preset(measured, f"adapted-{Path(str(movie)).stem}", str(movie), epochs,
+                            steps)  # fmt: skip
+        preset = write_rings_preset(data, work / "preset.toml", measured, str(movie))
+        try:
+            from livetrack.adapt.picture import draw_rings_fit
+
+            draw_rings_fit(mean, fitted, preset, measured, work / "fit.png")
+        except ImportError:  # matplotlib is imported when drawing
+            pass
+        result = train(preset, work, init_from=model_dir(BASE_MODEL), **train_kw)
+        _finish_card(work, str(movie), out, measured, t0, BASE_MODEL)
     return AdaptResult(out, measured, time.perf_counter() - t0, result.best_val_loss)
 
 

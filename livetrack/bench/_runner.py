@@ -54,7 +54,7 @@ SECTIONS: dict[str, Section] = {
 # sections that only run when asked for by name (long, and they load the machine fully)
 ON_REQUEST = {"overload", "storm", "reconnect", "centring", "viewer", "adapt", "lodestar"}
 # sections that also read the real movies (``real_data``)
-READS_REAL_DATA = {"single", "real", "lodestar"}
+READS_REAL_DATA = {"single", "real", "lodestar", "adapt"}
 
 
 def gpus() -> list[str]:

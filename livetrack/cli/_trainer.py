@@ -153,6 +153,7 @@ def adapt(
 ) -> None:
     """Fit the simulator to your movie, write its preset, fine-tune a detector for it."""
     from livetrack.adapt import AdaptError, adapt_movie
+    from livetrack.adapt.rings import RingsMeasured
 
     if self_supervised:
         _self_supervised(movie, output, frames, epochs * steps, flips, force, quiet)
@@ -172,9 +173,15 @@ def adapt(
     except (AdaptError, ConfigError) as exc:
         raise fail(str(exc)) from None
     m = result.measured
+    seen = (
+        f"rings: a sphere of {m.radius_um:.2f} µm, index {m.refractive_index:.3f}, "
+        f"{m.z_um:.1f} µm from focus, fitted to {m.crops} particles"
+        if isinstance(m, RingsMeasured)
+        else f"PSF σ {m.sigma_px:.2f} px from {m.spots} spots, {m.photons[1]:.0f} photons, "
+        f"background {m.background_photons:.1f}/px"
+    )
     print(
-        f"{result.model}: PSF σ {m.sigma_px:.2f} px from {m.spots} spots, "
-        f"{m.photons[1]:.0f} photons, background {m.background_photons:.1f}/px; "
+        f"{result.model}: {seen}; "
         f"fine-tuned in {result.seconds:.0f} s (val_loss {result.val_loss:.4f}).\n"
         f"preset: {result.model / 'preset.toml'}; use it: livetrack process {movie} "
         f"--model {result.model}"

@@ -1,0 +1,196 @@
+"""``adapt`` for rings: the simulator's Lorenz–Mie optics fitted to the movie's particles.
+
+Brightfield and holographic particles are interference patterns, not spots. The
+isolated particles of the first frames, each centred by radial symmetry and shifted
+onto a common centre, average into one mean particle, nearly free of noise. The
+simulator's own model of such a particle (a sphere's Lorenz–Mie hologram,
+:func:`livetrack.holography.hologram_fit.fit_sphere`) is fitted to it: radius,
+refractive index and height above the focal plane (the defocus), the brightness
+profiled out. The brightfield preset set to those values, the movie's size, level and
+particle count, is what the shipped brightfield detector is fine-tuned on.
+
+Without a pixel size in the file, the base preset's (0.152 µm) is assumed: the fitted
+radius and height are then in its units, which is all the simulator needs to render
+particles that look like the movie's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from livetrack.adapt.measure import AdaptError
+from livetrack.adapt.preset import write_with_header
+from livetrack.config import read_toml, resolve_config_path
+
+#: the shipped preset and model a ring movie's adaptation starts from
+BASE_PRESET = "brightfield_colloid_detector"
+BASE_MODEL = "brightfield-colloid-detector"
+#: mean particles averaged from fewer crops than this are too noisy to fit
+MIN_CROPS = 8
+#: the fit's start (radius µm, index, height µm), its σ, and where a sphere may lie
+START = ((1.0, 1.45, 10.0), (0.5, 0.1, 5.0))
+SEARCH = ((0.2, 1.34, 0.5), (4.0, 2.0, 60.0))
+
+
+@dataclass(frozen=True)
+class RingsMeasured:
+    """What the movie's rings told the simulator."""
+
+    frames: int
+    shape: tuple[int, int]
+    crops: int  # isolated particles averaged into the mean particle
+    half_px: int  # the mean particle's half side
+    pixel_um: float
+    pixel_from: str  # "file" or "assumed (the base preset's)"
+    radius_um: float
+    refractive_index: float
+    z_um: float
+    reduced_chi2: float
+    residual: float  # RMS of mean − fit over the particle's range
+    background_adu: float
+    per_frame: float
+    polarity: str = "interference"
+
+    def as_record(self) -> dict[str, Any]:
+        """JSON-ready, for the card."""
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+
+def mean_particle(
+    stack: NDArray[Any], radius: float, full_scale: float = np.inf
+) -> tuple[NDArray[np.float64], int, float]:
+    """The isolated particles' mean image (each centred), how many, and particles a frame.
+
+    A pixel saturated (at ``full_scale``) in most crops stays at ``full_scale``: the fit
+    then takes it as "at least", where a mean of clipped values would flatten the core.
+    """
+    from livetrack.adapt.self_supervised import particle_peaks
+    from livetrack.detection.lodestar import lodestar_normalise
+    from livetrack.single.detector import radial_symmetry_centre
+
+    half = max(8, math.ceil(radius))
+    crops, clipped, count = [], [], 0
+    for frame in np.asarray(stack, np.float64):
+        pts = particle_peaks(lodestar_normalise(frame), radius)
+        count += len(pts)
+        if len(pts) > 1:
+            d, _ = cKDTree(pts).query(pts, k=2)
+            pts = pts[d[:, 1] > 2.5 * half]
+        h, w = frame.shape
+        for x, y in pts:
+            if not (half + 4 <= x < w - half - 4 and half + 4 <= y < h - half - 4):
+                continue
+            win = frame[y - half - 3 : y + half + 4, x - half - 3 : x + half + 4]
+            cx, cy = radial_symmetry_centre(win)
+            dx, dy = cx - (half + 3), cy - (half + 3)
+            if abs(dx) > 3 or abs(dy) > 3:
+                continue
+            moved = ndimage.shift(win, (-dy, -dx), order=3, mode="nearest")
+            crops.append(moved[3:-3, 3:-3])
+            clipped.append(win[3:-3, 3:-3] >= full_scale)
+    if len(crops) < MIN_CROPS:
+        raise AdaptError(
+            f"found {len(crops)} isolated rings in {len(stack)} frames ({count / len(stack):.1f} "
+            f"particles a frame, ~{2 * radius:.0f} px across); adapt needs {MIN_CROPS} to fit "
+            "their optics: try --self-supervised"
+        )
+    mean: NDArray[np.float64] = np.mean(crops, axis=0)
+    mean[np.mean(clipped, axis=0) > 0.5] = full_scale
+    return mean, len(crops), count / len(stack)
+
+
+def measure_rings(stack: NDArray[Any], pixel_size_um: float | None) -> tuple[RingsMeasured, Any]:
+    """Fit the simulator's sphere to the movie's mean particle; (measured, fitted image)."""
+    from livetrack.holography.hologram_fit import HologramCamera, HologramOptics, fit_sphere
+    from livetrack.simulation.lorenzmie import sphere_hologram
+    from livetrack.single.size import particle_extent
+
+    base = read_toml(resolve_config_path(BASE_PRESET))
+    optics = base["optics"]
+    pixel = pixel_size_um or optics["camera_pixel_um"] / optics["magnification"]
+    frames = np.asarray(stack, np.float64)
+    _, _, radius = particle_extent(frames[0])
+    full = float(np.iinfo(stack.dtype).max) if stack.dtype.kind == "u" else np.inf
+    mean, crops, per_frame = mean_particle(frames, radius, full)
+    level = float(np.median(frames))
+    # the mean's noise: the frames' (frame to frame, over the background) over √crops
+    noise = float(np.median(np.abs(np.diff(frames, axis=0)))) * 1.4826 / math.sqrt(2.0)
+    noise = max(noise, 0.3) / math.sqrt(crops)
+    camera = HologramCamera(0.0, max(noise**2 / max(level, 1.0), 1e-6), 0.0, full)
+    wl, n_m = float(optics["wavelength_um"]), float(optics["medium_index"])
+    fit = fit_sphere(mean, *START, HologramOptics(pixel, wl, n_m), camera,
+                     search_range=SEARCH)  # fmt: skip
+    grid: NDArray[np.float64] = np.indices(mean.shape).astype(np.float64)
+    model = sphere_hologram(grid[1] - fit.x, grid[0] - fit.y, fit.z_um / pixel, fit.radius_um,
+                            fit.refractive_index, pixel_um=pixel, n_medium=n_m,
+                            wavelength_um=wl)  # fmt: skip
+    model *= float(np.sum(model * mean) / np.sum(model * model))
+    span = float(np.ptp(mean)) or 1.0
+    measured = RingsMeasured(
+        frames=len(frames), shape=(int(frames.shape[1]), int(frames.shape[2])), crops=crops,
+        half_px=mean.shape[0] // 2, pixel_um=pixel,
+        pixel_from="file" if pixel_size_um else "assumed (the base preset's)",
+        radius_um=fit.radius_um, refractive_index=fit.refractive_index, z_um=fit.z_um,
+        reduced_chi2=float(fit.reduced_chi2), residual=float(np.std(mean - model)) / span,
+        background_adu=level, per_frame=per_frame,
+    )  # fmt: skip
+    return measured, (mean, model)
+
+
+def rings_preset(
+    measured: RingsMeasured, name: str, movie: str, epochs: int, steps_per_epoch: int
+) -> dict[str, Any]:
+    """The brightfield preset (as TOML data) whose simulator renders the movie's rings."""
+    base = read_toml(resolve_config_path(BASE_PRESET))
+    optics, camera = dict(base["optics"]), dict(base["camera"])
+    optics["camera_pixel_um"] = measured.pixel_um * optics["magnification"]
+    h, w = measured.shape
+    camera.update(width=w, height=h)
+    a, n, z = measured.radius_um, measured.refractive_index, measured.z_um
+    particles = dict(base["particles"])
+    particles.update(
+        number=max(1, round(measured.per_frame)),
+        radius_um={"mean": a, "std": 0.05 * a, "min": 0.85 * a, "max": 1.15 * a},
+        refractive_index={"mean": n, "std": 0.005, "min": n - 0.012, "max": n + 0.012},
+        z_um={"min": 0.75 * z, "max": 1.25 * z},
+        min_separation_px=float(2 * measured.half_px) * 0.75,
+    )  # fmt: skip
+    holography = dict(base["holography"])
+    photons = measured.background_adu / (camera["quantum_efficiency"] * camera["gain_adu_per_e"])
+    holography.update(illumination_photons=photons,
+                      patch_half_width_px=max(holography["patch_half_width_px"],
+                                              measured.half_px * 2))  # fmt: skip
+    training = dict(base["training"])
+    training.update(
+        name=name, epochs=epochs, steps_per_epoch=steps_per_epoch,
+        train_samples=steps_per_epoch * int(training["batch_size"]), learning_rate=5e-4,
+        patience=3, validation_crops=256,
+    )  # fmt: skip
+    return {
+        **base,
+        "preset": {"name": name, "description": f"adapted by `livetrack adapt` to "
+                   f"{Path(movie).name}", "modality": base["preset"]["modality"]},
+        "optics": optics, "camera": camera, "particles": particles,
+        "holography": holography, "training": training,
+    }  # fmt: skip
+
+
+def write_rings_preset(data: dict[str, Any], path: Path, m: RingsMeasured, movie: str) -> Path:
+    """Write the preset with a header saying where each number came from."""
+    lines = [
+        f"# Adapted by `livetrack adapt` to {movie} ({m.frames} frames read).",
+        f"# The mean of {m.crops} isolated particles fitted with the simulator's Lorenz–Mie",
+        f"# sphere: radius {m.radius_um:.3f} µm, index {m.refractive_index:.4f}, "
+        f"{m.z_um:.2f} µm from focus",
+        f"# (pixel {m.pixel_um:.4f} µm, {m.pixel_from}); residual {100 * m.residual:.1f} % of "
+        f"the particle's range; background {m.background_adu:.1f} ADU; {m.per_frame:.1f} a frame.",
+    ]
+    return write_with_header(data, path, lines)
