@@ -89,3 +89,17 @@ def test_a_localiser_refuses_a_particle_outside_its_sizes(tmp_path: Path) -> Non
     r = CliRunner().invoke(app, ["process", str(movie), "-o", str(out), "--single", "big"])
     assert r.exit_code == 2
     assert "expected auto or a crop side" in r.output
+
+
+@pytest.mark.skipif(not TRAPPED.exists(), reason="no real movies")
+def test_a_detector_model_for_one_particle_is_refused_with_the_ways_that_work(
+    tmp_path: Path,
+) -> None:
+    movie = TRAPPED / "trapped_particle_good_gray.tif"
+    out = tmp_path / "t.csv"
+    args = ["process", str(movie), "-o", str(out), "--single", "auto"]
+    r = CliRunner().invoke(app, [*args, "--model", "brightfield-colloid-detector"])
+    assert r.exit_code == 2
+    assert "a detector model, not a localiser" in r.output
+    assert "--self-supervised" in r.output
+    assert not out.exists()

@@ -137,7 +137,12 @@ def _card(options: ProcessOptions) -> ModelCard | None:
         raise ProcessError(str(exc)) from None
     want = "localiser" if options.single else "detector"
     if card.outputs.kind != want and card.outputs.kind != "lodestar":
-        hint = "" if options.single else " (a localiser needs --single)"
+        hint = (
+            " (for one particle: --single without --model fits the particle's own "
+            "template, or a livetrack adapt --self-supervised model)"
+            if options.single
+            else " (a localiser needs --single)"
+        )
         raise ProcessError(
             f"--model {options.model}: a {card.outputs.kind} model, not a {want}{hint}"
         )
