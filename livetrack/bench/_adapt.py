@@ -63,42 +63,24 @@ def _isolated_rmse_over_crlb(
 
 def _real_rings(movie: Path, tmp: Path, dark: bool = False) -> dict[str, Any]:
     """One real ring movie through ``adapt`` and ``process``, against the expert trackpy."""
-    import tifffile
-
     from livetrack.adapt import adapt_movie
-    from livetrack.bench._lodestar import EDGE_PX, _matched, expert_trackpy
+    from livetrack.bench._lodestar import expert_trackpy, interior_matched, ring_movie
     from livetrack.offline.process import DetectorSpec, track_movie
 
-    frames = tifffile.imread(movie)
-    source = movie
-    if dark:
-        source = tmp / f"dark-{movie.name}"
-        tifffile.imwrite(source, np.iinfo(frames.dtype).max - frames)
+    frames, source = ring_movie(movie, tmp, dark)
     t0 = time.perf_counter()
     result = adapt_movie(source, tmp / f"rings-{source.stem}", verbose=0)
     seconds = time.perf_counter() - t0
     ours, _, _ = track_movie(source, DetectorSpec(model=str(result.model)))
     ref = expert_trackpy(frames)
-    h, w = frames.shape[1:]
-
-    def inner(d: pd.DataFrame) -> pd.DataFrame:
-        ok = (
-            (d.x >= EDGE_PX)
-            & (d.y >= EDGE_PX)
-            & (d.x <= w - 1 - EDGE_PX)
-            & (d.y <= h - 1 - EDGE_PX)
-        )
-        out: pd.DataFrame = d[ok]
-        return out
-
+    ours_in, theirs_in = interior_matched(ours, ref, frames.shape)
     m = result.measured
     return {
         "movie": movie.stem + (", inverted" if dark else ""), "adapt_seconds": seconds,
         "fit": f"{getattr(m, 'radius_um', 0):.2f} µm, n {getattr(m, 'refractive_index', 0):.3f}, "
         f"{getattr(m, 'z_um', 0):.1f} µm",
         "per_frame": len(ours) / len(frames), "reference_per_frame": len(ref) / len(frames),
-        "ours_matched_interior": _matched(inner(ours), inner(ref), 1.0)[0],
-        "reference_matched_interior": _matched(inner(ref), inner(ours), 1.0)[0],
+        "ours_matched_interior": ours_in, "reference_matched_interior": theirs_in,
     }  # fmt: skip
 
 

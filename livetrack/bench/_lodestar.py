@@ -103,18 +103,23 @@ def _adapted(movie: Path, folder: Path, quick: bool, single: bool) -> tuple[pd.D
     return table, seconds
 
 
-def _rings(movie: Path, tmp: Path, quick: bool, dark: bool = False) -> dict[str, Any]:
-    """``dark``: the movie inverted (dark cores in bright rings), against the same trackpy."""
+def ring_movie(movie: Path, tmp: Path, dark: bool) -> tuple[NDArray[np.generic], Path]:
+    """The movie's frames, and the file to run on: the movie, or (``dark``) its inverted copy."""
     import tifffile
 
     frames = tifffile.imread(movie)
-    source = movie
-    if dark:
-        source = tmp / "dark.tif"
-        tifffile.imwrite(source, np.iinfo(frames.dtype).max - frames)
-    ours, seconds = _adapted(source, tmp / ("dark" if dark else "rings"), quick, False)
-    ref = expert_trackpy(frames)
-    h, w = frames.shape[1:]
+    if not dark:
+        return frames, movie
+    source = tmp / f"dark-{movie.name}"
+    tifffile.imwrite(source, np.iinfo(frames.dtype).max - frames)
+    return frames, source
+
+
+def interior_matched(
+    ours: pd.DataFrame, ref: pd.DataFrame, shape: tuple[int, ...]
+) -> tuple[float, float]:
+    """Ours matched by ``ref`` and ``ref`` by ours within 1 px, :data:`EDGE_PX` from the edge."""
+    h, w = shape[-2:]
 
     def inner(d: pd.DataFrame) -> pd.DataFrame:
         x, y = d["x"], d["y"]
@@ -122,8 +127,15 @@ def _rings(movie: Path, tmp: Path, quick: bool, dark: bool = False) -> dict[str,
         out: pd.DataFrame = d[ok]
         return out
 
-    ours_in = _matched(inner(ours), inner(ref), 1.0)[0]
-    theirs_in = _matched(inner(ref), inner(ours), 1.0)[0]
+    return _matched(inner(ours), inner(ref), 1.0)[0], _matched(inner(ref), inner(ours), 1.0)[0]
+
+
+def _rings(movie: Path, tmp: Path, quick: bool, dark: bool = False) -> dict[str, Any]:
+    """``dark``: the movie inverted (dark cores in bright rings), against the same trackpy."""
+    frames, source = ring_movie(movie, tmp, dark)
+    ours, seconds = _adapted(source, tmp / ("dark" if dark else "rings"), quick, False)
+    ref = expert_trackpy(frames)
+    ours_in, theirs_in = interior_matched(ours, ref, frames.shape)
     return {
         "movie": "DeepTrack Brownian beads (rings)" + (", inverted" if dark else ""),
         "adapt_s": seconds,
@@ -198,7 +210,7 @@ def _speed(model: Path, repeats: int) -> dict[str, Any]:
     return row
 
 
-def _speed_with_particles(tmp: Path, quick: bool) -> dict[str, Any]:
+def _speed_with_particles(tmp: Path) -> dict[str, Any]:
     """Time per frame on the service speed bench's movie (100 beads in 512²).
 
     Both models find the particles there: a LodeSTAR model adapted on it beside the
@@ -213,7 +225,7 @@ def _speed_with_particles(tmp: Path, quick: bool) -> dict[str, Any]:
 
     frames, truth = Scenario("speed", 100, 7.0, 20, size=512, seed=512).render()
     tifffile.imwrite(tmp / "beads.tif", frames)
-    model = adapt_self_supervised(tmp / "beads.tif", tmp / "beads", steps=200 if quick else 1500)
+    model = adapt_self_supervised(tmp / "beads.tif", tmp / "beads")
     row: dict[str, Any] = {"movie": "ms per 512² frame, 100 simulated beads (each model's own)"}
     for name, det in (("lodestar", LodestarDetector(model.model)), ("shipped", Detector())):
         found = [det.detect(f) for f in frames]  # and warmed up
@@ -237,7 +249,7 @@ def bench_lodestar(quick: bool, real_data: Path | None = None) -> list[dict[str,
         rows = [_rings(real_data / RINGS, tmp, quick), _speed(tmp / "rings", 5 if quick else 50)]
         if quick:
             return rows
-        rows.append(_speed_with_particles(tmp, quick))
+        rows.append(_speed_with_particles(tmp))
         rows.append(_rings(real_data / RINGS, tmp, quick, dark=True))
         rows.append(_colloids(real_data / COLLOIDS, real_data / COLLOID_REFERENCE, tmp, quick))
         rows += [_trapped(real_data / t, tmp, quick) for t in TRAPPED]

@@ -26,6 +26,7 @@ from scipy.spatial import cKDTree
 from livetrack.artifact import MODEL_NAME, ArtifactError, model_dir
 from livetrack.detection._onnx import Network
 from livetrack.detection.detector import Detections
+from livetrack.detection.normalise import sub_sample
 
 FloatArray = NDArray[np.float64]
 #: the network's cell, px (the trunk's fold)
@@ -37,9 +38,7 @@ CALIBRATION = "calibration.npy"
 def lodestar_normalise(frame: NDArray[np.generic]) -> NDArray[np.float32]:
     """(frame − median) / standard deviation: the network's input, whatever the camera."""
     f = np.asarray(frame, np.float32)
-    # ~16 000 pixels give the level and spread to ~1 % of σ; more only cost time
-    step = max(1, int(np.sqrt(f.size / 16384)))
-    sample = f[::step, ::step]
+    sample, _ = sub_sample(f)
     med = float(np.median(sample))
     std = float(np.std(sample))
     return (f - np.float32(med)) / np.float32(std if std > 0 else 1.0)

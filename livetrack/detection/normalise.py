@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numba import njit
 from numpy.typing import NDArray
+
+
+def sub_sample(frame: NDArray[np.generic], max_samples: int = 16384) -> tuple[NDArray[Any], int]:
+    """A regular sub-sample of ``frame`` of at most ~``max_samples`` pixels, and its step.
+
+    ~16 000 pixels give a frame's level and spread to ~1 % of its noise; more only cost
+    time (a median of a 512² frame: 3 ms).
+    """
+    f = np.asarray(frame)
+    step = max(1, int(np.sqrt(f.size / max_samples)))
+    return f[::step, ::step], step
 
 
 def robust_normalise(
@@ -19,8 +32,8 @@ def robust_normalise(
     so 100 and 30 000 photons both sit in a range a small network handles.
     """
     f = np.asarray(frame)
-    step = max(1, int(np.sqrt(f.size / max_samples)))
-    sub = f[::step, ::step].astype(np.float32)
+    sub, step = sub_sample(f, max_samples)
+    sub = sub.astype(np.float32)
     med, scale = _level_and_scale(sub.ravel())
     ramp = _background_ramp(sub, step, f.shape, scale) if f.ndim == 2 else None
     if ramp is not None:  # a gradient of several noise σ: flattened, then measured again

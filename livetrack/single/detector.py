@@ -172,7 +172,7 @@ class SingleParticleDetector:
         return self.crop
 
     def _radial(self, f: NDArray[np.float64]) -> tuple[float, float]:
-        """Radial symmetry on a crop around the strongest blob, re-centred once."""
+        """The particle's first position: the finder's, else radial symmetry (re-centred once)."""
         h, w = f.shape
         crop = self._size(f)
         if self.finder is not None:
