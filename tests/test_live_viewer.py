@@ -129,6 +129,9 @@ while time.monotonic() < end and widget.view._seq < n - 1:
 for _ in range(50):  # the last pictures drawn
     QApplication.processEvents()
     time.sleep(0.01)
+rates = [widget._request("status")["status"]["preview_hz"]]
+widget.preview_hz.setValue(12)  # the panel's pictures a second reach the service
+rates.append(widget._request("status")["status"]["preview_hz"])
 widget._request("reset_tracks")
 shot = viewer.screenshot(path=sys.argv[4], canvas_only=False)
 drawn = widget.layers._last
@@ -149,6 +152,7 @@ print(json.dumps({
     "status": widget.status.text(),
     "reply": widget.reply.text(),
     "policy": widget.policy.currentText(),
+    "preview_rates": rates,
     "tensorflow": "tensorflow" in sys.modules,
 }), flush=True)
 widget.disconnect_service()
@@ -233,5 +237,6 @@ def test_the_napari_widget_draws_a_live_service_and_a_click_steers_the_controlle
     assert "following" in seen["status"]
     assert seen["reply"] == "reset_tracks: ok"
     assert seen["policy"] == "lossless"  # the service's, shown
+    assert seen["preview_rates"] == [30.0, 12.0]
     assert not seen["tensorflow"]
     assert shot.stat().st_size > 10_000

@@ -4,8 +4,9 @@ The service (its loop, the network replaced by the input path and 100 fixed
 detections, as in ``overhead``) takes 512² frames at 100 frames/s. In alternate
 phases a viewer is attached or not: a separate process, as napari is. With a display
 and napari installed it is napari with the live widget (``livetrack.viewer.measure``:
-the service's preview on at 30 Hz, frames, detections and tracks drawn by napari's
-own event loop); without, a Qt-free loop subscribing to every result and taking a
+the service's preview on at 30 Hz as the widget asks, frames, detections and tracks
+drawn by napari's own event loop on a canvas that shows the frame at 1:1); without,
+a Qt-free loop subscribing to every result and taking a
 :class:`~livetrack.viewer.live.LiveView` snapshot at 30 Hz (``viewer`` says which).
 Compared: the service's p99 per frame (receive to publish) and end to end; and the
 pictures the viewer drew per second. Phases 1–2 share every core; in phases 3–4 this
@@ -33,6 +34,8 @@ from livetrack.wire.client import FramePublisher, ResultSubscriber
 
 RATE_HZ = 100.0
 DRAW_HZ = 30.0
+#: the preview's rate: the widget's default, or ``LIVETRACK_PREVIEW_HZ`` (up to 60)
+PREVIEW_HZ = int(os.environ.get("LIVETRACK_PREVIEW_HZ", "30"))
 
 
 def _viewer(endpoints: dict[str, str], seconds: float, out: Any) -> None:
@@ -42,7 +45,7 @@ def _viewer(endpoints: dict[str, str], seconds: float, out: Any) -> None:
     from livetrack.wire.client import ControlClient
 
     control = ControlClient(endpoints["control"])
-    control.request("set_preview", hz=DRAW_HZ)
+    control.request("set_preview", hz=PREVIEW_HZ)
     sub = ResultSubscriber(
         endpoints["results"], topics=(*wire.TOPICS, wire.TOPIC_PREVIEW), queue=1000
     )
@@ -76,7 +79,7 @@ class _Viewer:
     ) -> None:
         self.proc: Any = None
         if os.environ.get("DISPLAY") and importlib.util.find_spec("napari") is not None:
-            args = [endpoints["results"], endpoints["control"], str(seconds)]
+            args = [endpoints["results"], endpoints["control"], str(seconds), str(PREVIEW_HZ)]
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "livetrack.viewer.measure", *args],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

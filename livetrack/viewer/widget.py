@@ -1,15 +1,17 @@
 """The napari dock widget: a running service's frames, detections, tracks and health, live.
 
 A subscriber thread reads the service's results into a
-:class:`~livetrack.viewer.live.LiveView`; a Qt timer draws the newest snapshot at
-most :data:`DRAW_HZ` times a second. The subscriber never waits for the drawing:
-frames that arrive between two draws are counted and skipped (latest wins), and the
-service, whose PUB socket never blocks, is not slowed by a slow viewer.
+:class:`~livetrack.viewer.live.LiveView`; a Qt timer draws the newest snapshot as soon
+as a picture is waiting (without pictures, at most :data:`DRAW_HZ` times a second).
+The subscriber never waits for the drawing: frames that arrive between two draws are
+counted and skipped (latest wins), and the service, whose PUB socket never blocks, is
+not slowed by a slow viewer.
 
-Frames come one of two ways. From the service's **preview** (``prv``, asked for at
-:data:`DRAW_HZ` on connect): the picture of a processed frame, published right
-after its results, so the detections drawn over it were found in it; the service
-pays for at most :data:`DRAW_HZ` pictures a second, not for every frame. Or, when
+Frames come one of two ways. From the service's **preview** (``prv``, asked for on
+connect at the panel's pictures a second, :data:`PREVIEW_HZ` unless changed): the
+picture of a processed frame, published right after its results, so the detections
+drawn over it were found in it; the service pays for those pictures, not for every
+frame. Or, when
 the widget publishes a **Micro-Manager core's** frames itself, straight from that
 core into napari-micromanager's own ``preview`` layer (no round trip).
 
@@ -43,7 +45,12 @@ from livetrack.viewer.layers import PREVIEW_LAYER, LiveLayers
 from livetrack.viewer.live import LiveView, status_line
 from livetrack.wire import protocol as wire
 
-#: draws a second without pictures, and the preview rate asked for (a display's rate)
+#: pictures a second asked of the service by default; up to a display's 60 on the
+#: panel. More cost a service sharing one core with its sender ~0.5–1.5 ms of p99
+#: (docs/benchmarks.md), and a viewer painting in software draws no more of them
+PREVIEW_HZ = 30
+MAX_PREVIEW_HZ = 60
+#: draws a second of the newest detections when no pictures come
 DRAW_HZ = 30
 POLICIES = ("realtime", "lossless")
 #: no picture for this long: the preview is off, draw the newest detections instead
@@ -81,8 +88,8 @@ class LiveTrackWidget(QWidget):
         self._asked: dict[str, str | None] = {"preview_at": None}
         self._build(results, control, frames)
         self.timer = QTimer(self)
-        # ticks twice a draw: a picture is drawn within half a period of its arrival
-        self.timer.setInterval(int(500 / DRAW_HZ))
+        # ticks twice a picture: one is drawn within half a period of its arrival
+        self.timer.setInterval(int(500 / self.preview_hz.value()))
         self.timer.timeout.connect(self.draw)
         self.draws = 0
         self.draw_ms: deque[float] = deque(maxlen=1000)  # the viewer's own cost per draw
@@ -97,6 +104,10 @@ class LiveTrackWidget(QWidget):
         self.tail.setRange(1, 1000)
         self.tail.setValue(self.view.tail_frames)
         self.tail.valueChanged.connect(self._set_tail)
+        self.preview_hz = QSpinBox()
+        self.preview_hz.setRange(1, MAX_PREVIEW_HZ)
+        self.preview_hz.setValue(PREVIEW_HZ)
+        self.preview_hz.valueChanged.connect(self._set_preview_rate)
         self.show_frames = QCheckBox("show the service's frames")
         self.show_frames.setChecked(True)
         self.click_follows = QCheckBox("click a particle to follow it")
@@ -121,6 +132,7 @@ class LiveTrackWidget(QWidget):
             form.addRow(name, edit)
         form.addRow("frames", self.frames)
         form.addRow("tail (frames)", self.tail)
+        form.addRow("pictures / s", self.preview_hz)
         for box in (self.show_frames, self.click_follows):
             form.addRow(box)
         row = QHBoxLayout()
@@ -148,7 +160,7 @@ class LiveTrackWidget(QWidget):
         self.timer.start()
         self.connect_button.setText("Disconnect")
         wants = self.show_frames.isChecked() and self.mm is None
-        if wants and self._request("set_preview", hz=DRAW_HZ).get("ok"):
+        if wants and self._request("set_preview", hz=self.preview_hz.value()).get("ok"):
             self._asked["preview_at"] = self.control.text()
 
     def disconnect_service(self) -> None:
@@ -199,6 +211,12 @@ class LiveTrackWidget(QWidget):
         elif not on and self.mm is not None:
             self.mm.close()
             self.mm = None
+
+    def _set_preview_rate(self, hz: int) -> None:
+        """Draw at ``hz``, and ask the service for as many pictures if we asked before."""
+        self.timer.setInterval(int(500 / hz))
+        if self._asked["preview_at"] is not None:
+            self._request("set_preview", hz=hz)
 
     def _set_policy(self, _index: int) -> None:
         self._request("set_policy", policy=self.policy.currentText())
