@@ -71,7 +71,10 @@ class Outputs(_Frozen):
     stride: Annotated[int, Field(ge=1)] = 4
     channels: tuple[str, ...] = ("logit", "offset_x", "offset_y")
     threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
-    refinement: Literal["none", "gaussian_mle"] = "gaussian_mle"
+    # gaussian_mle: spots fitted by Poisson MLE; radial_symmetry: each detection centred
+    # on its pattern's centre of symmetry in a window of half side symmetry_half_px
+    refinement: Literal["none", "gaussian_mle", "radial_symmetry"] = "gaussian_mle"
+    symmetry_half_px: Annotated[int, Field(ge=2)] = 8
     # after refinement, drop spots whose fitted SNR (ISBI form) is below this: noise blobs
     min_fit_snr: Annotated[float, Field(ge=0)] = 1.2
     columns: tuple[str, ...] = ("x", "y", "score", "photons", "background", "sigma")

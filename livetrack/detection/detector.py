@@ -29,6 +29,7 @@ from livetrack.detection._matched import with_matched
 from livetrack.detection._newton import compile_now
 from livetrack.detection._refine import NARROW_PSF_PX, refine
 from livetrack.detection._split import SPLIT_Z, split_merged
+from livetrack.detection._symmetry import centred_as_card
 from livetrack.detection.normalise import compile_now as compile_normalise
 from livetrack.detection.normalise import robust_normalise
 from livetrack.detection.precision import (
@@ -46,12 +47,11 @@ from livetrack.simulation.camera import gaussian_peak_fraction
 # The frame-wide PSF width is estimated once per block of SIGMA_EVERY frames, on the
 # block's first frame (by frame index): live, offline, Dask and resumed runs agree.
 SIGMA_EVERY = 8
-# Spots narrower than this × the card's PSF (measured per block) are scored low by
-# the network when faint; there, a peak down to SECOND_THRESHOLD is kept when the
-# matched filter for the block's width confirms it, and the filter adds the spots
-# the network missed (detection/_matched.py): recall at 0.75× PSF, peak SNR 2,
-# 0.57 → 0.77 at precision ≥ 0.98 (bench offconfig); so too below NARROW_PSF_PX, whatever
-# the card says (4-px cells; a model adapted to σ 1.05: recall 0.42 → 0.58, bench adapt)
+# Spots narrower than this × the card's PSF (measured per block) are scored low by the
+# network when faint: there a peak down to SECOND_THRESHOLD is kept if the matched filter
+# for the block's width confirms it, which also adds the spots the network missed
+# (detection/_matched.py; 0.75× PSF, SNR 2: recall 0.57 → 0.77 at precision ≥ 0.98); so
+# too below NARROW_PSF_PX, whatever the card says (σ 1.05: recall 0.42 → 0.58, bench adapt)
 NARROW_PSF = 0.85
 SECOND_THRESHOLD = 0.3
 _log = logging.getLogger(__name__)
@@ -389,7 +389,8 @@ class Detector:
                     read_noise=read, offset=e.camera_offset_adu, scale=scale,
                     region=self.split_region,
                 )  # fmt: skip
-        else:
+        else:  # rings have no Gaussian to fit: centred on their symmetry if the card asks
+            x, y = centred_as_card(f, x, y, self.card.outputs)
             photons = background = np.full(len(x), np.nan)
             sigma = np.full(len(x), sigma0)
         self._frames = k + 1

@@ -1,0 +1,84 @@
+"""Rings centred on their symmetry: the batched estimator, and a detector whose card asks for it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from livetrack.detection._symmetry import symmetric_centres, symmetry_centres
+from livetrack.single.detector import radial_symmetry_centre
+
+
+def _rings(
+    centres: list[tuple[float, float]], shape: tuple[int, int], noise: float, seed: int
+) -> np.ndarray:
+    """Damped rings (a bright core, dark and bright rings) on a flat level, Gaussian noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    img = np.full(shape, 50.0) + rng.normal(0, noise, shape)
+    for x0, y0 in centres:
+        r = np.hypot(xx - x0, yy - y0)
+        img += 40 * np.cos(0.9 * r) * np.exp(-r / 5)
+    return img
+
+
+def test_the_batch_gives_the_single_window_estimator() -> None:
+    rng = np.random.default_rng(0)
+    crops = np.stack(
+        [_rings([tuple(8 + rng.uniform(-2, 2, 2))], (17, 17), 5.0, k) for k in range(12)]
+    )
+    x, y = symmetry_centres(crops)
+    one = np.array([radial_symmetry_centre(c) for c in crops])
+    np.testing.assert_allclose(x, one[:, 0], atol=1e-9)
+    np.testing.assert_allclose(y, one[:, 1], atol=1e-9)
+
+
+def test_noisy_rings_are_centred_from_two_pixels_off() -> None:
+    rng = np.random.default_rng(1)
+    grid = np.stack(np.meshgrid(np.arange(5), np.arange(5)), -1).reshape(-1, 2)
+    truth = 28.0 + 36.0 * grid + rng.uniform(-3, 3, (25, 2))  # apart: one pattern a window
+    img = _rings([tuple(t) for t in truth], (200, 200), 8.0, 2)
+    start = truth + rng.uniform(-2, 2, truth.shape)  # a network's scatter, and more
+    x, y = symmetric_centres(img, start[:, 0], start[:, 1], 8)
+    err = np.hypot(x - truth[:, 0], y - truth[:, 1])
+    before = np.hypot(*(start - truth).T)
+    assert np.sqrt(np.mean(err**2)) < 0.25 < np.sqrt(np.mean(before**2))
+    # at the frame's edge, and with nothing to centre: the start is kept, never NaN
+    ex, ey = symmetric_centres(
+        np.full((50, 50), 7.0), np.array([0.0, 25.0]), np.array([3, 49.0]), 8
+    )
+    assert np.array_equal(ex, [0.0, 25.0])
+    assert np.array_equal(ey, [3.0, 49.0])
+    assert symmetric_centres(img, np.zeros(0), np.zeros(0), 8)[0].shape == (0,)
+
+
+def test_a_card_asking_for_symmetry_centres_the_detectors_rings(tmp_path: Path) -> None:
+    from livetrack.artifact import model_dir
+    from livetrack.config import load_simulation_config, presets_dir
+    from livetrack.detection.detector import Detector
+    from livetrack.simulation import simulate_movie
+
+    cfg = load_simulation_config(presets_dir() / "brightfield_colloid_detector.toml")
+    movie = simulate_movie(cfg, 3, seed=5)
+    shipped = model_dir("brightfield-colloid-detector")
+    centred = tmp_path / "centred"
+    shutil.copytree(shipped, centred)
+    card = json.loads((centred / "card.json").read_text())
+    card["outputs"].update(refinement="radial_symmetry", symmetry_half_px=8)
+    (centred / "card.json").write_text(json.dumps(card))
+    errors = {}
+    for name, path in (("network", shipped), ("symmetry", centred)):
+        det = Detector(path)
+        d = []
+        for f, frame in enumerate(movie.frames):
+            t = movie.truth[movie.truth["frame"] == f][["x", "y"]].to_numpy()
+            found = det.detect(frame)
+            dist, _ = cKDTree(np.column_stack([found.x, found.y])).query(t)
+            d += list(dist[dist < 3])
+        assert len(d) >= 0.9 * len(movie.truth)
+        errors[name] = float(np.sqrt(np.mean(np.square(d))))
+    assert errors["symmetry"] < 0.8 * errors["network"], errors
