@@ -139,6 +139,7 @@ def test_adapt_fits_real_rings_and_process_finds_the_experts_beads(tmp_path: Pat
     assert card.expects.modality == "brightfield"
     assert card.outputs.refinement == "radial_symmetry"  # the rings centred on themselves
     assert card.outputs.symmetry_half_px == card.metrics["adaptation"]["measured"]["half_px"]
+    assert card.outputs.min_symmetry_f > 0  # and what is not a ring is dropped
     assert (result.model / "fit.png").stat().st_size > 0
     load_simulation_config(result.model / "preset.toml")  # editable, and it loads
     frames = tifffile.imread(path)[:10]

@@ -9,7 +9,12 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial import cKDTree
 
-from livetrack.detection._symmetry import symmetric_centres, symmetry_centres
+from livetrack.detection._symmetry import (
+    centred_as_card,
+    radial_f,
+    symmetric_centres,
+    symmetry_centres,
+)
 from livetrack.single.detector import radial_symmetry_centre
 
 
@@ -82,3 +87,30 @@ def test_a_card_asking_for_symmetry_centres_the_detectors_rings(tmp_path: Path) 
         assert len(d) >= 0.9 * len(movie.truth)
         errors[name] = float(np.sqrt(np.mean(np.square(d))))
     assert errors["symmetry"] < 0.8 * errors["network"], errors
+
+
+def test_windows_that_are_not_rings_are_dropped_where_the_card_says_so() -> None:
+    from livetrack.adapt.rings import RINGS_MIN_F
+    from livetrack.artifact import Outputs
+
+    rings = [(40.0, 40.0), (120.0, 60.0), (80.0, 130.0)]
+    img = _rings(rings, (180, 180), 5.0, 3)
+    # a texture: smoothed noise, brighter than the rings' noise, in one corner
+    texture = np.random.default_rng(4).normal(0, 30, (40, 40))
+    from scipy.ndimage import gaussian_filter
+
+    img[130:170, 10:50] += gaussian_filter(texture, 2.0)
+    x = np.array([40.5, 119.0, 80.0, 30.0, 150.0, 160.0])
+    y = np.array([39.0, 61.0, 129.5, 150.0, 150.0, 20.0])
+    centres = np.array(rings)
+    assert (radial_f(img, centres[:, 0], centres[:, 1], 8) > 3 * RINGS_MIN_F).all()
+    assert (radial_f(img, x[3:], y[3:], 8) < RINGS_MIN_F).all()  # texture, flat noise
+    score = np.arange(6.0)
+    kept = centred_as_card(
+        img, x, y, score, Outputs(refinement="radial_symmetry", min_symmetry_f=RINGS_MIN_F)
+    )
+    np.testing.assert_array_equal(kept[2], [0.0, 1.0, 2.0])  # the rings, in their order
+    assert np.hypot(kept[0] - [r[0] for r in rings], kept[1] - [r[1] for r in rings]).max() < 0.3
+    # a card without the centring leaves every detection as it was
+    same = centred_as_card(img, x, y, score, Outputs())
+    assert all(a is b for a, b in zip(same, (x, y, score), strict=True))

@@ -166,7 +166,13 @@ def _adapt_rings(
     **train_kw: Any,
 ) -> AdaptResult:  # fmt: skip
     """:func:`adapt_movie` for rings: the Lorenz–Mie fit, then the brightfield detector."""
-    from livetrack.adapt.rings import BASE_MODEL, measure_rings, rings_preset, write_rings_preset
+    from livetrack.adapt.rings import (
+        BASE_MODEL,
+        RINGS_MIN_F,
+        measure_rings,
+        rings_preset,
+        write_rings_preset,
+    )
     from livetrack.artifact import model_dir
     from livetrack.training import train
 
@@ -183,8 +189,10 @@ def _adapt_rings(
             pass
         result = train(preset, work, init_from=model_dir(BASE_MODEL), **train_kw)
         # the network finds the rings; their symmetry, over the mean particle's window,
-        # centres them (its offsets alone scattered 1–1.5 px on a noisy movie)
-        centring = {"refinement": "radial_symmetry", "symmetry_half_px": measured.half_px}
+        # centres them (its offsets alone scattered 1–1.5 px on a noisy movie) and drops
+        # the false rings it found in a video's texture
+        centring = {"refinement": "radial_symmetry", "symmetry_half_px": measured.half_px,
+                    "min_symmetry_f": RINGS_MIN_F}  # fmt: skip
         _finish_card(work, str(movie), out, measured, t0, BASE_MODEL, centring)
     return AdaptResult(out, measured, time.perf_counter() - t0, result.best_val_loss)
 

@@ -390,7 +390,7 @@ class Detector:
                     region=self.split_region,
                 )  # fmt: skip
         else:  # rings have no Gaussian to fit: centred on their symmetry if the card asks
-            x, y = centred_as_card(f, x, y, self.card.outputs)
+            x, y, score = centred_as_card(f, x, y, score, self.card.outputs)
             photons = background = np.full(len(x), np.nan)
             sigma = np.full(len(x), sigma0)
         self._frames = k + 1
