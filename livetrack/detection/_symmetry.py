@@ -58,8 +58,8 @@ def symmetric_centres(
 ) -> tuple[FloatArray, FloatArray]:
     """Move each (x, y) to the centre of radial symmetry of the window of side ``2·half + 1``.
 
-    A window is recentred and read again (:data:`ITERATIONS`); an estimate that leaves
-    the inner half of its window (a neighbour's rings, a flat window) keeps the start.
+    A window is recentred and read again (:data:`ITERATIONS`); an estimate that moved
+    farther than ``half`` (a neighbour's rings, a flat window) keeps the start.
     Windows reaching past the frame's edge see its last pixels repeated.
     """
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
@@ -93,6 +93,8 @@ def radial_f(frame: NDArray[np.generic], x: FloatArray, y: FloatArray, half: int
     img = np.asarray(frame)
     h, w = img.shape
     n = len(x)
+    if n == 0:
+        return np.zeros(0)
     offs = np.arange(-half, half + 1)
     ix, iy = np.rint(x).astype(int), np.rint(y).astype(int)
     rows = np.clip(iy[:, None, None] + offs[None, :, None], 0, h - 1)

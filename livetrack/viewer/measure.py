@@ -3,15 +3,15 @@
 Opens napari with the live widget connected to a running service (its preview on,
 as a user sees it, at ``HZ`` pictures a second or the widget's default), lets
 napari's own event loop run for ``SECONDS``, and prints one JSON line: pictures drawn
-per second, draws, what was left undrawn, the cost of a draw, the canvas and its
-zoom, and the CPU napari used. ``livetrack bench --only
-viewer`` runs it as the viewer process (napari is another process beside the
-service, as in use). Needs a display (Xvfb works).
+per second, draws, what was left undrawn, the cost of a draw, the canvas, the window
+and the zoom, and the CPU napari used. ``livetrack bench --only viewer`` runs it as
+the viewer process (napari is another process beside the service, as in use). Needs
+a display (Xvfb works).
 
-The window is sized so that the canvas is :data:`CANVAS_PX` square and a 512² frame
-is drawn at 1:1: in software OpenGL a paint costs in proportion to the window's
-pixels, so a measurement in napari's saved window size would depend on whoever last
-resized it. napari's settings go to a temporary file, never the user's.
+The canvas is fixed at :data:`CANVAS_PX` square and a 512² frame drawn at 1:1: in
+software OpenGL a paint costs in proportion to the window's pixels, so a measurement
+in napari's saved window size would depend on whoever last resized it. napari's
+settings go to a temporary file, never the user's.
 """
 
 from __future__ import annotations

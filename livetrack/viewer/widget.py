@@ -11,9 +11,9 @@ Frames come one of two ways. From the service's **preview** (``prv``, asked for 
 connect at the panel's pictures a second, :data:`PREVIEW_HZ` unless changed): the
 picture of a processed frame, published right after its results, so the detections
 drawn over it were found in it; the service pays for those pictures, not for every
-frame. Or, when
-the widget publishes a **Micro-Manager core's** frames itself, straight from that
-core into napari-micromanager's own ``preview`` layer (no round trip).
+frame. Or, when the widget publishes a **Micro-Manager core's** frames itself,
+straight from that core into napari-micromanager's own ``preview`` layer (no round
+trip).
 
 A click on a detection asks the service to have the controller follow it
 (``follow``); the service carries the choice to the controller on the next frame.
@@ -46,8 +46,8 @@ from livetrack.viewer.live import LiveView, status_line
 from livetrack.wire import protocol as wire
 
 #: pictures a second asked of the service by default; up to a display's 60 on the
-#: panel. More cost a service sharing one core with its sender ~0.5–1.5 ms of p99
-#: (docs/benchmarks.md), and a viewer painting in software draws no more of them
+#: panel. 60 cost a service sharing one core with its sender up to ~1.5 ms of p99
+#: (docs/benchmarks.md), and a viewer painting in software draws few more of them
 PREVIEW_HZ = 30
 MAX_PREVIEW_HZ = 60
 #: draws a second of the newest detections when no pictures come
