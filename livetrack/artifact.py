@@ -76,7 +76,7 @@ class Outputs(_Frozen):
     refinement: Literal["none", "gaussian_mle", "radial_symmetry"] = "gaussian_mle"
     symmetry_half_px: Annotated[int, Field(ge=2)] = 8
     # radial_symmetry: keep a detection only if its radial profile explains its window
-    # by this ANOVA ratio at least (detection/_symmetry.radial_f; 0: keep every one)
+    # by this ANOVA ratio at least (detection/symmetry.radial_f; 0: keep every one)
     min_symmetry_f: Annotated[float, Field(ge=0)] = 0.0
     # after refinement, drop spots whose fitted SNR (ISBI form) is below this: noise blobs
     min_fit_snr: Annotated[float, Field(ge=0)] = 1.2

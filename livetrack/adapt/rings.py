@@ -33,7 +33,7 @@ from livetrack.config import read_toml, resolve_config_path
 #: the shipped preset and model a ring movie's adaptation starts from
 BASE_PRESET = "brightfield_colloid_detector"
 BASE_MODEL = "brightfield-colloid-detector"
-#: the card's ``min_symmetry_f`` (detection/_symmetry.radial_f): white noise stays below
+#: the card's ``min_symmetry_f`` (detection/symmetry.radial_f): white noise stays below
 #: ~3, the false rings found in a compressed video's texture had a median of 14 (90 %
 #: below 29), real beads and colloids were all above 180 (three real movies)
 RINGS_MIN_F = 20.0

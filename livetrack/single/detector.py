@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from livetrack.detection.detector import Detections
+from livetrack.detection.symmetry import symmetry_centres
 from livetrack.single.size import crop_for
 from livetrack.single.template import ParticleTemplate
 
@@ -41,39 +42,8 @@ def radial_symmetry_centre(window: NDArray[np.floating]) -> tuple[float, float]:
 
     Returns coordinates relative to the window (pixel centres at integers).
     """
-    img = np.asarray(window, np.float64)
-    ny, nx = img.shape
-    # gradients at the corners between pixels (Roberts cross), smoothed 3×3
-    du = img[:-1, 1:] - img[1:, :-1]
-    dv = img[:-1, :-1] - img[1:, 1:]
-    k = np.ones((3, 3)) / 9.0
-    from scipy.ndimage import convolve
-
-    du = convolve(du, k, mode="nearest")
-    dv = convolve(dv, k, mode="nearest")
-    xm = np.arange(nx - 1)[None, :] + 0.5 + np.zeros((ny - 1, 1))
-    ym = np.arange(ny - 1)[:, None] + 0.5 + np.zeros((1, nx - 1))
-    grad2 = du * du + dv * dv
-    with np.errstate(divide="ignore", invalid="ignore"):
-        m = -(du + dv) / (du - dv)
-    bad = ~np.isfinite(m)
-    m[bad] = 0.0
-    b = ym - m * xm
-    sdI2 = grad2.sum()
-    xc0 = (grad2 * xm).sum() / sdI2
-    yc0 = (grad2 * ym).sum() / sdI2
-    w = grad2 / np.sqrt((xm - xc0) ** 2 + (ym - yc0) ** 2 + 1e-12)
-    w[bad] = 0.0
-    wm2p1 = w / (m * m + 1.0)
-    sw = wm2p1.sum()
-    smmw = (m * m * wm2p1).sum()
-    smw = (m * wm2p1).sum()
-    smbw = (m * b * wm2p1).sum()
-    sbw = (b * wm2p1).sum()
-    det = smw * smw - smmw * sw
-    xc = (smbw * sw - smw * sbw) / det
-    yc = (smbw * smw - smmw * sbw) / det
-    return float(xc), float(yc)
+    x, y = symmetry_centres(np.asarray(window, np.float64)[None])
+    return float(x[0]), float(y[0])
 
 
 #: frames whose mean image becomes the particle's template

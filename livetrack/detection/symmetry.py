@@ -53,6 +53,17 @@ def symmetry_centres(crops: NDArray[np.floating]) -> tuple[FloatArray, FloatArra
         return (smbw * sw - smw * sbw) / det, (smbw * smw - smmw * sbw) / det
 
 
+def _windows(
+    img: NDArray[np.generic], ix: NDArray[np.int_], iy: NDArray[np.int_], half: int
+) -> Any:
+    """The (N, 2·half + 1, 2·half + 1) windows centred on (ix, iy); the edge pixels repeat."""
+    h, w = img.shape
+    offs = np.arange(-half, half + 1)
+    rows = np.clip(iy[:, None, None] + offs[None, :, None], 0, h - 1)
+    cols = np.clip(ix[:, None, None] + offs[None, None, :], 0, w - 1)
+    return img[rows, cols]
+
+
 def symmetric_centres(
     frame: NDArray[np.generic], x: FloatArray, y: FloatArray, half: int
 ) -> tuple[FloatArray, FloatArray]:
@@ -66,16 +77,13 @@ def symmetric_centres(
     if len(x) == 0:
         return x, y
     img = np.asarray(frame)
-    offs = np.arange(-half, half + 1)
     h, w = img.shape
     cx, cy = x.copy(), y.copy()
     good = np.ones(len(x), bool)
     for _ in range(ITERATIONS):
         ix = np.clip(np.rint(cx).astype(int), 0, w - 1)
         iy = np.clip(np.rint(cy).astype(int), 0, h - 1)
-        rows = np.clip(iy[:, None, None] + offs[None, :, None], 0, h - 1)
-        cols = np.clip(ix[:, None, None] + offs[None, None, :], 0, w - 1)
-        dx, dy = symmetry_centres(img[rows, cols])
+        dx, dy = symmetry_centres(_windows(img, ix, iy, half))
         good &= np.isfinite(dx) & np.isfinite(dy)
         cx, cy = np.where(good, ix - half + dx, x), np.where(good, iy - half + dy, y)
     good &= np.hypot(cx - x, cy - y) <= half
@@ -90,16 +98,12 @@ def radial_f(frame: NDArray[np.generic], x: FloatArray, y: FloatArray, half: int
     symmetric particle has F in the hundreds; white noise ~1 (the 99.9th percentile
     ~3 for a 17 × 17 window); textured background a few to tens.
     """
-    img = np.asarray(frame)
-    h, w = img.shape
     n = len(x)
     if n == 0:
         return np.zeros(0)
     offs = np.arange(-half, half + 1)
     ix, iy = np.rint(x).astype(int), np.rint(y).astype(int)
-    rows = np.clip(iy[:, None, None] + offs[None, :, None], 0, h - 1)
-    cols = np.clip(ix[:, None, None] + offs[None, None, :], 0, w - 1)
-    v = img[rows, cols].astype(np.float64).reshape(n, -1)
+    v = _windows(np.asarray(frame), ix, iy, half).astype(np.float64).reshape(n, -1)
     r = np.hypot(
         offs[None, None, :] - (x - ix)[:, None, None], offs[None, :, None] - (y - iy)[:, None, None]
     ).reshape(n, -1)
