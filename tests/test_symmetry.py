@@ -7,8 +7,10 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 from scipy.spatial import cKDTree
 
+from livetrack.detection import symmetry
 from livetrack.detection.symmetry import (
     centred_as_card,
     radial_f,
@@ -78,6 +80,30 @@ def test_noisy_rings_are_centred_from_two_pixels_off() -> None:
     assert np.array_equal(ex, [0.0, 25.0])
     assert np.array_equal(ey, [3.0, 49.0])
     assert symmetric_centres(img, np.zeros(0), np.zeros(0), 8)[0].shape == (0,)
+
+
+def test_wide_rings_are_centred_in_binned_windows_as_well_as_in_full_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(6)
+    truth = 40.0 + 60.0 * np.stack(np.meshgrid(np.arange(3), np.arange(3)), -1).reshape(-1, 2)
+    truth += rng.uniform(-3, 3, truth.shape)
+    yy, xx = np.mgrid[:200, :200]
+    img = 50.0 + rng.normal(0, 8.0, (200, 200))
+    for x0, y0 in truth:  # rings twice as wide as the others
+        r = np.hypot(xx - x0, yy - y0)
+        img += 40 * np.cos(0.45 * r) * np.exp(-r / 10)
+    start = truth + rng.uniform(-2, 2, truth.shape)
+
+    def rms(half: int) -> float:
+        x, y = symmetric_centres(img, start[:, 0], start[:, 1], half)
+        return float(np.sqrt(np.mean((x - truth[:, 0]) ** 2 + (y - truth[:, 1]) ** 2)))
+
+    binned = {half: rms(half) for half in (16, 17, 24)}  # binned by 2, 2 and 3
+    monkeypatch.setattr(symmetry, "CENTRING_HALF_PX", 100)
+    full = {half: rms(half) for half in binned}
+    # a binned pixel mapped back half a pixel off would show as 0.5 px at least
+    assert all(binned[h] < 0.25 and binned[h] <= 1.1 * full[h] for h in binned), (binned, full)
 
 
 def test_a_card_asking_for_symmetry_centres_the_detectors_rings(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from livetrack.adapt.preset import EPOCHS, STEPS_PER_EPOCH
 from livetrack.bench._offconfig import BACKGROUND_E, READ_E, off_config_movie
@@ -34,6 +35,8 @@ CELLS = ((0.6, 2.0), (0.6, 3.0), (1.6, 2.0), (1.6, 3.0))
 #: the real ring movies, inside the folder given as ``bench --real-data``
 RINGS = "deeptrack_videos/brownian_particles_gray.tif"
 COLLOIDS = "brightfield_colloids/brightfield.tif"
+#: frames timed per model, each reflected out to 512² (the speed bench's frame size)
+SPEED_FRAMES = 30
 
 
 def _isolated_rmse_over_crlb(
@@ -61,9 +64,39 @@ def _isolated_rmse_over_crlb(
     return float(np.sqrt(np.mean(err**2)) / bound) if len(err) else float("nan")
 
 
+def _ms_per_frame(adapted: Path, base: str, frames: NDArray[np.generic]) -> list[float]:
+    """Median ms per 512² frame (detect: network and read-out) of three detectors.
+
+    The adapted model, the same without its read-out's centring and cut, and the
+    model it was adapted from: they take turns frame by frame, so the machine's load
+    falls on all three.
+    """
+    from livetrack.artifact import model_dir
+    from livetrack.detection.detector import Detector
+
+    h, w = frames.shape[1:3]
+    pad = ((0, max(0, 512 - h)), (0, max(0, 512 - w)))
+    shown = [np.pad(f, pad, mode="reflect")[:512, :512] for f in frames[:SPEED_FRAMES]]
+    detectors = [Detector(adapted), Detector(adapted), Detector(model_dir(base))]
+    plain = detectors[1].card.outputs.model_copy(update={"refinement": "none"})
+    detectors[1].card = detectors[1].card.model_copy(update={"outputs": plain})
+    times: list[list[float]] = [[], [], []]
+    for d in detectors:
+        d.warm_up()
+    for f in shown:
+        for d, t in zip(detectors, times, strict=True):
+            t0 = time.perf_counter()
+            d.detect(f)
+            t.append((time.perf_counter() - t0) * 1e3)
+    return [float(np.median(t)) for t in times]
+
+
 def _real_rings(movie: Path, tmp: Path, dark: bool = False) -> dict[str, Any]:
     """One real ring movie through ``adapt`` and ``process``, against the expert trackpy."""
+    import tifffile
+
     from livetrack.adapt import adapt_movie
+    from livetrack.artifact import read_card
     from livetrack.bench._lodestar import expert_trackpy, interior_matched, ring_movie
     from livetrack.offline.process import DetectorSpec, track_movie
 
@@ -73,6 +106,8 @@ def _real_rings(movie: Path, tmp: Path, dark: bool = False) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     ours, _, _ = track_movie(source, DetectorSpec(model=str(result.model)))
     ref = expert_trackpy(frames)
+    base = read_card(result.model).metrics["adaptation"]["base_model"]
+    adapted_ms, plain_ms, base_ms = _ms_per_frame(result.model, base, tifffile.imread(source))
     ours_in, theirs_in = interior_matched(ours, ref, frames.shape)
     m = result.measured
     return {
@@ -81,6 +116,8 @@ def _real_rings(movie: Path, tmp: Path, dark: bool = False) -> dict[str, Any]:
         f"{getattr(m, 'z_um', 0):.1f} µm",
         "per_frame": len(ours) / len(frames), "reference_per_frame": len(ref) / len(frames),
         "ours_matched_interior": ours_in, "reference_matched_interior": theirs_in,
+        "adapted_ms_per_512_frame": adapted_ms, "uncentred_ms_per_512_frame": plain_ms,
+        "base_ms_per_512_frame": base_ms,
     }  # fmt: skip
 
 

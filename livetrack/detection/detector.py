@@ -26,7 +26,6 @@ from livetrack.artifact import (
 )
 from livetrack.detection._folded import folded_network
 from livetrack.detection._matched import with_matched
-from livetrack.detection._newton import compile_now
 from livetrack.detection._refine import NARROW_PSF_PX, refine
 from livetrack.detection._split import SPLIT_Z, split_merged
 from livetrack.detection.normalise import compile_now as compile_normalise
@@ -39,7 +38,7 @@ from livetrack.detection.precision import (
 )
 from livetrack.detection.precision import native_bfloat16 as native_bfloat16
 from livetrack.detection.precision import set_network_threads as set_network_threads
-from livetrack.detection.readout import read_peaks
+from livetrack.detection.readout import compile_now, read_peaks
 from livetrack.detection.symmetry import centred_as_card
 from livetrack.runtime import quiet_tensorflow_start
 from livetrack.simulation.camera import gaussian_peak_fraction

@@ -81,3 +81,12 @@ def score_at(
         for dx in (0, 1, 2):
             mass += 1.0 / (1.0 + np.exp(-logit[cy + dy, cx + dx]))
     return np.minimum(mass / HEAT_MASS, 1.0)
+
+
+def compile_now() -> None:
+    """Load (or compile, once per machine) the read-out's kernels: fit and centring."""
+    from livetrack.detection._newton import compile_now as compile_fit
+    from livetrack.detection.symmetry import compile_now as compile_centring
+
+    compile_fit()
+    compile_centring()
