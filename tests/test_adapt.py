@@ -100,6 +100,26 @@ def test_the_simulators_sphere_is_fitted_to_a_movie_of_its_rings() -> None:
     assert abs(measured.radius_um - 1.0) < 0.15
     assert abs(measured.refractive_index - 1.45) < 0.04
     assert mean.shape == fitted.shape
+    assert measured.agreement > 0.98  # one kind of particle
+    assert measured.caution() is None
+
+
+def test_particles_at_many_focal_planes_are_flagged_not_averaged_silently() -> None:
+    from livetrack.adapt.rings import MIN_AGREEMENT, measure_rings
+
+    cfg = load_simulation_config("brightfield_colloid_detector")
+    p = cfg.particles
+    parts = p.model_copy(update={"number": 10, "z_um": p.z_um.model_copy(
+        update={"min": 2.0, "max": 15.0})})  # fmt: skip
+    cam = cfg.camera.model_copy(update={"width": 256, "height": 256})
+    movie = simulate_movie(cfg.model_copy(update={"camera": cam, "particles": parts}), 6, seed=2)
+    measured, _ = measure_rings(movie.frames, None)
+    assert measured.agreement < MIN_AGREEMENT
+    message = measured.caution()
+    assert message is not None
+    assert "differ" in message
+    assert "--self-supervised" in message
+    assert measured.as_record()["agreement"] == measured.agreement  # on the card too
 
 
 def test_too_few_rings_to_fit_are_refused_with_what_was_found() -> None:

@@ -39,6 +39,10 @@ BASE_MODEL = "brightfield-colloid-detector"
 RINGS_MIN_F = 20.0
 #: mean particles averaged from fewer crops than this are too noisy to fit
 MIN_CROPS = 8
+#: a tenth of the crops correlating less than this with their mean: the particles
+#: differ (other focal planes, sizes), and a model of the mean one will miss the rest
+#: (one kind of bead, three real movies: ≥ 0.985; beads at many focal planes: 0.85)
+MIN_AGREEMENT = 0.95
 #: the fit's start (radius µm, index, height µm), its σ, and where a sphere may lie
 START = ((1.0, 1.45, 10.0), (0.5, 0.1, 5.0))
 SEARCH = ((0.2, 1.34, 0.5), (4.0, 2.0, 60.0))
@@ -62,6 +66,20 @@ class RingsMeasured:
     background_adu: float
     per_frame: float
     polarity: str = "interference"
+    #: the 10th percentile of the crops' correlation with their mean
+    agreement: float = 1.0
+
+    def caution(self) -> str | None:
+        """What the user should know before trusting the model, if anything."""
+        if self.agreement >= MIN_AGREEMENT:
+            return None
+        return (
+            f"the {self.crops} isolated particles differ: a tenth of them correlate less than "
+            f"{self.agreement:.2f} with their mean (one kind of particle at one height: ≥ "
+            f"{MIN_AGREEMENT}). The model is trained for the mean particle and may miss "
+            "those unlike it (other focal planes or sizes): check fit.png and the results, "
+            "or try --self-supervised"
+        )
 
     def as_record(self) -> dict[str, Any]:
         """JSON-ready, for the card."""
@@ -70,11 +88,13 @@ class RingsMeasured:
 
 def mean_particle(
     stack: NDArray[Any], radius: float, full_scale: float = np.inf
-) -> tuple[NDArray[np.float64], int, float]:
-    """The isolated particles' mean image (each centred), how many, and particles a frame.
+) -> tuple[NDArray[np.float64], int, float, float]:
+    """The isolated particles' mean image (each centred), how many, and how alike.
 
-    A pixel saturated (at ``full_scale``) in most crops stays at ``full_scale``: the fit
-    then takes it as "at least", where a mean of clipped values would flatten the core.
+    Returns the mean, the number of crops, particles a frame, and the 10th percentile
+    of the crops' correlation with their mean. A pixel saturated (at ``full_scale``) in
+    most crops stays at ``full_scale``: the fit then takes it as "at least", where a
+    mean of clipped values would flatten the core.
     """
     from livetrack.adapt.self_supervised import particle_peaks
     from livetrack.detection.lodestar import lodestar_normalise
@@ -107,8 +127,12 @@ def mean_particle(
             "their optics: try --self-supervised"
         )
     mean: NDArray[np.float64] = np.mean(crops, axis=0)
+    flat = np.reshape(crops, (len(crops), -1))
+    flat = flat - flat.mean(axis=1, keepdims=True)
+    m = mean.ravel() - mean.mean()
+    r = flat @ m / np.maximum(np.linalg.norm(flat, axis=1) * np.linalg.norm(m), 1e-300)
     mean[np.mean(clipped, axis=0) > 0.5] = full_scale
-    return mean, len(crops), count / len(stack)
+    return mean, len(crops), count / len(stack), float(np.quantile(r, 0.1))
 
 
 def measure_rings(stack: NDArray[Any], pixel_size_um: float | None) -> tuple[RingsMeasured, Any]:
@@ -123,7 +147,7 @@ def measure_rings(stack: NDArray[Any], pixel_size_um: float | None) -> tuple[Rin
     frames = np.asarray(stack, np.float64)
     _, _, radius = particle_extent(frames[0])
     full = float(np.iinfo(stack.dtype).max) if stack.dtype.kind == "u" else np.inf
-    mean, crops, per_frame = mean_particle(frames, radius, full)
+    mean, crops, per_frame, agreement = mean_particle(frames, radius, full)
     level = float(np.median(frames))
     # the mean's noise: the frames' (frame to frame, over the background) over √crops
     noise = float(np.median(np.abs(np.diff(frames, axis=0)))) * 1.4826 / math.sqrt(2.0)
@@ -144,7 +168,7 @@ def measure_rings(stack: NDArray[Any], pixel_size_um: float | None) -> tuple[Rin
         pixel_from="file" if pixel_size_um else "assumed (the base preset's)",
         radius_um=fit.radius_um, refractive_index=fit.refractive_index, z_um=fit.z_um,
         reduced_chi2=float(fit.reduced_chi2), residual=float(np.std(mean - model)) / span,
-        background_adu=level, per_frame=per_frame,
+        background_adu=level, per_frame=per_frame, agreement=agreement,
     )  # fmt: skip
     return measured, (mean, model)
 

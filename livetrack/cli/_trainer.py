@@ -186,6 +186,9 @@ def adapt(
         f"preset: {result.model / 'preset.toml'}; use it: livetrack process {movie} "
         f"--model {result.model}"
     )
+    caution = m.caution() if isinstance(m, RingsMeasured) else None
+    if caution:
+        console.print(f"warning: {caution}", highlight=False)
 
 
 def _self_supervised(
