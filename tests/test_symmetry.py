@@ -80,6 +80,12 @@ def test_noisy_rings_are_centred_from_two_pixels_off() -> None:
     assert np.array_equal(ex, [0.0, 25.0])
     assert np.array_equal(ey, [3.0, 49.0])
     assert symmetric_centres(img, np.zeros(0), np.zeros(0), 8)[0].shape == (0,)
+    # a big-endian frame (FITS) or a boolean mask reads as its numbers
+    sx, sy = symmetric_centres(img, start[:, 0], start[:, 1], 8)
+    bx, by = symmetric_centres(img.astype(">f8"), start[:, 0], start[:, 1], 8)
+    np.testing.assert_array_equal(bx, sx)
+    np.testing.assert_array_equal(by, sy)
+    assert np.isfinite(radial_f(img > 50, start[:, 0], start[:, 1], 8)).all()
 
 
 def test_wide_rings_are_centred_in_binned_windows_as_well_as_in_full_ones(

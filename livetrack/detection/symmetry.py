@@ -155,6 +155,14 @@ def _in_frame_py(
 _in_frame = cast(Callable[..., None], njit(cache=True, nogil=True)(_in_frame_py))
 
 
+def _readable(frame: NDArray[np.generic]) -> NDArray[Any]:
+    """The frame as the kernels read it: native byte order, numbers (a FITS file's are not)."""
+    img = np.asarray(frame)
+    if img.dtype.isnative and img.dtype.kind in "uif":
+        return img
+    return img.astype(np.float64)
+
+
 def symmetric_centres(
     frame: NDArray[np.generic], x: FloatArray, y: FloatArray, half: int
 ) -> tuple[FloatArray, FloatArray]:
@@ -171,7 +179,7 @@ def symmetric_centres(
     out_x, out_y = np.empty(len(x)), np.empty(len(x))
     if len(x):
         b = max(1, half // CENTRING_HALF_PX)
-        _in_frame(np.asarray(frame), x, y, int(half), b, ITERATIONS, RECENTRE_PX, out_x, out_y)
+        _in_frame(_readable(frame), x, y, int(half), b, ITERATIONS, RECENTRE_PX, out_x, out_y)
     return out_x, out_y
 
 
@@ -223,7 +231,7 @@ def radial_f(frame: NDArray[np.generic], x: FloatArray, y: FloatArray, half: int
     """
     out = np.empty(len(x))
     if len(x):
-        _radial_f(np.asarray(frame), np.ascontiguousarray(x, np.float64),
+        _radial_f(_readable(frame), np.ascontiguousarray(x, np.float64),
                   np.ascontiguousarray(y, np.float64), int(half), out)  # fmt: skip
     return out
 
