@@ -240,3 +240,43 @@ def test_the_napari_widget_draws_a_live_service_and_a_click_steers_the_controlle
     assert seen["preview_rates"] == [30.0, 12.0]
     assert not seen["tensorflow"]
     assert shot.stat().st_size > 10_000
+
+
+_QUIET = """
+import json, os, sys, tempfile
+os.environ["NAPARI_CONFIG"] = os.path.join(tempfile.mkdtemp(), "settings.yaml")
+import numpy as np, napari
+from livetrack.viewer.layers import LiveLayers
+viewer = napari.Viewer(show=False)
+layers = LiveLayers(viewer)
+seen = []
+viewer.layers.events.connect(lambda e: seen.append(e.type))
+rng = np.random.default_rng(0)
+frames = [rng.integers(0, 4000, (64, 64)).astype(np.uint16) for _ in range(4)]
+layers.draw_image(frames[0], 1)  # made, then written in place
+layers.draw_image(frames[1], 1)  # the first thumbnail is due
+due = len(seen)
+seen.clear()
+layers.draw_image(frames[2], 1)  # within a second of it: no thumbnail
+quiet = len(seen)
+drawn = bool((viewer.layers["livetrack frame"].data == frames[2]).all())
+layers._thumbnails_at.clear()
+layers.draw_image(frames[3], 1)
+print(json.dumps({"due": due, "quiet": quiet, "after": len(seen), "drawn": drawn}))
+viewer.close()
+"""
+
+
+@pytest.mark.gui
+@pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="no display (install Xvfb)")
+def test_a_picture_reaches_its_layer_without_repainting_the_layer_list() -> None:
+    pytest.importorskip("napari")
+    run = subprocess.run(
+        [sys.executable, "-c", _QUIET], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    assert seen["drawn"]  # the new picture is in the layer
+    assert seen["quiet"] == 0  # the list (and its view) heard nothing of it
+    assert seen["due"] > 0  # once a second it does: the thumbnail
+    assert seen["after"] > 0
