@@ -144,8 +144,8 @@ class LiveLayers:
         """Keep a refresh's events from the layer list unless a thumbnail is due.
 
         The list passes on every event of its layers, and its view repaints the
-        layer's row for each (~2.6 ms a picture on llvmpipe: 41 → 47 pictures a second
-        drawn on one core); in napari itself that view is its only listener.
+        layer's row for each (~2.6 ms a picture on llvmpipe, of ~24); in napari itself
+        that view is its only listener.
         """
         return nullcontext() if thumbnail else self.viewer.layers.events.blocker()
 
