@@ -30,12 +30,13 @@ import numpy as np
 
 from livetrack.bench._overhead import NormaliseOnly
 from livetrack.service import Service, ServiceConfig
+from livetrack.viewer import live
 from livetrack.wire.client import FramePublisher, ResultSubscriber
 
 RATE_HZ = 100.0
 DRAW_HZ = 30.0
 #: the preview's rate: the widget's default, or ``LIVETRACK_PREVIEW_HZ`` (up to 60)
-PREVIEW_HZ = int(os.environ.get("LIVETRACK_PREVIEW_HZ", "30"))
+PREVIEW_HZ = int(os.environ.get("LIVETRACK_PREVIEW_HZ", str(live.PREVIEW_HZ)))
 
 
 def _viewer(endpoints: dict[str, str], seconds: float, out: Any) -> None:

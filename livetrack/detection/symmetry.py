@@ -117,6 +117,22 @@ def symmetry_centres(crops: NDArray[np.floating]) -> tuple[FloatArray, FloatArra
     return xs, ys
 
 
+def _gather_py(frame: NDArray[Any], x0: int, y0: int, b: int, out: FloatArray) -> None:
+    """Fill ``out`` with the frame's window from pixel (x0, y0), ``b`` × ``b`` blocks summed.
+
+    Beyond the frame's edge its last pixels repeat.
+    """
+    h, w = frame.shape
+    out[:] = 0.0
+    for r in range(out.shape[0] * b):
+        fr = min(max(y0 + r, 0), h - 1)
+        for c in range(out.shape[1] * b):
+            out[r // b, c // b] += frame[fr, min(max(x0 + c, 0), w - 1)]
+
+
+_gather = cast(Callable[..., None], njit(cache=True, nogil=True)(_gather_py))
+
+
 def _in_frame_py(
     frame: NDArray[Any], x: FloatArray, y: FloatArray, half: int, b: int,
     iterations: int, recentre: float, out_x: FloatArray, out_y: FloatArray,
@@ -132,11 +148,7 @@ def _in_frame_py(
             ix = min(max(int(np.rint(cx)), 0), w - 1)
             iy = min(max(int(np.rint(cy)), 0), h - 1)
             x0, y0 = ix - b * hb - (b - 1) // 2, iy - b * hb - (b - 1) // 2
-            win[:] = 0.0
-            for r in range(side * b):
-                fr = min(max(y0 + r, 0), h - 1)
-                for c in range(side * b):
-                    win[r // b, c // b] += frame[fr, min(max(x0 + c, 0), w - 1)]
+            _gather(frame, x0, y0, b, win)
             ex, ey = _centre(win)
             if not (math.isfinite(ex) and math.isfinite(ey)):
                 good = False
@@ -185,7 +197,6 @@ def symmetric_centres(
 
 @njit(cache=True, nogil=True)
 def _radial_f(frame, x, y, half, out):  # type: ignore[no-untyped-def]
-    h, w = frame.shape
     side = 2 * half + 1
     n_px = side * side
     count = np.empty(half + 1)
@@ -194,13 +205,8 @@ def _radial_f(frame, x, y, half, out):  # type: ignore[no-untyped-def]
     for k in range(len(x)):
         ix, iy = int(np.rint(x[k])), int(np.rint(y[k]))
         fx, fy = x[k] - ix, y[k] - iy
-        mean = 0.0
-        for r in range(side):
-            fr = min(max(iy - half + r, 0), h - 1)
-            for c in range(side):
-                v[r, c] = frame[fr, min(max(ix - half + c, 0), w - 1)]
-                mean += v[r, c]
-        mean /= n_px
+        _gather(frame, ix - half, iy - half, 1, v)
+        mean = v.sum() / n_px
         count[:] = 0.0
         total[:] = 0.0
         squares = 0.0

@@ -16,7 +16,7 @@ import zmq
 
 from livetrack.artifact import ArtifactError, artifact_kind, check_fits
 from livetrack.linking import OnlineLinker
-from livetrack.service._results import MAX_PREVIEW_HZ, ResultsOut
+from livetrack.service._results import ResultsOut
 from livetrack.service._stats import ServiceStats
 from livetrack.service.config import FrameDetector, Policy, ServiceConfig
 from livetrack.wire import protocol as wire
@@ -152,8 +152,8 @@ class ControlChannel:
     def _set_preview(self, req: dict[str, Any]) -> None:
         hz: Any = req.get("hz")
         side = req.get("max_side", 1024)
-        if not _number(hz) or not 0 <= hz <= MAX_PREVIEW_HZ:
-            want = f"a number 0-{MAX_PREVIEW_HZ:g} (0: off)"
+        if not _number(hz) or not 0 <= hz <= wire.MAX_PREVIEW_HZ:
+            want = f"a number 0-{wire.MAX_PREVIEW_HZ:g} (0: off)"
             self._refuse("bad_control", f"hz {hz!r}: expected {want}")
         elif not isinstance(side, int) or isinstance(side, bool) or not 16 <= side <= wire.MAX_DIM:
             self._refuse("bad_control", f"max_side {side!r}: expected an integer 16-{wire.MAX_DIM}")

@@ -27,8 +27,6 @@ from livetrack.service._stats import ServiceStats
 from livetrack.wire import protocol as wire
 
 log = logging.getLogger("livetrack.service")
-#: the fastest preview a client may ask for (a display's rate; more only costs the loop)
-MAX_PREVIEW_HZ = 60.0
 #: frames held for the preview while their results are being computed
 HELD = 4
 

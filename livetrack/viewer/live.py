@@ -24,6 +24,12 @@ from numpy.typing import NDArray
 
 from livetrack.wire import protocol as wire
 
+#: pictures a second a viewer asks of the service by default (the widget's panel goes
+#: up to the wire's MAX_PREVIEW_HZ, a display's 60): 60 cost a service sharing one core
+#: with its sender up to ~1.5 ms of p99 (docs/benchmarks.md), and a viewer painting in
+#: software draws few more of them
+PREVIEW_HZ = 30
+
 #: track points kept across frames (bounds memory whatever the frame rate)
 MAX_POINTS = 200_000
 #: recent frames' detections kept to match a picture that arrives after them

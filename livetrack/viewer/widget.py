@@ -42,14 +42,9 @@ from qtpy.QtWidgets import (
 )
 
 from livetrack.viewer.layers import PREVIEW_LAYER, LiveLayers
-from livetrack.viewer.live import LiveView, status_line
+from livetrack.viewer.live import PREVIEW_HZ, LiveView, status_line
 from livetrack.wire import protocol as wire
 
-#: pictures a second asked of the service by default; up to a display's 60 on the
-#: panel. 60 cost a service sharing one core with its sender up to ~1.5 ms of p99
-#: (docs/benchmarks.md), and a viewer painting in software draws few more of them
-PREVIEW_HZ = 30
-MAX_PREVIEW_HZ = 60
 #: draws a second of the newest detections when no pictures come
 DRAW_HZ = 30
 POLICIES = ("realtime", "lossless")
@@ -105,7 +100,7 @@ class LiveTrackWidget(QWidget):
         self.tail.setValue(self.view.tail_frames)
         self.tail.valueChanged.connect(self._set_tail)
         self.preview_hz = QSpinBox()
-        self.preview_hz.setRange(1, MAX_PREVIEW_HZ)
+        self.preview_hz.setRange(1, wire.MAX_PREVIEW_HZ)
         self.preview_hz.setValue(PREVIEW_HZ)
         self.preview_hz.valueChanged.connect(self._set_preview_rate)
         self.show_frames = QCheckBox("show the service's frames")
