@@ -36,8 +36,7 @@ TOPICS: Final = (TOPIC_DETECTIONS, TOPIC_TRACKS, TOPIC_EVENTS, TOPIC_STATUS)
 # Camera frames at a throttled rate, only once a client asked (``set_preview``):
 # not in TOPICS, so a subscriber that takes the default topics never receives them.
 TOPIC_PREVIEW: Final = b"prv"
-#: the fastest preview a client may ask for (a display's rate; more only costs the loop)
-MAX_PREVIEW_HZ: Final = 60
+MAX_PREVIEW_HZ: Final = 60  # the fastest preview to ask for: a display's (more costs the loop)
 
 MAX_HEADER_BYTES: Final = 64 * 1024
 MAX_FRAME_BYTES: Final = 256 * 1024 * 1024  # a 8192² float32 frame
