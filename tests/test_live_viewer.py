@@ -280,3 +280,56 @@ def test_a_picture_reaches_its_layer_without_repainting_the_layer_list() -> None
     assert seen["quiet"] == 0  # the list (and its view) heard nothing of it
     assert seen["due"] > 0  # once a second it does: the thumbnail
     assert seen["after"] > 0
+
+
+_SPAN = """
+import json, os, tempfile
+os.environ["NAPARI_CONFIG"] = os.path.join(tempfile.mkdtemp(), "settings.yaml")
+import numpy as np, napari
+from livetrack.viewer.layers import NOW, LiveLayers
+from livetrack.viewer.live import Snapshot
+viewer = napari.Viewer(show=False)
+layers = LiveLayers(viewer)
+rng = np.random.default_rng(0)
+ranged = []
+viewer.dims.events.range.connect(lambda e: ranged.append(e.type))
+
+def draw(seq, frames, short=0):  # 5 particles anywhere in 60², the last `short` frames unseen
+    rows = np.array([[i, t, *rng.uniform(0, 60, 2)] for i in range(5)
+                     for t in range(seq - frames + 1, seq + 1 - short)])
+    layers._tracks_at = -np.inf  # a rebuild is due
+    layers.draw(Snapshot(seq, np.zeros((0, 2)), np.zeros(0, int), rows, {}, 0), 30, None)
+    rows[:, 1] += NOW - seq
+    return bool(np.allclose(layers.tracks.data, rows))
+
+def holds():
+    return viewer.dims.range[0].start <= NOW <= viewer.dims.range[0].stop
+
+first = draw(10, 4, short=2)  # tails ending before the drawn frame: NOW out of range
+before = holds()
+ranged.clear()
+reached = draw(11, 4)
+after_reaching = len(ranged)
+ranged.clear()
+moved = draw(12, 4)  # every particle elsewhere, NOW in range
+longer = draw(13, 6)
+print(json.dumps({"before": before, "reaching": after_reaching, "holds": holds(),
+                  "same": len(ranged), "point": float(viewer.dims.point[0]),
+                  "drawn": [first, reached, moved, longer]}))
+viewer.close()
+"""
+
+
+@pytest.mark.gui
+@pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="no display (install Xvfb)")
+def test_tails_are_drawn_without_ranging_the_axes_again_while_now_is_in_range() -> None:
+    pytest.importorskip("napari")
+    run = subprocess.run([sys.executable, "-c", _SPAN], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    assert seen["drawn"] == [True] * 4  # every rebuild reached the Tracks layer
+    assert not seen["before"]
+    assert seen["reaching"] > 0  # ranged anew to hold NOW
+    assert seen["holds"]
+    assert seen["same"] == 0  # moved and longer tails are not ranged again
+    assert seen["point"] == NOW
