@@ -25,7 +25,7 @@ FloatArray = NDArray[np.float64]
 
 #: the matched filter's z (a spot's correlation over the noise's) that confirms a
 #: network peak scored below its threshold, and that adds a spot the network missed
-#: (0.75× PSF, peak SNR 2, 48 short movies: precision 0.984 / 0.988 with and without
+#: (0.75× PSF, peak SNR 2, 24 short movies: precision 0.984 / 0.988 with and without
 #: a 60 % gradient, recall 0.76 against trackpy's 0.72; 4.0 / 4.2 read 0.979 / 0.79)
 CONFIRM_Z = 4.1
 MATCHED_Z = 4.4
