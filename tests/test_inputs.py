@@ -236,6 +236,27 @@ def test_real_movies_polarity_is_read_right() -> None:
     assert apparent_polarity(tifffile.imread(movie, key=0)) == "interference"
 
 
+def test_a_movie_starting_on_blank_frames_is_read_by_the_frames_that_show_particles() -> None:
+    from livetrack.adapt.measure import AdaptError, measure_movie
+    from livetrack.artifact import read_card
+    from livetrack.detection.appearance import apparent_polarity, movie_polarity
+
+    from .conftest import REAL_DATA
+
+    movie = REAL_DATA / "brightfield_colloids" / "brightfield.tif"
+    if not movie.is_file():
+        pytest.skip("the real movies are not beside this checkout")
+    rings = tifffile.imread(movie, key=range(4))
+    # a shutter opening: two frames of the background's noise alone
+    blank = RNG.normal(rings.mean(), 2.0, (2, *rings.shape[1:])).astype(rings.dtype)
+    frames = np.concatenate([blank, rings])
+    assert apparent_polarity(frames[0]) is None
+    assert movie_polarity(frames) == "interference"
+    assert movie_polarity(blank) is None
+    with pytest.raises(AdaptError, match="rings"):  # never measured as bright spots
+        measure_movie(frames, read_card("default"))
+
+
 def test_serve_finds_dark_particles_with_invert(tmp_path: Path) -> None:
     from scipy.spatial import cKDTree
 

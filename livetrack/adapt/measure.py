@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 from scipy import ndimage, optimize, special
 from scipy.spatial import cKDTree
 
-from livetrack.detection.appearance import apparent_polarity, apparent_sigma
+from livetrack.detection.appearance import apparent_sigma, movie_polarity
 from livetrack.detection.camera import estimate_camera
 from livetrack.linking.from_data import measure_motion
 
@@ -193,7 +193,7 @@ def measure_movie(frames: NDArray[Any], base_card: Any) -> Measured:
     stack = np.asarray(frames, np.float64)
     if stack.ndim != 3 or len(stack) == 0:
         raise AdaptError(f"expected frames (T, H, W), got an array of shape {stack.shape}")
-    polarity = apparent_polarity(stack[0])
+    polarity = movie_polarity(stack)
     if polarity == "dark-on-bright":
         raise AdaptError(
             "the particles look dark on a bright background: adapt fits bright spots; "

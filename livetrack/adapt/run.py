@@ -20,7 +20,7 @@ from livetrack.adapt.measure import AdaptError, Measured, measure_movie
 from livetrack.adapt.preset import EPOCHS, STEPS_PER_EPOCH, adapted_preset, write_preset
 from livetrack.adapt.rings import RingsMeasured
 from livetrack.artifact import default_model_dir, read_card, write_card
-from livetrack.detection.appearance import apparent_polarity
+from livetrack.detection.appearance import movie_polarity
 
 #: frames read to measure the movie (its first ones)
 FRAMES = 16
@@ -140,7 +140,7 @@ def adapt_movie(
     out = Path(output)
     refuse_existing(out, force)
     info, stack = read_movie(movie, frames)
-    if apparent_polarity(stack[0]) == "interference":
+    if movie_polarity(stack) == "interference":
         rings = (movie, out, info, stack, epochs, steps_per_epoch, t0)
         return _adapt_rings(*rings, workers=workers, verbose=verbose, on_epoch=on_epoch)
     base_card = read_card(default_model_dir())

@@ -27,7 +27,7 @@ from scipy.spatial import cKDTree
 from livetrack.adapt.measure import AdaptError
 from livetrack.adapt.run import model_folder, read_movie, refuse_existing
 from livetrack.artifact import Expects, ModelCard, Outputs, Training, write_card
-from livetrack.detection.appearance import apparent_polarity
+from livetrack.detection.appearance import movie_polarity
 from livetrack.detection.lodestar import (
     CALIBRATION,
     STRIDE,
@@ -127,7 +127,7 @@ def find_particles(stack: NDArray[Any], pad: int) -> tuple[Found, NDArray[np.flo
             f"({per_frame:.1f} per frame, {2 * radius:.0f} px across): --self-supervised "
             f"needs at least {MIN_WINDOWS} with {crop + 2 * pad} px of frame around them"
         )
-    found = Found(float(radius), crop, len(windows), per_frame, apparent_polarity(stack[0]))
+    found = Found(float(radius), crop, len(windows), per_frame, movie_polarity(stack))
     return found, windows
 
 

@@ -13,6 +13,7 @@ images do both (rings).
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -92,6 +93,19 @@ def apparent_polarity(frame: NDArray[Any]) -> Polarity | None:
     if share <= 1 - _ONE_SIDED:
         return "dark-on-bright"
     return "interference"
+
+
+def movie_polarity(frames: NDArray[Any], first: int = 8) -> Polarity | None:
+    """The polarity most of the ``first`` frames show (None: none shows any).
+
+    A movie's first frame may be blank or dark (a shutter opening, a camera settling),
+    or show nothing standing out by chance: it alone does not decide.
+    """
+    seen: list[Polarity] = []
+    for f in frames[:first]:
+        if (p := apparent_polarity(f)) is not None:
+            seen.append(p)
+    return Counter(seen).most_common(1)[0][0] if seen else None
 
 
 _FLIPPED: dict[str, Polarity] = {
