@@ -360,6 +360,7 @@ def test_quick_offconfig_section_compares_with_trackpy() -> None:
     for r in grid:
         assert 0 <= r["recall"] <= 1
         assert r["camera_offset_adu"] > 400  # read from the frames (500), not the card's 100
+        assert r["movies_below_p98"] == (r["precision"] < 0.98)  # one movie a cell
     narrow, wide = grid  # PSF 0.75× at SNR 3 and 1.35× at SNR 2, both with a 60 % gradient
     assert narrow["recall"] >= narrow["trackpy_f1_tuned_recall"]
     assert narrow["precision"] >= 0.98

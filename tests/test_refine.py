@@ -163,6 +163,47 @@ def test_pairs_too_close_for_a_lobe_are_split_by_their_elongation() -> None:
     assert len(both[0]) <= n  # nothing invented
 
 
+def test_a_spot_brighter_than_the_frames_others_is_split_on_less_evidence(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pairs 1.8σ apart at SNR ~2 (σ = 2.75 px) among lone spots of the same brightness.
+
+    A merged pair carries about twice a lone spot's light; a lower likelihood gain
+    then splits it, and the lone spots beside them are still left whole.
+    """
+    from livetrack.detection import _split
+
+    rng = np.random.default_rng(0)
+    s = 2.75
+    centres = np.arange(20, 400, 30.0)
+    cx, cy = (c.ravel() for c in np.meshgrid(centres, centres))
+    pair = rng.random(len(cx)) < 0.25
+    turn = rng.uniform(0, np.pi, int(pair.sum()))
+    dx, dy = 2.5 * np.cos(turn), 2.5 * np.sin(turn)
+    x = np.concatenate([cx[~pair], cx[pair] + dx, cx[pair] - dx])
+    y = np.concatenate([cy[~pair], cy[pair] + dy, cy[pair] - dy])
+    n = len(x)
+    mean = GaussianPSF(s).render(x, y, np.zeros(n), np.full(n, 600.0), (420, 420)).image
+    img = rng.poisson(mean + 20.0).astype(np.float64)
+    one = refine(img, cx, cy, s, fit_sigma=False)
+    cols = (one.x, one.y, np.ones(len(cx)), one.photons, one.background, one.sigma)
+    args = dict(z_min=6.0, min_fit_snr=1.2, read_noise=0.0, offset=0.0, scale=1.0)
+
+    def scored() -> tuple[int, int, int]:
+        got = _split.split_merged(img, *cols, **args)  # type: ignore[arg-type]
+        d = np.hypot(got[0][:, None] - x[None], got[1][:, None] - y[None])
+        paired = int((d.min(axis=0)[(~pair).sum() :] < 1.5).sum())
+        lone_split = int((np.sort(d[:, : (~pair).sum()], axis=0)[1] < 2.5).sum())
+        return paired, int((d.min(axis=1) >= 1.5).sum()), lone_split
+
+    found, astray, lone_split = scored()
+    monkeypatch.setattr(_split, "BRIGHT", np.inf)  # every split on LOGLIK_MIN alone
+    found_strict, astray_strict, _ = scored()
+    assert found >= found_strict + 0.2 * 2 * pair.sum(), (found, found_strict)
+    assert astray < astray_strict, (astray, astray_strict)
+    assert lone_split == 0
+
+
 def test_a_region_split_on_a_crop_equals_the_split_on_the_whole_frame() -> None:
     """The region's crop is wide enough that nothing changes but the cost."""
     from livetrack.detection._split import ELONGATION_MIN, _split_merged, split_merged

@@ -17,10 +17,11 @@ the long axis, either side of the old fit), both are refitted jointly with their
 neighbours, and the new spot is kept only if its fit converges, passes the same
 significance cut as every other spot and stays apart from the others; a stretched
 spot's split must also raise the window's Poisson log-likelihood by
-``LOGLIK_MIN`` (a lone spot's noise rarely does). Every spot within reach of an
-accepted new one is then refitted with it, so a neighbour gives up the light it
-had taken from the hidden particle. The evidence itself (residual, lobes, shape,
-window likelihood) is computed in :mod:`._lobes`. Deterministic, so live and
+``LOGLIK_MIN`` (a lone spot's noise rarely does), or by ``LOGLIK_BRIGHT`` if the
+spot holds clearly more light than the frame's typical spot. Every spot within
+reach of an accepted new one is then refitted with it, so a neighbour gives up the
+light it had taken from the hidden particle. The evidence itself (residual, lobes,
+shape, window likelihood) is computed in :mod:`._lobes`. Deterministic, so live and
 offline results stay identical.
 """
 
@@ -44,6 +45,12 @@ SPLIT_Z = 6.0
 #: photons), below where recall at SNR 2 is lost
 ELONGATION_MIN = 0.2
 LOGLIK_MIN = 12.0
+#: a stretched spot brighter than the frame's median by ``BRIGHT`` robust standard
+#: deviations (1.4826 × MAD) of its spots' photons needs only ``LOGLIK_BRIGHT``: at
+#: PSF 1.35× the card's and SNR 2, most false detections are such spots between two
+#: particles (there precision 0.982 → 0.984 and recall +0.8 % over LOGLIK_MIN alone)
+BRIGHT = 1.0
+LOGLIK_BRIGHT = 8.0
 
 
 def split_merged(
@@ -228,7 +235,13 @@ def _split_merged(
             *args, np.concatenate([nx, fx[ns:]]), np.concatenate([ny, fy[ns:]]),
             np.concatenate([nn, fn[ns:]]), nb,
         ) - window_loglik(*args, x, y, photons, background[cand])  # fmt: skip
-        good &= by_lobe | (gain >= LOGLIK_MIN)
+        # a spot holding well more light than the frame's typical one is more likely
+        # two (prior odds), so a smaller likelihood gain settles it; the frame's own
+        # spread of brightness sets "well more", so unequal particles keep LOGLIK_MIN
+        med = float(np.median(photons))
+        spread = 1.4826 * float(np.median(np.abs(photons - med)))
+        bright = photons[cand] >= med + BRIGHT * spread
+        good &= by_lobe | (gain >= np.where(bright, LOGLIK_BRIGHT, LOGLIK_MIN))
     if not good.any():
         return cols
     # a split that failed leaves its spot as it was; the accepted ones take the joint
