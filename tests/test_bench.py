@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -348,6 +349,20 @@ def test_quick_camera_section_shows_detections_independent_of_the_camera(
         if "ADU" in r["variant"] or "8-bit" in r["variant"]:  # a constant: nothing changes
             assert abs(r["count_change_percent"]) < 1.0, r
             assert r["rms_px"] < 0.05, r
+
+
+def test_the_offconfig_cells_between_the_grid_span_its_range() -> None:
+    from livetrack.bench._offconfig import GRADIENTS, SCALES, SNRS, between_cells
+
+    cells = between_cells()
+    assert cells == between_cells()  # fixed seeds: every run reads the same frames
+    scale, gradient, snr = (np.array(c) for c in zip(*cells, strict=True))
+    for values, grid in ((scale, SCALES), (gradient, GRADIENTS), (snr, SNRS)):
+        assert grid[0] <= values.min()
+        assert values.max() <= grid[-1]
+    # between the grid's points, not on them
+    assert not set(scale) & set(SCALES)
+    assert not set(snr) & set(SNRS)
 
 
 @pytest.mark.slow

@@ -11,8 +11,10 @@ exactly as ``process`` runs it (camera read from its own frames), their scores
 pooled, and the movies below precision 0.98 counted; trackpy gets the true σ for
 its diameter and one minmass over all of them, tuned on the truth, twice: for the
 best F1, and for the best recall at a precision of at least 0.98 (the bar ours is
-held to). A last row times the network input's normalisation on flat and unevenly
-lit frames (the latter are flattened).
+held to). After the grid, :data:`BETWEEN_CELLS` cells drawn over the same range
+(:func:`between_cells`, fixed seeds) check what lies between its points. A last row
+times the network input's normalisation on flat and unevenly lit frames (the
+latter are flattened).
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ GAIN, OFFSET = 2.0, 500.0
 #: at SNR 2 one 4-frame movie's precision spreads ±0.006 from seed to seed
 MOVIES_PER_CELL = int(os.environ.get("LIVETRACK_OFFCONFIG_MOVIES", "4"))
 FRAMES = 4
+#: cells drawn uniformly over the issue's range besides the grid (a grid alone missed
+#: a 30 % gradient and PSFs 0.85–0.95× the card's), each over BETWEEN_MOVIES movies
+BETWEEN_CELLS = 12
+BETWEEN_MOVIES = 2
 
 
 def _spots(
@@ -166,8 +172,19 @@ def _cell(
     }
 
 
+def between_cells(n: int = BETWEEN_CELLS, seed: int = 7) -> list[tuple[float, float, float]]:
+    """``n`` (PSF × card, gradient, peak SNR) drawn uniformly over the issue's range."""
+    rng = np.random.default_rng(seed)
+    return [
+        (round(float(rng.uniform(SCALES[0], SCALES[-1])), 3),
+         round(float(rng.uniform(GRADIENTS[0], GRADIENTS[-1])), 2),
+         round(float(rng.uniform(SNRS[0], SNRS[-1])), 2))
+        for _ in range(n)
+    ]  # fmt: skip
+
+
 def bench_offconfig(quick: bool) -> list[dict[str, Any]]:
-    """One row per grid point: ours against trackpy (see module docstring)."""
+    """One row per grid point, then per cell drawn between them: ours against trackpy."""
     from livetrack.artifact import default_model_dir, read_card
 
     card_sigma = read_card(default_model_dir()).expects.psf_sigma_px
@@ -175,10 +192,16 @@ def bench_offconfig(quick: bool) -> list[dict[str, Any]]:
     if quick:
         grid = [(0.75, 0.6, 3.0), (1.35, 0.6, 2.0)]
     n = 1 if quick else MOVIES_PER_CELL
+    frames = 2 if quick else FRAMES
+    between = [] if quick else between_cells()
     with tempfile.TemporaryDirectory() as tmp:
         rows = [
-            _cell(*cell, [k * n + j for j in range(n)], 2 if quick else FRAMES,
-                  card_sigma, Path(tmp))
+            _cell(*cell, [k * n + j for j in range(n)], frames, card_sigma, Path(tmp))
             for k, cell in enumerate(grid)
+        ]
+        rows += [  # seeds apart from the grid's
+            _cell(*cell, [10_000 + k * BETWEEN_MOVIES + j for j in range(BETWEEN_MOVIES)],
+                  frames, card_sigma, Path(tmp))
+            for k, cell in enumerate(between)
         ]  # fmt: skip
     return [*rows, normalise_cost(50 if quick else 200)]

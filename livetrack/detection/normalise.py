@@ -70,14 +70,19 @@ FLATTEN_SPAN = 1.5
 
 
 def _background_ramp(
-    sub: NDArray[np.float32], step: int, shape: tuple[int, ...], scale: float
+    sub: NDArray[np.float32],
+    step: int,
+    shape: tuple[int, ...],
+    scale: float,
+    span: float = FLATTEN_SPAN,
 ) -> tuple[NDArray[np.float32], NDArray[np.float32]] | None:
     """The frame's slowly varying background (bilinear through block medians), zero-mean.
 
     Uneven illumination puts one side of a frame several noise σ above the median the
     network is fed relative to, and faint particles there below its threshold. Returns
     the map on the sub-sample and on the frame, or None where the background is flat
-    (to within :data:`FLATTEN_SPAN` σ) or the frame holds fewer than 2 × 2 blocks.
+    (to within ``span`` σ, :data:`FLATTEN_SPAN` unless given) or the frame holds
+    fewer than 2 × 2 blocks.
     """
     h, w = shape
     block = max(BLOCK_PX, -(-max(h, w) // MAX_BLOCKS))
@@ -91,7 +96,7 @@ def _background_ramp(
     # every other sample of a block is enough for its median (a quarter of the time)
     coarse = blocks[:, :, ::2, ::2] if by >= 8 and bx >= 8 else blocks
     medians = np.median(coarse.reshape(nby, nbx, -1), axis=2).astype(np.float32)
-    if float(medians.max() - medians.min()) < FLATTEN_SPAN * scale:
+    if float(medians.max() - medians.min()) < span * scale:
         return None
     medians -= np.float32(np.median(medians))
     # bilinear through the blocks' centres (frame pixels), flat beyond the outer ones:
