@@ -66,16 +66,21 @@ def detector():  # type: ignore[no-untyped-def]
     return Detector()
 
 
-def test_the_detector_finds_faint_narrow_spots(detector) -> None:  # type: ignore[no-untyped-def]
+def _scores(detector, scale: float, seed: int):  # type: ignore[no-untyped-def]
+    """The detector's scores on a 2-frame off-config movie at SNR 2 (the bench's camera)."""
     from livetrack.detection.camera import in_model_camera
 
-    movie, truth, _ = off_config_movie(0.75, 0.0, 2.0, 2, 7, detector.card.expects.psf_sigma_px)
+    movie, truth, _ = off_config_movie(scale, 0.0, 2.0, 2, seed, detector.card.expects.psf_sigma_px)
     detector.reset()
     rows = []
     for k, f in enumerate(movie):
         d = detector.detect(in_model_camera(f, OFFSET, GAIN, detector.card), index=k)
         rows.append(pd.DataFrame({"frame": k, "x": d.x, "y": d.y}))
-    s = detection_scores(truth, pd.concat(rows), gate=2.0)
+    return detection_scores(truth, pd.concat(rows), gate=2.0)
+
+
+def test_the_detector_finds_faint_narrow_spots(detector) -> None:  # type: ignore[no-untyped-def]
+    s = _scores(detector, 0.75, 7)
     assert s.recall > 0.7  # 0.57 from the network's heat map alone
     assert s.precision > 0.97
 
@@ -155,15 +160,7 @@ def test_a_shallow_gradient_is_taken_out_before_the_filter() -> None:
 def test_spots_a_tenth_narrower_than_the_card_get_the_filter_too(detector) -> None:  # type: ignore[no-untyped-def]
     # between 0.85 and 1× the card's width the network alone found 0.51–0.66 at SNR 2
     # (trackpy tuned on the truth 0.71–0.73)
-    from livetrack.detection.camera import in_model_camera
-
-    movie, truth, _ = off_config_movie(0.9, 0.0, 2.0, 2, 11, detector.card.expects.psf_sigma_px)
-    detector.reset()
-    rows = []
-    for k, f in enumerate(movie):
-        d = detector.detect(in_model_camera(f, OFFSET, GAIN, detector.card), index=k)
-        rows.append(pd.DataFrame({"frame": k, "x": d.x, "y": d.y}))
-    s = detection_scores(truth, pd.concat(rows), gate=2.0)
+    s = _scores(detector, 0.9, 11)
     assert s.recall > 0.8, s
     assert s.precision > 0.97, s
 

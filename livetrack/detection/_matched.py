@@ -60,8 +60,8 @@ def matched_candidates(
     level = float(np.median(e[::2, ::2]))
     noise = float(np.sqrt(max(level, 0.0) + read_noise * read_noise))
     # any ramp, however shallow: the filter sums ~4πσ² pixels, so a background off by
-    # a tenth of the noise moves z by ~0.5 (a 30 % gradient, unflattened for the
-    # network, took recall from 0.75 to 0.29 at 0.75× PSF and SNR 2)
+    # a tenth of the noise moves z by ~0.5 (a 30 % gradient, too shallow to flatten
+    # for the network: recall 0.75 with it taken out, 0.29 left in; 0.75× PSF, SNR 2)
     ramp = _background_ramp(e, 1, e.shape, noise, span=0.0)
     background = level + ramp[1] if ramp is not None else np.float32(level)
     k = spot_kernel(sigma).astype(np.float32)

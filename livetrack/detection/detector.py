@@ -49,9 +49,9 @@ SIGMA_EVERY = 8
 # Spots narrower than this × the card's PSF (measured per block) are scored low by the
 # network when faint: there a peak down to SECOND_THRESHOLD is kept if the matched filter
 # for the block's width confirms it, which also adds the spots the network missed
-# (detection/_matched.py; 0.75× PSF, SNR 2: recall 0.57 → 0.76 at precision ≥ 0.98;
-# 0.85–0.9×: 0.63–0.65 → 0.88–0.90, where 0.85 left them to the network); so too below
-# NARROW_PSF_PX, whatever the card says (σ 1.05: recall 0.42 → 0.58, bench adapt)
+# (detection/_matched.py; at SNR 2 and precision ≥ 0.98, recall at 0.75× PSF 0.76, the
+# network alone 0.57; at 0.85–0.9× 0.88–0.90, alone 0.63–0.65); so too below
+# NARROW_PSF_PX, whatever the card says (σ 1.05: recall 0.58, alone 0.42, bench adapt)
 NARROW_PSF = 1.0
 SECOND_THRESHOLD = 0.3
 _log = logging.getLogger(__name__)
