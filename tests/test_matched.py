@@ -176,3 +176,20 @@ def test_few_faint_narrow_spots_still_set_the_blocks_width(detector) -> None:  #
     detector.detect(in_model_camera(movie[0], OFFSET, GAIN, detector.card), index=0)
     assert detector._sigma is not None
     assert abs(detector._sigma - sigma) < 0.15 * sigma, (detector._sigma, sigma)
+
+
+def test_a_cells_glow_is_background_not_spots() -> None:
+    # 8-bit widefield fluorescence: ~1 e of background, a cell's autofluorescence
+    # (10 e, 70 × 50 px) and 120 faint spots; 64 px blocks left 23 false candidates
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[:256, :256]
+    light = 1.0 + 10.0 * np.exp(-(((xx - 128) / 70.0) ** 2 + ((yy - 120) / 50.0) ** 2))
+    x, y = rng.uniform(5, 251, 120), rng.uniform(5, 251, 120)
+    for xi, yi in zip(x, y, strict=True):
+        photons = rng.uniform(6, 20) * 2 * np.pi * 1.3**2
+        light = light + _spots(np.array([xi]), np.array([yi]), photons, 1.3, (256, 256))
+    frame = np.clip(np.rint(rng.poisson(light) + rng.normal(0, 1.0, light.shape)), 0, 255)
+    mx, my, _ = matched_candidates(frame.astype(np.uint8), 1.3, 0.0, 1.0, 1.0, MATCHED_Z)
+    d = np.hypot(mx[:, None] - x[None], my[:, None] - y[None])
+    assert (d.min(axis=1) > 2).sum() <= 3  # 1 here
+    assert (d.min(axis=0) <= 2).sum() >= 100  # of 120; 105 with 64 px blocks

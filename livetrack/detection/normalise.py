@@ -75,6 +75,9 @@ def _background_ramp(
     shape: tuple[int, ...],
     scale: float,
     span: float = FLATTEN_SPAN,
+    block_px: int = BLOCK_PX,
+    max_blocks: int = MAX_BLOCKS,
+    thin: bool = True,
 ) -> tuple[NDArray[np.float32], NDArray[np.float32]] | None:
     """The frame's slowly varying background (bilinear through block medians), zero-mean.
 
@@ -85,7 +88,7 @@ def _background_ramp(
     fewer than 2 × 2 blocks.
     """
     h, w = shape
-    block = max(BLOCK_PX, -(-max(h, w) // MAX_BLOCKS))
+    block = max(block_px, -(-max(h, w) // max_blocks))
     b = max(1, block // step)  # a block's side in the sub-sample
     nby, nbx = sub.shape[0] // b, sub.shape[1] // b
     if nby < 2 and nbx < 2:
@@ -94,7 +97,7 @@ def _background_ramp(
     by, bx = min(b, sub.shape[0]), min(b, sub.shape[1])
     blocks = sub[: nby * by, : nbx * bx].reshape(nby, by, nbx, bx).swapaxes(1, 2)
     # every other sample of a block is enough for its median (a quarter of the time)
-    coarse = blocks[:, :, ::2, ::2] if by >= 8 and bx >= 8 else blocks
+    coarse = blocks[:, :, ::2, ::2] if thin and by >= 8 and bx >= 8 else blocks
     medians = np.median(coarse.reshape(nby, nbx, -1), axis=2).astype(np.float32)
     if float(medians.max() - medians.min()) < span * scale:
         return None
