@@ -122,6 +122,37 @@ def test_particles_at_many_focal_planes_are_flagged_not_averaged_silently() -> N
     assert measured.as_record()["agreement"] == measured.agreement  # on the card too
 
 
+@pytest.mark.parametrize("z_um", [10.0, 1.5])
+def test_particles_that_differ_are_trained_for_over_a_spread_of_heights_and_contrasts(
+    tmp_path: Path, z_um: float
+) -> None:
+    from dataclasses import replace
+
+    from livetrack.adapt.rings import RingsMeasured, rings_preset, write_rings_preset
+
+    one_kind = RingsMeasured(
+        frames=16, shape=(400, 400), crops=25, half_px=11, pixel_um=0.152,
+        pixel_from="assumed", radius_um=1.3, refractive_index=1.45, z_um=z_um,
+        reduced_chi2=1.0, residual=0.05, background_adu=125.0, per_frame=2.0, agreement=0.99,
+    )  # fmt: skip
+    particles = {}
+    for m in (one_kind, replace(one_kind, agreement=0.85)):
+        data = rings_preset(m, "t", "movie.tif", 1, 1)
+        path = write_rings_preset(data, tmp_path / f"{m.agreement}.toml", m, "movie.tif")
+        cfg = load_simulation_config(path)  # the simulator takes it as it is
+        particles[m.spread] = cfg.particles
+        medium = cfg.optics.medium_index
+    one, many = particles[False], particles[True]
+    # dark and bright cores: the index on both sides of the medium's, as above and below focus
+    assert many.refractive_index.min < medium < many.refractive_index.max
+    assert not one.refractive_index.min < medium < one.refractive_index.max
+    assert (many.z_um.max - many.z_um.min) > 4 * (one.z_um.max - one.z_um.min)
+    assert many.radius_um.min < 0.6 * 1.3 < 1.4 * 1.3 < many.radius_um.max  # fitted 1.3
+    for p in (one, many):  # the focal plane outside every sphere, even if fitted near
+        assert p.z_um.min > p.radius_um.max
+    assert "differ" in (tmp_path / "0.85.toml").read_text()
+
+
 def test_too_few_rings_to_fit_are_refused_with_what_was_found() -> None:
     from livetrack.adapt.rings import measure_rings
 

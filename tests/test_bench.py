@@ -419,3 +419,22 @@ def test_quick_lodestar_section_adapts_and_compares_on_the_real_rings(tmp_path: 
     assert 0.5 < rings["diffusion_ratio"] < 2
     assert speed["lodestar_ms"] > 0
     assert speed["shipped_ms"] > 0
+
+
+def test_the_marked_focal_planes_score_counts_found_faint_and_unmarked_apart() -> None:
+    import pandas as pd
+
+    from livetrack.bench._focal import MARKS, against_marks
+
+    marks = pd.DataFrame({"frame": [0, 0, 0, 1], "x": [10.0, 50.0, 90.0, 10.0],
+                          "y": [10.0, 50.0, 90.0, 10.0],
+                          "marked": ["clear", "clear", "faint", "clear"]})  # fmt: skip
+    table = pd.DataFrame({"frame": [0, 0, 0, 1], "x": [13.0, 95.0, 200.0, 30.0],
+                          "y": [10.0, 90.0, 200.0, 10.0]})  # fmt: skip
+    got = against_marks(table, marks)
+    # 3 px from a clear mark: found; 5 px from a faint one: neither; 200 and 20 px off: unmarked
+    assert got == {"marked_clear": 3, "marked_found": 1, "unmarked_detections": 2,
+                   "detections_in_marked_frames": 4}  # fmt: skip
+    shipped = pd.read_csv(MARKS)
+    assert sorted(shipped["frame"].unique()) == [0, 25, 49]
+    assert (shipped["marked"] == "clear").sum() == 32

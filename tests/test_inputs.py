@@ -56,6 +56,40 @@ def test_a_compressed_movie_is_read_page_by_page_with_the_same_frames(tmp_path: 
     r.close()
 
 
+def test_a_video_is_read_in_gray_or_by_channel_in_any_order_of_chunks(tmp_path: Path) -> None:
+    cv2 = pytest.importorskip("cv2")
+    yy, xx = np.mgrid[:48, :64]
+    bgr = []
+    for k in range(12):  # a spot moving right; blue stays 40, red rises frame by frame
+        spot = 200 * np.exp(-((xx - 10 - 3 * k) ** 2 + (yy - 24) ** 2) / 18.0)
+        bgr.append(np.stack([np.full_like(spot, 40), spot, np.full_like(spot, 10 * k)], -1))
+    path = tmp_path / "spot.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 20.0, (64, 48))
+    for f in bgr:
+        writer.write(f.astype(np.uint8))
+    writer.release()
+    r = MovieReader(path)
+    assert (r.info.n_frames, r.info.shape, r.info.dtype) == (12, (48, 64), "uint8")
+    assert r.info.frame_interval_s == pytest.approx(0.05)
+    assert "lossy" in r.info.format
+    late, early = r.read(8, 12), r.read(2, 4)  # backwards: the video starts again
+    np.testing.assert_array_equal(np.concatenate([c for _, c in r.chunks(5)])[8:12], late)
+    assert early.shape == (2, 48, 64)
+    # gray by luminance: the spot at its place in each frame (lossy: within a pixel)
+    assert abs(int(np.argmax(late[1].max(axis=0))) - (10 + 3 * 9)) <= 1
+    r.close()
+    red = MovieReader(path, channel=0).read(0, 12)  # channel 0: red, rising 10 a frame
+    assert np.all(np.diff(np.median(red, axis=(1, 2))) > 5)
+    blue = MovieReader(path, channel=2).read(0, 12)
+    assert np.all(np.abs(np.median(blue, axis=(1, 2)) - 40) < 4)
+    with pytest.raises(MovieError, match="--channel 3: a video has channels 0–2"):
+        MovieReader(path, channel=3)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    with pytest.raises(MovieError, match=r"broken\.mp4: not a video OpenCV can open"):
+        MovieReader(broken)
+
+
 def test_a_z_stack_per_frame_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "tzyx.tif"
     tifffile.imwrite(path, np.zeros((3, 5, 16, 16), np.uint16), imagej=True,

@@ -42,7 +42,9 @@ def read_movie(movie: str | Path, frames: int) -> tuple[Any, Any]:
 
     try:
         reader = MovieReader(movie)
-    except (MovieError, OSError) as exc:
+    except MovieError as exc:  # it names the movie already
+        raise AdaptError(str(exc)) from None
+    except OSError as exc:
         raise AdaptError(f"{movie}: {exc}") from None
     try:
         return reader.info, reader.read(0, min(frames, reader.info.n_frames))
@@ -169,6 +171,7 @@ def _adapt_rings(
     from livetrack.adapt.rings import (
         BASE_MODEL,
         RINGS_MIN_F,
+        SPREAD_MIN_F,
         measure_rings,
         rings_preset,
         write_rings_preset,
@@ -191,8 +194,9 @@ def _adapt_rings(
         # the network finds the rings; their symmetry, over the mean particle's window,
         # centres them (its offsets alone scattered 1–1.5 px on a noisy movie) and drops
         # the false rings it found in a video's texture
+        min_f = SPREAD_MIN_F if measured.spread else RINGS_MIN_F
         centring = {"refinement": "radial_symmetry", "symmetry_half_px": measured.half_px,
-                    "min_symmetry_f": RINGS_MIN_F}  # fmt: skip
+                    "min_symmetry_f": min_f}  # fmt: skip
         _finish_card(work, str(movie), out, measured, t0, BASE_MODEL, centring)
     return AdaptResult(out, measured, time.perf_counter() - t0, result.best_val_loss)
 

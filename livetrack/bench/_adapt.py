@@ -13,7 +13,8 @@ With ``--real-data``, the real ring movies too (brightfield: DeepTrack's beads, 
 same inverted, trackpy's colloids), each through ``livetrack adapt`` (the simulator's
 Lorenz–Mie optics fitted to its rings) and ``process``, against the expert-tuned
 trackpy ``locate`` of ``bench --only lodestar``: features matched within 1 px both
-ways, 12 px from the edge.
+ways, 12 px from the edge; and DeepTrack's beads at many focal planes against
+particles marked by eye (:mod:`livetrack.bench._focal`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from livetrack.adapt.preset import EPOCHS, STEPS_PER_EPOCH
+from livetrack.bench._focal import focal_planes_row
 from livetrack.bench._offconfig import BACKGROUND_E, READ_E, off_config_movie
 from livetrack.linking.scores import detection_scores
 
@@ -166,4 +168,7 @@ def bench_adapt(quick: bool, real_data: Path | None = None) -> list[dict[str, An
         if real_data is not None and not quick and (real_data / RINGS).is_file():
             for rel, dark in ((RINGS, False), (RINGS, True), (COLLOIDS, False)):
                 rows.append(_real_rings(real_data / rel, Path(tmp), dark))
+            focal = focal_planes_row(real_data, Path(tmp))
+            if focal is not None:
+                rows.append(focal)
     return rows

@@ -14,6 +14,7 @@ from livetrack.bench._accuracy import bench_detection, bench_localization
 from livetrack.bench._adapt import bench_adapt
 from livetrack.bench._camera import bench_camera
 from livetrack.bench._centring import bench_centring
+from livetrack.bench._diffusion import bench_diffusion
 from livetrack.bench._linking import bench_linking
 from livetrack.bench._lodestar import bench_lodestar
 from livetrack.bench._offconfig import bench_offconfig
@@ -50,9 +51,19 @@ SECTIONS: dict[str, Section] = {
     "viewer": bench_viewer,
     "adapt": bench_adapt,
     "lodestar": bench_lodestar,
+    "diffusion": bench_diffusion,
 }
 # sections that only run when asked for by name (long, and they load the machine fully)
-ON_REQUEST = {"overload", "storm", "reconnect", "centring", "viewer", "adapt", "lodestar"}
+ON_REQUEST = {
+    "overload",
+    "storm",
+    "reconnect",
+    "centring",
+    "viewer",
+    "adapt",
+    "lodestar",
+    "diffusion",
+}
 # sections that also read the real movies (``real_data``)
 READS_REAL_DATA = {"single", "real", "lodestar", "adapt"}
 

@@ -151,6 +151,7 @@ class BenchPart(StrEnum):
     viewer = "viewer"
     adapt = "adapt"
     lodestar = "lodestar"
+    diffusion = "diffusion"
 
 
 def bench(

@@ -127,7 +127,9 @@ MetricsHost = Annotated[
 ]
 
 # process
-Movies = Annotated[list[str], typer.Argument(help="TIFF/OME-TIFF, Zarr, or a quoted glob.")]
+Movies = Annotated[
+    list[str], typer.Argument(help="TIFF/OME-TIFF, Zarr, a video (OpenCV), or a quoted glob.")
+]
 TableOut = Annotated[Path, typer.Option("-o", "--output", help="Table file, or a folder.")]
 Single = Annotated[
     str | None,

@@ -21,7 +21,7 @@ from livetrack.detection.appearance import polarity_warning, width_warning
 from livetrack.detection.precision import PRECISIONS
 from livetrack.linking import LinkingConfig
 from livetrack.offline.checkpoint import frames_kept
-from livetrack.offline.movies import MovieError, MovieInfo, MovieReader
+from livetrack.offline.movies import VIDEO_SUFFIXES, MovieError, MovieInfo, MovieReader
 from livetrack.offline.process import DetectorSpec, track_movie
 from livetrack.offline.tables import TABLE_SUFFIXES, write_sidecar, write_table
 from livetrack.runtime import package_versions
@@ -121,7 +121,7 @@ def output_for(movie: str, output: Path, fmt: str, several: bool) -> Path:
     if not several and output.suffix.lower() in TABLE_SUFFIXES:
         return output
     stem = Path(movie.replace("*", "all")).name
-    for suffix in (".ome.tif", ".ome.tiff", ".tif", ".tiff", ".zarr", ".png"):
+    for suffix in (".ome.tif", ".ome.tiff", ".tif", ".tiff", ".zarr", ".png", *VIDEO_SUFFIXES):
         if stem.lower().endswith(suffix):
             stem = stem[: -len(suffix)]
     return output / f"{stem}.{fmt}"

@@ -1,8 +1,9 @@
 """Recorded movies, read frame-chunk by frame-chunk (bounded memory).
 
 TIFF / OME-TIFF / Micro-Manager / ImageJ TIFF (memory-mapped when the file allows,
-else page by page), Zarr / OME-Zarr, and image sequences (a glob of TIFF or PNG
-files). Pixel size and frame interval are taken from the metadata when present.
+else page by page), Zarr / OME-Zarr, image sequences (a glob of TIFF or PNG files),
+and videos through OpenCV where it is installed (:mod:`livetrack.offline.video`).
+Pixel size and frame interval are taken from the metadata when present.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+#: what is read as a video, through OpenCV (anything else it may decode is not tried)
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".wmv")
 
 
 class MovieError(ValueError):
@@ -153,6 +157,7 @@ class MovieReader:
         self._frames: _Frames | None = None
         self._tif: Any = None
         self._store: Any = None
+        self._video: Any = None
         p = Path(self.source)
         if any(c in self.source for c in "*?["):
             self._open_glob()
@@ -166,9 +171,12 @@ class MovieReader:
             self._open_zarr(p)
         elif p.suffix.lower() in (".tif", ".tiff", ".btf"):
             self._open_tiff(p)
+        elif p.suffix.lower() in VIDEO_SUFFIXES:
+            self._open_video(p)
         else:
             raise MovieError(
-                f"{p}: unknown movie format; expected .tif/.ome.tif, .zarr, or a glob of images"
+                f"{p}: unknown movie format; expected .tif/.ome.tif, .zarr, a video "
+                f"({', '.join(VIDEO_SUFFIXES)}) or a glob of images"
             )
 
     # -- openers -------------------------------------------------------------------
@@ -247,6 +255,16 @@ class MovieReader:
             str(arr.dtype), px, None, "zarr",
         )  # fmt: skip
 
+    def _open_video(self, p: Path) -> None:
+        from livetrack.offline.video import VideoFrames
+
+        self._video = VideoFrames(p, self.channel)
+        self.format = "video (lossy; gray by luminance)" if self.channel is None else "video"
+        self.info = MovieInfo(
+            str(p), self._video.n, self._video.shape, "uint8", None,
+            self._video.frame_interval_s, self.format,
+        )  # fmt: skip
+
     def _open_glob(self) -> None:
         files = sorted(globlib.glob(self.source))
         if not files:
@@ -265,6 +283,9 @@ class MovieReader:
         stop = min(stop, self.info.n_frames)
         if self._files:
             return np.stack([_read_image(f, self.channel) for f in self._files[start:stop]])
+        if self._video is not None:
+            frames: NDArray[Any] = self._video.read(start, stop)
+            return frames
         assert self._frames is not None
         return self._frames.read(start, stop)
 
@@ -275,6 +296,8 @@ class MovieReader:
 
     def close(self) -> None:
         """Release the file."""
+        if self._video is not None:
+            self._video.close()
         if self._store is not None:
             self._store.close()
             self._store = None
