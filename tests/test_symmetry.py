@@ -165,3 +165,18 @@ def test_windows_that_are_not_rings_are_dropped_where_the_card_says_so() -> None
     # a card without the centring leaves every detection as it was
     same = centred_as_card(img, x, y, score, Outputs())
     assert all(a is b for a, b in zip(same, (x, y, score), strict=True))
+
+
+def test_rings_cut_by_the_edge_keep_the_position_they_came_with() -> None:
+    from livetrack.artifact import Outputs
+    from livetrack.detection.symmetry import centred_inside_frame
+
+    rings = [(60.0, 60.0), (4.0, 70.0)]  # the second cut by the left edge
+    img = _rings(rings, (120, 120), 2.0, 5)
+    x, y = np.array([61.5, 5.5]), np.array([59.0, 71.0])  # 1.5–2 px off each
+    card = Outputs(refinement="radial_symmetry", symmetry_half_px=10, min_symmetry_f=1e9)
+    cx, cy, score = centred_inside_frame(img, x, y, np.array([1.0, 2.0]), card)
+    assert np.hypot(cx[0] - 60.0, cy[0] - 60.0) < 0.3  # centred
+    assert (cx[1], cy[1]) == (5.5, 71.0)  # kept: its window reaches past the edge
+    np.testing.assert_array_equal(score, [1.0, 2.0])  # none dropped, whatever the card's cut
+    assert (x[0], y[0]) == (61.5, 59.0)  # the caller's arrays untouched

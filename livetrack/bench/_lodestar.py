@@ -12,6 +12,8 @@ trapped bead), and the result is set beside a reference written apart from it:
   the edge, where trackpy drops cut particles) and overall; each set of features
   linked alike (trackpy ``link``, 8 px, memory 3) gives a diffusion coefficient
   (lag-1–4 MSD slope), and their ratio;
+- DeepTrack's low-SNR beads (``brownian_particles_bad.mp4``, read as ``process``
+  reads a video; left out without OpenCV), against the same expert trackpy;
 - trackpy's five brightfield colloids, against the same expert trackpy ``locate``
   (within 1 px both ways) and against trackpy's ``locate_brightfield_ring``
   reference tracks (a circle fitted to the dark ring, which sits ~0.5–0.8 px off
@@ -29,6 +31,7 @@ true beads each finds within 1 px.
 
 from __future__ import annotations
 
+import importlib.util
 import tempfile
 import time
 from pathlib import Path
@@ -43,6 +46,7 @@ from scipy.spatial import cKDTree
 RINGS = "deeptrack_videos/brownian_particles_gray.tif"
 COLLOIDS = "brightfield_colloids/brightfield.tif"
 COLLOID_REFERENCE = "brightfield_colloids/trackpy_brightfield_ring_tracks.csv"
+NOISY = "deeptrack_videos/brownian_particles_bad.mp4"
 TRAPPED = ("deeptrack_videos/trapped_particle_good_gray.tif",
            "deeptrack_videos/trapped_particle_bad_gray.tif")  # fmt: skip
 EDGE_PX = 12.0
@@ -145,6 +149,27 @@ def _rings(movie: Path, tmp: Path, quick: bool, dark: bool = False) -> dict[str,
         "reference_matched_all": _matched(ref, ours, 1.0)[0],
         "diffusion_ratio": _diffusion(ours) / _diffusion(ref),
     }  # fmt: skip
+
+
+def _noisy(movie: Path, tmp: Path, quick: bool) -> list[dict[str, Any]]:
+    """The low-SNR beads' row, or none without the video or OpenCV."""
+    from livetrack.offline.movies import MovieReader
+
+    if not movie.is_file() or importlib.util.find_spec("cv2") is None:
+        return []
+    reader = MovieReader(movie)
+    frames = reader.read(0, reader.info.n_frames)
+    reader.close()
+    ours, seconds = _adapted(movie, tmp / "noisy", quick, False)
+    ref = expert_trackpy(frames)
+    ours_in, theirs_in = interior_matched(ours, ref, frames.shape)
+    return [{
+        "movie": "DeepTrack noisy beads (rings, MP4)", "adapt_s": seconds,
+        "per_frame": len(ours) / len(frames), "reference_per_frame": len(ref) / len(frames),
+        "ours_matched_interior": ours_in, "reference_matched_interior": theirs_in,
+        "ours_matched_all": _matched(ours, ref, 1.0)[0],
+        "reference_matched_all": _matched(ref, ours, 1.0)[0],
+    }]  # fmt: skip
 
 
 def _colloids(movie: Path, reference: Path, tmp: Path, quick: bool) -> dict[str, Any]:
@@ -251,6 +276,7 @@ def bench_lodestar(quick: bool, real_data: Path | None = None) -> list[dict[str,
             return rows
         rows.append(_speed_with_particles(tmp))
         rows.append(_rings(real_data / RINGS, tmp, quick, dark=True))
+        rows += _noisy(real_data / NOISY, tmp, quick)
         rows.append(_colloids(real_data / COLLOIDS, real_data / COLLOID_REFERENCE, tmp, quick))
         rows += [_trapped(real_data / t, tmp, quick) for t in TRAPPED]
     return rows

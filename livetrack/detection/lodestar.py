@@ -27,6 +27,7 @@ from livetrack.artifact import MODEL_NAME, ArtifactError, model_dir
 from livetrack.detection._onnx import Network
 from livetrack.detection.detector import Detections
 from livetrack.detection.normalise import sub_sample
+from livetrack.detection.symmetry import centred_inside_frame
 
 FloatArray = NDArray[np.float64]
 #: the network's cell, px (the trunk's fold)
@@ -289,6 +290,9 @@ class LodestarDetector:
     precision
         ``"auto"``, ``"int8"`` or ``"float32"`` (see :func:`_network`); the chosen one
         is :attr:`precision`.
+    refine
+        Centre each detection on its radial symmetry where the card says so (a model
+        of rings); False: the network's own positions.
     """
 
     #: process: frames need no index (no per-block state)
@@ -300,6 +304,7 @@ class LodestarDetector:
         single: bool = False,
         views: int | None = None,
         precision: str = "auto",
+        refine: bool = True,
     ) -> None:
         from livetrack.holography.characterise import load_crop_model
 
@@ -309,6 +314,7 @@ class LodestarDetector:
         if out.vote_radius_px is None:
             raise ArtifactError(f"{self.path}: a LodeSTAR card needs vote_radius_px")
         self.single = single
+        self.refine = refine
         self.views = (4 if single else 1) if views is None else views
         if not 1 <= self.views <= 4:
             raise ValueError(f"views must be 1 to 4, got {self.views}")
@@ -368,6 +374,8 @@ class LodestarDetector:
         o = self.card.outputs
         share = o.threshold if threshold is None else threshold
         x, y, mass = cluster_votes(vx, vy, weight, f.shape, float(o.vote_radius_px or 3), share)
+        if self.refine:
+            x, y, mass = centred_inside_frame(f, x, y, mass, o)
         if self.single and len(x) > 1:
             best = int(np.argmax(mass))
             x, y, mass = x[best : best + 1], y[best : best + 1], mass[best : best + 1]

@@ -265,3 +265,25 @@ def centred_as_card(
     x, y = symmetric_centres(frame, x, y, outputs.symmetry_half_px)
     keep = radial_f(frame, x, y, outputs.symmetry_half_px) >= outputs.min_symmetry_f
     return x[keep], y[keep], score[keep]
+
+
+def centred_inside_frame(
+    frame: NDArray[np.generic], x: FloatArray, y: FloatArray, mass: FloatArray, outputs: Any
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """:func:`centred_as_card` where the centring's window lies in the frame, none dropped.
+
+    A particle cut by the edge is not symmetric in its window (the edge's pixels
+    repeat beyond it): it keeps the position it came with (a LodeSTAR network's, which
+    learnt the particle's look). On DeepTrack's Brownian beads, centring those too took
+    the share of an expert trackpy's features matched within 1 px from 99.8 % to 97.5 %.
+    """
+    if outputs.refinement != "radial_symmetry" or len(x) == 0:
+        return x, y, mass
+    half = outputs.symmetry_half_px
+    h, w = np.shape(frame)
+    inside = (x >= half) & (y >= half) & (x <= w - 1 - half) & (y <= h - 1 - half)
+    x, y, mass = x.copy(), y.copy(), mass.copy()
+    cx, cy, _ = centred_as_card(frame, x[inside], y[inside], mass[inside],
+                                outputs.model_copy(update={"min_symmetry_f": 0.0}))  # fmt: skip
+    x[inside], y[inside] = cx, cy
+    return x, y, mass
