@@ -50,7 +50,6 @@ def against_marks(table: pd.DataFrame, marks: pd.DataFrame) -> dict[str, int]:
 def focal_planes_row(real_data: Path, tmp: Path) -> dict[str, Any] | None:
     """The movie through ``adapt`` and ``process`` as a user runs them, against the marks."""
     from livetrack.adapt import adapt_movie
-    from livetrack.offline.movies import MovieReader
     from livetrack.offline.process import DetectorSpec, track_movie
 
     source = real_data / MOVIE
@@ -59,16 +58,13 @@ def focal_planes_row(real_data: Path, tmp: Path) -> dict[str, Any] | None:
     t0 = time.perf_counter()
     result = adapt_movie(source, tmp / "rings-focal-planes", verbose=0)
     seconds = time.perf_counter() - t0
-    ours, _, _ = track_movie(source, DetectorSpec(model=str(result.model)))
+    ours, info, _ = track_movie(source, DetectorSpec(model=str(result.model)))
     m = result.measured
-    reader = MovieReader(source)
-    n_frames = reader.info.n_frames
-    reader.close()
     return {
         "movie": "particles_different_focal_planes", "adapt_seconds": seconds,
         "fit": f"{getattr(m, 'radius_um', 0):.2f} µm, n {getattr(m, 'refractive_index', 0):.3f}, "
         f"{getattr(m, 'z_um', 0):.1f} µm",
         "agreement": getattr(m, "agreement", None),
-        "per_frame": len(ours) / n_frames,
+        "per_frame": len(ours) / info.n_frames,
         **against_marks(ours, pd.read_csv(MARKS)),
     }  # fmt: skip

@@ -139,15 +139,23 @@ def _rings(movie: Path, tmp: Path, quick: bool, dark: bool = False) -> dict[str,
     frames, source = ring_movie(movie, tmp, dark)
     ours, seconds = _adapted(source, tmp / ("dark" if dark else "rings"), quick, False)
     ref = expert_trackpy(frames)
-    ours_in, theirs_in = interior_matched(ours, ref, frames.shape)
     return {
         "movie": "DeepTrack Brownian beads (rings)" + (", inverted" if dark else ""),
-        "adapt_s": seconds,
-        "per_frame": len(ours) / len(frames), "reference_per_frame": len(ref) / len(frames),
+        "adapt_s": seconds, **_against_expert(ours, ref, frames.shape),
+        "diffusion_ratio": _diffusion(ours) / _diffusion(ref),
+    }  # fmt: skip
+
+
+def _against_expert(
+    ours: pd.DataFrame, ref: pd.DataFrame, shape: tuple[int, ...]
+) -> dict[str, Any]:
+    """Features a frame, and matched within 1 px both ways: interior and overall."""
+    ours_in, theirs_in = interior_matched(ours, ref, shape)
+    return {
+        "per_frame": len(ours) / shape[0], "reference_per_frame": len(ref) / shape[0],
         "ours_matched_interior": ours_in, "reference_matched_interior": theirs_in,
         "ours_matched_all": _matched(ours, ref, 1.0)[0],
         "reference_matched_all": _matched(ref, ours, 1.0)[0],
-        "diffusion_ratio": _diffusion(ours) / _diffusion(ref),
     }  # fmt: skip
 
 
@@ -162,14 +170,8 @@ def _noisy(movie: Path, tmp: Path, quick: bool) -> list[dict[str, Any]]:
     reader.close()
     ours, seconds = _adapted(movie, tmp / "noisy", quick, False)
     ref = expert_trackpy(frames)
-    ours_in, theirs_in = interior_matched(ours, ref, frames.shape)
-    return [{
-        "movie": "DeepTrack noisy beads (rings, MP4)", "adapt_s": seconds,
-        "per_frame": len(ours) / len(frames), "reference_per_frame": len(ref) / len(frames),
-        "ours_matched_interior": ours_in, "reference_matched_interior": theirs_in,
-        "ours_matched_all": _matched(ours, ref, 1.0)[0],
-        "reference_matched_all": _matched(ref, ours, 1.0)[0],
-    }]  # fmt: skip
+    return [{"movie": "DeepTrack noisy beads (rings, MP4)", "adapt_s": seconds,
+             **_against_expert(ours, ref, frames.shape)}]  # fmt: skip
 
 
 def _colloids(movie: Path, reference: Path, tmp: Path, quick: bool) -> dict[str, Any]:

@@ -270,7 +270,9 @@ def centred_as_card(
 def centred_inside_frame(
     frame: NDArray[np.generic], x: FloatArray, y: FloatArray, mass: FloatArray, outputs: Any
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """:func:`centred_as_card` where the centring's window lies in the frame, none dropped.
+    """:func:`symmetric_centres` where the card asks and the window lies in the frame.
+
+    None is dropped (no cut on the symmetry's F).
 
     A particle cut by the edge is not symmetric in its window (the edge's pixels
     repeat beyond it): it keeps the position it came with (a LodeSTAR network's, which
@@ -282,8 +284,6 @@ def centred_inside_frame(
     half = outputs.symmetry_half_px
     h, w = np.shape(frame)
     inside = (x >= half) & (y >= half) & (x <= w - 1 - half) & (y <= h - 1 - half)
-    x, y, mass = x.copy(), y.copy(), mass.copy()
-    cx, cy, _ = centred_as_card(frame, x[inside], y[inside], mass[inside],
-                                outputs.model_copy(update={"min_symmetry_f": 0.0}))  # fmt: skip
-    x[inside], y[inside] = cx, cy
+    x, y = x.copy(), y.copy()
+    x[inside], y[inside] = symmetric_centres(frame, x[inside], y[inside], half)
     return x, y, mass
