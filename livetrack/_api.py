@@ -119,7 +119,12 @@ def locate(
     >>> abs(len(features) - len(movie.truth)) <= 3
     True
     """
-    detections = _as_detector(model).detect(np.asarray(image), threshold=threshold, index=frame)
+    from livetrack.detection.camera import in_model_camera
+
+    det = _as_detector(model)
+    # a model adapted to dark particles inverts them; any other sees the frame as it is
+    seen = in_model_camera(np.asarray(image), None, None, getattr(det, "card", None))
+    detections = det.detect(seen, threshold=threshold, index=frame)
     return _features(detections, frame)
 
 
@@ -217,6 +222,7 @@ def process_movie(
     single: int | Literal["auto"] | None = None,
     diameter: int = 9,
     minmass: float = 100.0,
+    min_score: float | None = None,
     linking: LinkingConfig | None = None,
     invert: bool = False,
     pixel_size_um: float | None = None,
@@ -242,21 +248,21 @@ def process_movie(
         The shipped detector (default), another artifact, trackpy's locate, or one
         particle per frame (``single="auto"``: the crop sized from the particle, else
         its side in px).
-    diameter, minmass
-        trackpy's feature size (odd, px) and minimum mass, with ``classical``.
+    diameter, minmass, min_score
+        trackpy's feature size (odd, px) and minimum mass, with ``classical``; a
+        model's detections scoring below ``min_score`` are dropped.
     linking
         Linker settings; the search range and memory it leaves unset are read from
         the movie's motion (:mod:`livetrack.linking.from_data`).
     invert
-        Dark particles on a bright background: inverted before detection.
+        Dark particles: inverted before detection (a model adapted to them needs no flag).
     pixel_size_um, fps
         When the movie's metadata does not say (``fps`` gives the ``t_s`` column).
-    channel
-        Which channel of a multichannel or colour movie (required there).
-    camera
-        (offset ADU, gain ADU/e); None: read from the movie (the sidecar says how).
+    channel, camera
+        Which channel of a multichannel or colour movie (required there); (offset ADU,
+        gain ADU/e), None: read from the movie (the sidecar says how).
     precision, split, chunk, workers, force_model
-        As the CLI's options of the same names.
+        As the CLI's options.
 
     Returns
     -------
@@ -281,8 +287,8 @@ def process_movie(
     options = job.ProcessOptions(
         model=str(model) if model is not None else None, linking=linking or LinkingConfig(),
         checkpoint=output is not None, classical=classical, single=single, diameter=diameter,
-        minmass=minmass, pixel_size_um=pixel_size_um, fps=fps, channel=channel,
-        offset_adu=camera[0], gain_adu_per_e=camera[1], invert=invert,
+        minmass=minmass, min_score=min_score, pixel_size_um=pixel_size_um, fps=fps,
+        channel=channel, offset_adu=camera[0], gain_adu_per_e=camera[1], invert=invert,
         precision=precision, split=split, chunk=chunk, workers=workers, force_model=force_model,
     )  # fmt: skip
     out = Path(output) if output is not None else None

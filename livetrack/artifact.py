@@ -58,6 +58,15 @@ class Expects(_Frozen):
         """The polarity the model expects: the card's, else its modality's."""
         return self.polarity or modality_polarity(self.modality)
 
+    @property
+    def inverts(self) -> bool:
+        """Whether frames are inverted (``e → 2 B − e``) before the network.
+
+        So for a spot model for dark particles (``adapt`` on absorbing ones): its
+        network was trained on bright spots.
+        """
+        return self.modality == "fluorescence" and self.polarity == "dark-on-bright"
+
 
 def modality_polarity(modality: str) -> Polarity:
     """How particles stand out in a modality: fluorescence glows, the others interfere."""

@@ -72,12 +72,53 @@ def test_a_movie_without_particles_is_refused_with_what_was_found(tmp_path: Path
     assert [p.name for p in tmp_path.iterdir()] == ["empty.tif"]  # nothing half-written
 
 
-def test_dark_particles_are_refused_with_a_way_forward(tmp_path: Path, beads: Any) -> None:
-    cfg = off_preset(beads, 1.0, number=30)
-    frames = simulate_movie(cfg, 3, seed=1).frames.astype(np.float64)
-    dark = (2 * np.median(frames) - frames).clip(0).astype(np.uint16)
-    with pytest.raises(AdaptError, match="--invert"):
-        measure_movie(dark, read_card(default_model_dir()))
+def _dark_movie(frames: int, seed: int) -> tuple[np.ndarray, Any, float]:
+    """Absorbing spots of the shipped PSF's width on a bright field (the bench's simulator)."""
+    from livetrack.bench._offconfig import off_config_movie
+
+    sigma = read_card(default_model_dir()).expects.psf_sigma_px
+    return off_config_movie(
+        1.2, 0.0, 4.0, frames, seed, sigma, n=40, size=192, background_e=1000.0, dark=True
+    )
+
+
+def test_dark_particles_are_measured_as_the_model_will_see_them() -> None:
+    movie, _, sigma = _dark_movie(4, 1)
+    m = measure_movie(movie, read_card(default_model_dir()))
+    assert m.polarity == "dark-on-bright"
+    assert m.sigma_px == pytest.approx(sigma, rel=0.08)
+    assert m.per_frame == pytest.approx(40, rel=0.3)
+    assert m.peak_snr[1] == pytest.approx(4.0, rel=0.3)
+
+
+@pytest.mark.slow
+def test_a_model_adapted_to_dark_particles_inverts_the_frames_itself(tmp_path: Path) -> None:
+    from livetrack.detection.camera import in_model_camera
+    from livetrack.linking.scores import detection_scores
+    from livetrack.offline.process import DetectorSpec, track_movie
+
+    movie, truth, _ = _dark_movie(6, 2)
+    path = tmp_path / "dark.tif"
+    tifffile.imwrite(path, movie, photometric="minisblack")
+    result = adapt_movie(path, tmp_path / "dark", epochs=1, steps_per_epoch=3, verbose=0)
+    card = read_card(result.model)
+    assert card.expects.polarity == "dark-on-bright"
+    assert card.expects.inverts
+    assert (result.model / "fit.png").stat().st_size > 0
+    # no --invert: the card asks for it, in process as in serve (in_model_camera)
+    adapted, _, _ = track_movie(path, DetectorSpec(model=str(result.model)))
+    s = detection_scores(truth, adapted, gate=2.0)
+    assert s.recall >= 0.9
+    assert s.precision >= 0.9
+    shipped, _, _ = track_movie(path, DetectorSpec())
+    assert detection_scores(truth, shipped, gate=2.0).recall < 0.1  # what users had before
+    frame = movie[0].astype(np.float32)
+    seen = in_model_camera(frame, card.expects.camera_offset_adu, None, card)
+    assert np.corrcoef(seen.ravel(), frame.ravel())[0, 1] < -0.99
+    import livetrack
+
+    located = livetrack.locate(movie[0], result.model)  # the Python API too
+    assert detection_scores(truth[truth.frame == 0], located, gate=2.0).recall >= 0.9
 
 
 def test_the_simulators_sphere_is_fitted_to_a_movie_of_its_rings() -> None:

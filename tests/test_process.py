@@ -137,6 +137,30 @@ def test_table_is_trackpy_compatible_and_finds_the_particles(movie_file: Path) -
     assert 0.1 < d_est < 0.35
 
 
+def test_min_score_keeps_only_what_looks_most_like_the_models_particles(
+    movie_file: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from livetrack.cli import app
+
+    every, _, _ = track_movie(movie_file, DetectorSpec(), LinkingConfig())
+    cut = float(np.quantile(every["score"], 0.5))
+    kept, _, _ = track_movie(movie_file, DetectorSpec(min_score=cut), LinkingConfig())
+    assert 0 < len(kept) < len(every)
+    assert (kept["score"] >= cut).all()
+    # the same detections, the rest dropped before linking
+    assert len(kept) == int((every["score"] >= cut).sum())
+    out = tmp_path / "kept.csv"
+    args = ["process", str(movie_file), "-o", str(out), "--min-score", f"{cut}"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert json.loads(out.with_suffix(".json").read_text())["min_score"] == cut
+    r = CliRunner().invoke(app, [*args, "--classical"])
+    assert r.exit_code == 2
+    assert "--classical has --minmass" in r.output
+
+
 def test_live_service_and_offline_give_the_same_tracks(movie_file: Path) -> None:
     frames = tifffile.imread(movie_file)
     # the live frames state no camera (the card's: the simulated one); offline, the same,

@@ -91,15 +91,50 @@ def test_a_localiser_refuses_a_particle_outside_its_sizes(tmp_path: Path) -> Non
     assert "expected auto or a crop side" in r.output
 
 
+def test_a_detector_finds_the_particle_and_its_own_template_fits_it(tmp_path: Path) -> None:
+    """``process --single auto --model DETECTOR``: as an adapted rings model on a trap."""
+    import json
+
+    import pandas as pd
+
+    from livetrack.config import load_simulation_config
+    from livetrack.simulation import simulate_movie
+
+    cfg = load_simulation_config("brightfield_colloid_detector")
+    cam = cfg.camera.model_copy(update={"width": 128, "height": 128})
+    one = cfg.particles.model_copy(update={"number": 1})
+    movie = simulate_movie(cfg.model_copy(update={"camera": cam, "particles": one}), 40, seed=8)
+    assert len(movie.truth) == 40  # the seed keeps the colloid inside the field
+    path, out = tmp_path / "trap.tif", tmp_path / "trap.csv"
+    tifffile.imwrite(path, movie.frames, photometric="minisblack")
+    args = ["process", str(path), "-o", str(out), "--single", "auto"]
+    r = CliRunner().invoke(app, [*args, "--model", "brightfield-colloid-detector"])
+    assert r.exit_code == 0, r.output
+    table = pd.read_csv(out).sort_values("frame")
+    truth = movie.truth.sort_values("frame")
+    assert len(table) == 40
+    assert table["particle"].nunique() == 1
+    err = table[["x", "y"]].to_numpy() - truth[["x", "y"]].to_numpy()
+    assert np.sqrt(np.mean((err - err.mean(axis=0)) ** 2)) < 0.05  # noise-free-ish: ~0.01
+    assert np.abs(err.mean(axis=0)).max() < 0.3  # the network's origin is the colloid's
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert "+ template" in json.dumps(sidecar)
+
+
 @pytest.mark.skipif(not TRAPPED.exists(), reason="no real movies")
-def test_a_detector_model_for_one_particle_is_refused_with_the_ways_that_work(
+def test_a_detector_that_finds_no_particle_for_single_says_so_and_writes_nothing(
     tmp_path: Path,
 ) -> None:
     movie = TRAPPED / "trapped_particle_good_gray.tif"
     out = tmp_path / "t.csv"
     args = ["process", str(movie), "-o", str(out), "--single", "auto"]
+    # trained on other colloids, it sees no particle in this trap
     r = CliRunner().invoke(app, [*args, "--model", "brightfield-colloid-detector"])
     assert r.exit_code == 2
-    assert "a detector model, not a localiser" in r.output
-    assert "--self-supervised" in r.output
+    assert "found no particle in the first 32 frames" in r.output
+    assert "livetrack adapt" in r.output
     assert not out.exists()
+    r = CliRunner().invoke(app, [*args, "--model", "holography-characteriser"])
+    assert r.exit_code == 2
+    assert "a characteriser model, not a localiser or a detector" in r.output
+    assert "--self-supervised" in r.output

@@ -15,6 +15,10 @@ background (width, position, total signal all free). From those fits and the fra
   which is what a detector that normalises its input sees;
 - the particles' signal (photons) and the background (photons/px) with its gradient;
 - the density, and the frame-to-frame step (``livetrack.linking.from_data``).
+
+Dark spots (absorbing particles on a bright background) are measured on the movie
+inverted about each frame's median (:func:`inverted`), as the adapted model will see
+them; the camera is read from the movie as it is.
 """
 
 from __future__ import annotations
@@ -184,6 +188,16 @@ def _fit_isolated(
     return fits, heights
 
 
+def inverted(stack: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Dark particles made bright: ``2 B − f`` with ``B`` each frame's median (ADU).
+
+    The same as ``e → 2 B − e`` in electrons (the offset stays), as ``process`` inverts
+    for a model that takes dark particles (``in_model_camera``).
+    """
+    out: NDArray[np.float64] = 2.0 * np.median(stack, axis=(1, 2), keepdims=True) - stack
+    return out
+
+
 def measure_movie(frames: NDArray[Any], base_card: Any) -> Measured:
     """Read what the simulator needs from ``frames`` (T, H, W); raise :class:`AdaptError`.
 
@@ -194,22 +208,19 @@ def measure_movie(frames: NDArray[Any], base_card: Any) -> Measured:
     if stack.ndim != 3 or len(stack) == 0:
         raise AdaptError(f"expected frames (T, H, W), got an array of shape {stack.shape}")
     polarity = movie_polarity(stack)
-    if polarity == "dark-on-bright":
-        raise AdaptError(
-            "the particles look dark on a bright background: adapt fits bright spots; "
-            "add --self-supervised to learn from your own particles instead, or try "
-            "`livetrack process --invert`"
-        )
     if polarity == "interference":  # rings: a Gaussian spot would describe them wrongly
         raise AdaptError(
             "the particles show rings (an interference pattern, as in brightfield or "
             "holography): measure_movie measures bright spots; `livetrack adapt` fits rings "
             "with the simulator's Lorenz–Mie optics (livetrack.adapt.rings)"
         )
-    guess = apparent_sigma(stack[0])
+    # the camera is read from the movie as it is; everything else from the spots as
+    # the model will see them
+    seen = inverted(stack) if polarity == "dark-on-bright" else stack
+    guess = apparent_sigma(seen[0])
     guess = float(np.clip(guess if np.isfinite(guess) else 2.0, 0.7, 8.0))
-    found = [candidates(f, guess) for f in stack]
-    fits, heights = _fit_isolated(stack, found, guess)
+    found = [candidates(f, guess) for f in seen]
+    fits, heights = _fit_isolated(seen, found, guess)
     # particles, not the noise's or a compression's bumps: a fair share of a fitted spot's
     floor = 0.3 * float(np.median(heights)) if heights else np.inf
     per_frame = float(np.mean([np.sum(c[:, 2] >= floor) for c in found]))
@@ -217,7 +228,7 @@ def measure_movie(frames: NDArray[Any], base_card: Any) -> Measured:
         raise AdaptError(
             f"found {len(fits)} isolated spots in {len(stack)} frames ({per_frame:.1f} "
             f"candidates a frame, apparent width {guess:.1f} px); adapt needs {MIN_SPOTS}: "
-            "is this a movie of bright particles, in focus, with more than a few per frame?"
+            "is this a movie of particles in focus, with more than a few per frame?"
         )
     f = np.asarray(fits)
     # the middle half by signal: the faintest scatter with the noise, the brightest are
@@ -231,7 +242,7 @@ def measure_movie(frames: NDArray[Any], base_card: Any) -> Measured:
     # background), effective electrons below keep the movie's level, noise and SNR
     expects = base_card.expects.model_copy(update={"psf_sigma_px": sigma})
     cam = estimate_camera(stack, spots, base_card.model_copy(update={"expects": expects}))
-    noise = _noise(stack, found, 4.0 * sigma)
+    noise = _noise(seen, found, 4.0 * sigma)
     snr = f[:, 3] * central_fraction(sigma) / noise
     level = float(np.median(stack[0]))
     camera_from = f"offset: {cam.offset_from}, gain: {cam.gain_from}"
@@ -254,7 +265,7 @@ def measure_movie(frames: NDArray[Any], base_card: Any) -> Measured:
         spots=len(f),
         photons=tuple(float(v) for v in np.percentile(photons, [10, 50, 90])),  # type: ignore[arg-type]
         background_photons=max((level - offset) / gain / qe, 0.0) if gain > 0 else 0.0,
-        gradient=_gradient(stack[0], level - offset),
+        gradient=_gradient(seen[0], level - offset),
         offset_adu=offset,
         gain_adu_per_e=gain,
         camera_from=camera_from,

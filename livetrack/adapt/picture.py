@@ -64,8 +64,9 @@ def draw_fit(stack: Any, preset: Path, measured: Measured, path: Path) -> Path:
     frame = np.asarray(stack[0], np.float64)
     real = _real(frame, measured.sigma_px)
     sim = _simulated(preset, measured.sigma_px)
+    movie = "movie, inverted" if measured.polarity == "dark-on-bright" else "movie"
     rows = [
-        ("movie", [c for c, _ in real]),
+        (movie, [c for c, _ in real]),
         ("Gaussian fit", [m for _, m in real]),
         ("residual", [c - m for c, m in real]),
         ("simulated", sim),

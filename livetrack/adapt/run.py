@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from livetrack.adapt.measure import AdaptError, Measured, measure_movie
+import numpy as np
+
+from livetrack.adapt.measure import AdaptError, Measured, inverted, measure_movie
 from livetrack.adapt.preset import EPOCHS, STEPS_PER_EPOCH, adapted_preset, write_preset
 from livetrack.adapt.rings import RingsMeasured
 from livetrack.artifact import default_model_dir, read_card, write_card
@@ -116,7 +118,8 @@ def adapt_movie(
     """Adapt a detector to ``movie``: its preset, a picture of the fit, a fine-tuned model.
 
     Bright spots: the fluorescence preset set to their measured width, signal, camera
-    and density, the shipped detector fine-tuned on it. Rings (brightfield or
+    and density, the shipped detector fine-tuned on it. Dark spots the same, inverted:
+    the card says so, and ``process`` and ``serve`` invert the frames for it. Rings (brightfield or
     holographic particles): the brightfield preset set to the Lorenz–Mie sphere fitted
     to their mean image (:mod:`livetrack.adapt.rings`), the shipped brightfield
     detector fine-tuned on it.
@@ -205,6 +208,8 @@ def _picture(stack: Any, preset: Path, measured: Measured, path: Path) -> None:
     """Real crops beside simulated ones and the residual (skipped without matplotlib)."""
     from livetrack.adapt.picture import draw_fit
 
+    if measured.polarity == "dark-on-bright":  # as the model sees them
+        stack = inverted(np.asarray(stack, np.float64))
     try:
         draw_fit(stack, preset, measured, path)
     except ImportError:  # matplotlib is imported when drawing

@@ -2,7 +2,8 @@
 
 Movies from the independent simulator of ``offconfig`` (not ``livetrack.simulation``:
 gain 2 ADU/e, offset 500 ADU, Poisson light, Gaussian read noise), with the PSF at
-0.6× and 1.6× the shipped model's, a peak SNR of 2 and 3, 200 spots in 512², 8 frames.
+0.6× and 1.6× the shipped model's, a peak SNR of 2 and 3, 200 spots in 512², 8 frames;
+and dark particles (1.6×, SNR 3), each taking light from a 1000 e background.
 Each goes through ``adapt_movie`` exactly as ``livetrack adapt`` runs it, then
 ``track_movie`` (as ``process``) with the shipped model and with the adapted one;
 trackpy gets the true σ and its minmass tuned on the truth. Localisation: the RMS x
@@ -13,8 +14,10 @@ With ``--real-data``, the real ring movies too (brightfield: DeepTrack's beads, 
 same inverted, trackpy's colloids), each through ``livetrack adapt`` (the simulator's
 Lorenz–Mie optics fitted to its rings) and ``process``, against the expert-tuned
 trackpy ``locate`` of ``bench --only lodestar``: features matched within 1 px both
-ways, 12 px from the edge; and DeepTrack's beads at many focal planes against
-particles marked by eye (:mod:`livetrack.bench._focal`).
+ways, 12 px from the edge; DeepTrack's beads at many focal planes against
+particles marked by eye (:mod:`livetrack.bench._focal`); and its trapped bead, the
+adapted rings detector finding it for its own template (``process --single auto
+--model``), against the careful template-fit reference of ``bench --only single``.
 """
 
 from __future__ import annotations
@@ -33,17 +36,22 @@ from livetrack.bench._focal import focal_planes_row
 from livetrack.bench._offconfig import BACKGROUND_E, READ_E, off_config_movie
 from livetrack.linking.scores import detection_scores
 
-CELLS = ((0.6, 2.0), (0.6, 3.0), (1.6, 2.0), (1.6, 3.0))
+CELLS = ((0.6, 2.0, False), (0.6, 3.0, False), (1.6, 2.0, False), (1.6, 3.0, False),
+         (1.6, 3.0, True))  # fmt: skip
+#: the background of the dark cell (absorbing particles in transmitted light), electrons
+DARK_BACKGROUND_E = 1000.0
 #: the real ring movies, inside the folder given as ``bench --real-data``
 RINGS = "deeptrack_videos/brownian_particles_gray.tif"
 COLLOIDS = "brightfield_colloids/brightfield.tif"
+TRAPS = tuple(f"deeptrack_videos/trapped_particle_{n}_gray.tif" for n in ("good", "bad"))
 #: frames timed per model, each reflected out to 512² (the speed bench's frame size)
 SPEED_FRAMES = 30
 
 
 def _isolated_rmse_over_crlb(
-    truth: pd.DataFrame, table: pd.DataFrame, sigma: float, snr: float
-) -> float:
+    truth: pd.DataFrame, table: pd.DataFrame, sigma: float, snr: float,
+    background_e: float = BACKGROUND_E, dark: bool = False,
+) -> float:  # fmt: skip
     """RMS x error of isolated matched particles over their CRLB (same for every spot)."""
     from scipy.spatial import cKDTree
 
@@ -61,8 +69,9 @@ def _isolated_rmse_over_crlb(
         ok = dd < 2.0
         errors.append(det[k[ok], 0] - alone[ok, 0])
     err = np.concatenate(errors) if errors else np.zeros(0)
-    peak = snr * np.sqrt(BACKGROUND_E + READ_E**2)  # as off_config_movie makes the spots
-    bound = crlb_pixelated(peak * 2 * np.pi * sigma**2, BACKGROUND_E, sigma, READ_E)
+    peak = snr * np.sqrt(background_e + READ_E**2)  # as off_config_movie makes the spots
+    signed = (-1 if dark else 1) * peak * 2 * np.pi * sigma**2  # absorbed, or emitted
+    bound = crlb_pixelated(signed, background_e, sigma, READ_E)
     return float(np.sqrt(np.mean(err**2)) / bound) if len(err) else float("nan")
 
 
@@ -123,6 +132,28 @@ def _real_rings(movie: Path, tmp: Path, dark: bool = False) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _real_trap(movie: Path, tmp: Path) -> dict[str, Any]:
+    """A real trapped bead: ``adapt`` (its rings), then ``process --single auto --model``."""
+    import tifffile
+
+    from livetrack.adapt import adapt_movie
+    from livetrack.bench._single import template_reference
+    from livetrack.offline.process import DetectorSpec, track_movie
+
+    t0 = time.perf_counter()
+    result = adapt_movie(movie, tmp / f"trap-{movie.stem}", verbose=0)
+    seconds = time.perf_counter() - t0
+    ours, _, _ = track_movie(movie, DetectorSpec(model=str(result.model), single_crop="auto"))
+    ref = template_reference(tifffile.imread(movie))
+    xy = ours.sort_values("frame")[["x", "y"]].to_numpy()
+    ratio = xy.var(axis=0) / ref.var(axis=0)
+    return {
+        "movie": f"{movie.stem} (--single auto)", "adapt_seconds": seconds,
+        "per_frame": len(ours) / len(ref), "tracks": int(ours["particle"].nunique()),
+        "variance_ratio_x": float(ratio[0]), "variance_ratio_y": float(ratio[1]),
+    }  # fmt: skip
+
+
 def bench_adapt(quick: bool, real_data: Path | None = None) -> list[dict[str, Any]]:
     """One row per movie: shipped model, adapted model, trackpy (see module docstring)."""
     import tifffile
@@ -139,8 +170,11 @@ def bench_adapt(quick: bool, real_data: Path | None = None) -> list[dict[str, An
     card_sigma = read_card(default_model_dir()).expects.psf_sigma_px
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for k, (scale, snr) in enumerate(CELLS[:1] if quick else CELLS):
-            movie, truth, sigma = off_config_movie(scale, 0.0, snr, 8, 100 + k, card_sigma)
+        for k, (scale, snr, dark) in enumerate(CELLS[:1] if quick else CELLS):
+            bg = DARK_BACKGROUND_E if dark else BACKGROUND_E
+            movie, truth, sigma = off_config_movie(
+                scale, 0.0, snr, 8, 100 + k, card_sigma, background_e=bg, dark=dark
+            )
             path = Path(tmp) / f"m{k}.tif"
             tifffile.imwrite(path, movie, photometric="minisblack")
             t0 = time.perf_counter()
@@ -151,23 +185,33 @@ def bench_adapt(quick: bool, real_data: Path | None = None) -> list[dict[str, An
             seconds = time.perf_counter() - t0
             row: dict[str, Any] = {
                 "psf_over_card": scale, "peak_snr": snr, "sigma_px": sigma,
+                "particles": "dark" if dark else "bright",
                 "measured_sigma_px": getattr(result.measured, "sigma_px", float("nan")),
             }  # fmt: skip
-            for name, model in (("shipped", None), ("adapted", result.model)):
-                spec = DetectorSpec() if model is None else DetectorSpec(model=str(model))
+            # the shipped model on dark particles: as told, with --invert (without, F1 0)
+            specs = {
+                "shipped": DetectorSpec(invert=dark),
+                "adapted": DetectorSpec(model=str(result.model)),
+            }
+            for name, spec in specs.items():
                 table, _, _ = track_movie(path, spec, linking_from_data=False)
                 s = detection_scores(truth, table, gate=2.0)
                 row[f"{name}_precision"], row[f"{name}_recall"] = s.precision, s.recall
                 row[f"{name}_f1"] = s.f1
-                row[f"{name}_rmse_over_crlb"] = _isolated_rmse_over_crlb(truth, table, sigma, snr)
+                row[f"{name}_rmse_over_crlb"] = _isolated_rmse_over_crlb(
+                    truth, table, sigma, snr, bg, dark
+                )
             d = trackpy_diameter(sigma)
-            mm = tune_trackpy_minmass(movie.astype(np.float64), truth, d)
-            t = detection_scores(truth, trackpy_detect_movie(movie.astype(np.float64), d, mm), 2.0)
+            seen = movie.astype(np.float64)
+            seen = 2 * np.median(seen) - seen if dark else seen  # trackpy's invert, on the level
+            mm = tune_trackpy_minmass(seen, truth, d)
+            t = detection_scores(truth, trackpy_detect_movie(seen, d, mm), 2.0)
             row.update(trackpy_tuned_f1=t.f1, adapt_seconds=seconds)
             rows.append(row)
         if real_data is not None and not quick and (real_data / RINGS).is_file():
             for rel, dark in ((RINGS, False), (RINGS, True), (COLLOIDS, False)):
                 rows.append(_real_rings(real_data / rel, Path(tmp), dark))
+            rows += [_real_trap(real_data / t, Path(tmp)) for t in TRAPS]
             focal = focal_planes_row(real_data, Path(tmp))
             if focal is not None:
                 rows.append(focal)

@@ -66,15 +66,19 @@ def _spots(
 
 def off_config_movie(
     scale: float, gradient: float, snr: float, frames: int, seed: int, card_sigma: float,
-    n: int = 200, size: int = 512,
+    n: int = 200, size: int = 512, background_e: float = BACKGROUND_E, dark: bool = False,
 ) -> tuple[np.ndarray, pd.DataFrame, float]:  # fmt: skip
-    """Frames (uint16), truth (frame, x, y) and the spots' σ (px)."""
+    """Frames (uint16), truth (frame, x, y) and the spots' σ (px).
+
+    ``dark``: absorbing particles, taking ``peak`` electrons at their centre from a
+    background of ``background_e`` (brightfield), instead of adding them.
+    """
     rng = np.random.default_rng(seed)
     sigma = card_sigma * scale
-    peak = snr * np.sqrt(BACKGROUND_E + READ_E**2)
-    electrons = peak * 2 * np.pi * sigma**2  # the central pixel holds ~peak
+    peak = snr * np.sqrt(background_e + READ_E**2)
+    electrons = (-1 if dark else 1) * peak * 2 * np.pi * sigma**2  # the central pixel ~peak
     ramp = 1 + gradient * (np.arange(size) / (size - 1) - 0.5)
-    background = BACKGROUND_E * np.tile(ramp, (size, 1))
+    background = background_e * np.tile(ramp, (size, 1))
     out, truth = [], []
     for f in range(frames):
         x, y = rng.uniform(4, size - 4, n), rng.uniform(4, size - 4, n)

@@ -51,6 +51,7 @@ def process(
     single: o.Single = None,
     diameter: o.Diameter = 9,
     minmass: o.Minmass = 100.0,
+    min_score: o.MinScore = None,
     fmt: o.TableFormat = "parquet",
     workers: o.Workers = 1,
     scheduler: o.Scheduler = None,
@@ -93,6 +94,7 @@ def process(
             precision=precision or "auto", split=split, checkpoint=checkpoint,
             force_model=bool(force_model), fps=fps, channel=channel, offset_adu=offset,
             gain_adu_per_e=gain, invert=invert, linking_from_data=linking_from_data,
+            min_score=min_score,
         )  # fmt: skip
         with _frames_bar() as on_movie:
             done = process_movies(movies, output, opts, on_movie, _say)

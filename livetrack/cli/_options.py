@@ -142,6 +142,15 @@ Single = Annotated[
 ]
 Diameter = Annotated[int, typer.Option(help="--classical: feature diameter (odd, px).")]
 Minmass = Annotated[float, typer.Option(help="--classical: minimum integrated mass.")]
+MinScore = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0,
+        help="Drop a model's detections scoring below this (its card's threshold stays "
+        "the floor): with two kinds of particle in a movie, keep the kind a "
+        "--self-supervised model learnt (its score ~1 on them).",
+    ),
+]
 TableFormat = Annotated[
     Literal["parquet", "csv", "h5"],
     typer.Option("--format", help="Table format when -o is a folder."),

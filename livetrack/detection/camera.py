@@ -211,8 +211,10 @@ def in_model_camera(
     detector works in the frame's own units), the frame is returned as it is.
     ``invert``: dark particles on a bright background are turned into bright ones on a
     background of the same level, ``e → 2 B − e`` in electrons with ``B`` the frame's
-    median: a pixel keeps its shot noise, so the model sees Poisson-like frames.
+    median: a pixel keeps its shot noise, so the model sees Poisson-like frames. A card
+    whose model takes dark particles (``expects.inverts``) asks for it itself.
     """
+    invert = invert or (card is not None and card.expects.inverts)
     if card is None or (offset_adu is None and gain_adu_per_e is None and not invert):
         return frame
     e = card.expects

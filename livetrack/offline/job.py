@@ -16,7 +16,14 @@ from typing import Any, Literal
 import pandas as pd
 
 from livetrack import __version__
-from livetrack.artifact import ArtifactError, ModelCard, check_fits, default_model_dir, read_card
+from livetrack.artifact import (
+    ArtifactError,
+    ModelCard,
+    artifact_kind,
+    check_fits,
+    default_model_dir,
+    read_card,
+)
 from livetrack.detection.appearance import polarity_warning, width_warning
 from livetrack.detection.precision import PRECISIONS
 from livetrack.linking import LinkingConfig
@@ -60,6 +67,7 @@ class ProcessOptions:
     offset_adu: float | None = None  # the camera's dark level (None: read from the movie)
     gain_adu_per_e: float | None = None  # its gain (None: read from the movie, else the card's)
     invert: bool = False  # dark particles on a bright background: inverted before detection
+    min_score: float | None = None  # a model's detections scoring less are dropped
 
     def __post_init__(self) -> None:
         if f".{self.fmt}" not in TABLE_SUFFIXES:
@@ -72,6 +80,11 @@ class ProcessOptions:
             raise ProcessError(f"fps {self.fps}: must be positive")
         if self.gain_adu_per_e is not None and not self.gain_adu_per_e > 0:
             raise ProcessError(f"gain {self.gain_adu_per_e} ADU/e: must be positive")
+        if self.min_score is not None and (self.classical or self.single):
+            raise ProcessError(
+                "--min-score is for a model's detections: --classical has --minmass, "
+                "and --single keeps one particle a frame"
+            )
         if self.pixel_size_um is not None and not self.pixel_size_um > 0:
             raise ProcessError(f"pixel size {self.pixel_size_um} µm: must be positive")
 
@@ -89,6 +102,7 @@ class ProcessOptions:
             precision=self.precision,
             split=self.split,
             invert=self.invert,
+            min_score=self.min_score,
         )
 
     def detector_name(self) -> str:
@@ -97,8 +111,10 @@ class ProcessOptions:
             return "trackpy.locate"
         if self.single and self.model is None:
             return f"single-particle radial symmetry + template, crop {self.single}"
-        if self.single:
+        if self.single and artifact_kind(str(self.model)) == "localiser":
             return f"single-particle localiser {self.model}"
+        if self.single:  # a detector or LodeSTAR finds it, its own template fits it
+            return f"single-particle {self.model} + template"
         return str(self.model or default_model_dir())
 
 
@@ -135,8 +151,9 @@ def _card(options: ProcessOptions) -> ModelCard | None:
         card = read_card(options.model or default_model_dir())
     except ArtifactError as exc:
         raise ProcessError(str(exc)) from None
-    want = "localiser" if options.single else "detector"
-    if card.outputs.kind != want and card.outputs.kind != "lodestar":
+    # one particle: a localiser centres it; a detector, or LodeSTAR, finds it for its template
+    wants = ("localiser", "detector") if options.single else ("detector",)
+    if card.outputs.kind not in (*wants, "lodestar"):
         hint = (
             " (for one particle: --single without --model fits the particle's own "
             "template, or a livetrack adapt --self-supervised model)"
@@ -144,7 +161,8 @@ def _card(options: ProcessOptions) -> ModelCard | None:
             else " (a localiser needs --single)"
         )
         raise ProcessError(
-            f"--model {options.model}: a {card.outputs.kind} model, not a {want}{hint}"
+            f"--model {options.model}: a {card.outputs.kind} model, not a "
+            f"{' or a '.join(wants)}{hint}"
         )
     return card
 
@@ -252,6 +270,7 @@ def sidecar_record(
         else None,
         "channel": options.channel,
         "invert": options.invert,
+        "min_score": options.min_score,
         "camera": table.attrs.get("camera"),
         "detector": options.detector_name(),
         "model": card.name if card is not None else None,

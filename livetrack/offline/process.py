@@ -46,6 +46,7 @@ class DetectorSpec:
     precision: str = "auto"  # the network's arithmetic (Detector)
     split: bool = True  # particles hidden in a neighbour's fit (Detector)
     invert: bool = False  # dark particles on a bright background
+    min_score: float | None = None  # detections scoring less are dropped (None: none)
 
     def build(self) -> Any:
         """The detector."""
@@ -71,8 +72,14 @@ class DetectorSpec:
             # one particle: the network finds it, its own template fits it
             return SingleParticleDetector(crop, finder=lodestar) if self.single_crop else lodestar
         if self.single_crop:
-            from livetrack.single.detector import SingleParticleDetector
+            from livetrack.single.detector import SingleParticleDetector, StrongestDetection
 
+            if self.model and artifact_kind(self.model) == "detector":
+                from livetrack.detection.detector import Detector
+
+                # the detector finds the particle (its best detection); its template fits it
+                found = StrongestDetection(Detector(self.model, precision=self.precision))
+                return SingleParticleDetector(crop, finder=found)
             return SingleParticleDetector(crop, self.model)
         if self.classical:
             from livetrack.detection.classical import TrackpyDetector
@@ -86,8 +93,12 @@ class DetectorSpec:
 _WORKER_DETECTORS: dict[DetectorSpec, Any] = {}
 
 
-def _columns(det: Any) -> Columns:
-    return {k: np.asarray(v, np.float64) for k, v in det.as_dict().items()}
+def _columns(det: Any, min_score: float | None = None) -> Columns:
+    cols = {k: np.asarray(v, np.float64) for k, v in det.as_dict().items()}
+    if min_score is None:
+        return cols
+    keep = cols["score"] >= min_score
+    return {k: v[keep] for k, v in cols.items()}
 
 
 def _worker_detector(spec: DetectorSpec) -> Any:
@@ -111,7 +122,8 @@ def detect_chunk(
     try:
         _prepare(det, reader)
         frames = reader.read(start, stop)
-        return [_columns(d) for d in _detect_frames(det, frames, start, reader, camera)]
+        dets = _detect_frames(det, frames, start, reader, camera)
+        return [_columns(d, spec.min_score) for d in dets]
     finally:
         reader.close()
 
@@ -125,10 +137,12 @@ def movie_camera(
 ) -> Camera | None:
     """The movie's camera, read from its first frames (None: a detector without a card).
 
-    ``invert``: the particles are dark; they are masked where the inverted frame shows them.
+    ``invert``: the particles are dark; they are masked where the inverted frame shows
+    them (so too where the model takes dark particles: its card's ``expects.inverts``).
     """
     if not hasattr(detector, "peaks"):
         return None  # a classical or single-particle detector works in the frame's units
+    invert = invert or detector.card.expects.inverts
     frames = reader.read(0, FRAMES)
     spots = [detector.peaks(np.float32(f.max()) - f if invert else f) for f in frames]
     cam = estimate_camera(frames, spots, detector.card, offset_adu, gain_adu_per_e)
@@ -182,12 +196,13 @@ def _detect_frames(
 
 
 def _local_chunks(
-    reader: MovieReader, detector: Any, chunk: int, starts: list[int], camera: Camera | None
-) -> Iterator[tuple[int, list[Columns]]]:
+    reader: MovieReader, detector: Any, chunk: int, starts: list[int], camera: Camera | None,
+    min_score: float | None,
+) -> Iterator[tuple[int, list[Columns]]]:  # fmt: skip
     for start in starts:
         frames = reader.read(start, start + chunk)
         dets = _detect_frames(detector, frames, start, reader, camera)
-        yield start, [_columns(d) for d in dets]
+        yield start, [_columns(d, min_score) for d in dets]
 
 
 def _dask_chunks(
@@ -370,7 +385,7 @@ def track_movie(
             cam = movie_camera(reader, det, *camera, spec.invert) if todo else None
             if todo:
                 _prepare(det, reader)
-            fresh = _local_chunks(reader, det, chunk, todo, cam)
+            fresh = _local_chunks(reader, det, chunk, todo, cam, spec.min_score)
         chunks = _kept_or_fresh(starts, fresh, kept)
         shape = info.shape if linking_from_data else None
         table = link_columns(chunks, linking or LinkingConfig(), px, on_frames, dt, shape)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -35,6 +35,31 @@ class ParticleFinder(Protocol):
     def detect(self, frame: NDArray[np.generic]) -> Detections:
         """The particle (the heaviest first), or nothing."""
         ...
+
+
+class StrongestDetection:
+    """A multi-particle detector as a :class:`ParticleFinder`: its best-scored detection first.
+
+    So a detector ``adapt`` trained for the movie's rings finds a trapped bead, and
+    the bead's own template fits it.
+    """
+
+    def __init__(self, detector: Any) -> None:
+        self.detector = detector
+        self.name = f"detector {detector.card.name!r}"
+
+    def detect(self, frame: NDArray[np.generic]) -> Detections:
+        """The frame's detections, the highest score first."""
+        from livetrack.detection.camera import in_model_camera
+
+        # as locate: a model adapted to dark particles sees them inverted
+        found: Detections = self.detector.detect(
+            in_model_camera(frame, None, None, self.detector.card)
+        )
+        k = np.argsort(-np.asarray(found.score), kind="stable")
+        f = found
+        return Detections(f.x[k], f.y[k], f.score[k], f.photons[k], f.background[k],
+                          f.sigma[k], f.timings_ms)  # fmt: skip
 
 
 def radial_symmetry_centre(window: NDArray[np.floating]) -> tuple[float, float]:
@@ -71,7 +96,8 @@ class SingleParticleDetector:
     template
         Fit the particle's own template (False: radial symmetry in every frame).
     finder
-        Finds the particle in place of radial symmetry (a LodeSTAR model); its
+        Finds the particle in place of radial symmetry (a LodeSTAR model, or a
+        detector as :class:`StrongestDetection`); its
         positions build the template (so its origin is the particle's), which then
         fits every frame: on the noisy trapped bead LodeSTAR alone moves 6–11 % more
         than the careful reference, the template fit by < 10 %, and on a simulated
@@ -100,6 +126,7 @@ class SingleParticleDetector:
         self.template: ParticleTemplate | None = None
         self._seen: list[tuple[NDArray[np.float64], float, float]] = []
         self._size_checked = False
+        self._last = (float("nan"), float("nan"))  # where the particle was last found
         if model is not None:
             from livetrack.single.localiser import CropLocaliser
 
@@ -116,6 +143,7 @@ class SingleParticleDetector:
         self.template = None
         self._seen = []
         self._size_checked = False
+        self._last = (float("nan"), float("nan"))
 
     def prepare(self, frames: NDArray[np.generic]) -> None:
         """Start a movie: size the crop and build the template from its first frames."""
@@ -127,6 +155,12 @@ class SingleParticleDetector:
             return
         first = [np.asarray(f, np.float64) for f in frames[:TEMPLATE_FRAMES]]
         starts = [self._radial(f) for f in first]
+        if self.finder is not None and not np.isfinite(starts).all(axis=1).any():
+            raise ValueError(
+                f"the {self.finder.name} found no particle in the first {len(first)} frames: "
+                "adapt a model to this movie (livetrack adapt), or use --single auto "
+                "without --model"
+            )
         for f, xy in zip(first, starts, strict=True):
             self._learn(f, *xy)
         if self.template is not None:  # again, from the template's own sharper positions
@@ -183,6 +217,8 @@ class SingleParticleDetector:
         f = np.asarray(frame, np.float64)
         h, w = f.shape
         x, y = self._radial(f)
+        if not np.isfinite(x + y) and self.template is not None:
+            x, y = self._last  # the finder missed it: its template fits it from there
         if self.localiser is not None and np.isfinite(x):
             x, y, _, _ = self.localiser.locate(f, x, y)
         elif self.template is not None and np.isfinite(x):
@@ -192,6 +228,8 @@ class SingleParticleDetector:
         elif self.use_template:
             self._learn(f, x, y)
         ok = np.isfinite(x) and 0 <= x < w and 0 <= y < h
+        if ok:
+            self._last = (x, y)
         n = 1 if ok else 0
         nan = np.full(n, np.nan)
         ms = (time.perf_counter() - t0) * 1e3
