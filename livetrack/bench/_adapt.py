@@ -134,24 +134,16 @@ def _real_rings(movie: Path, tmp: Path, dark: bool = False) -> dict[str, Any]:
 
 def _real_trap(movie: Path, tmp: Path) -> dict[str, Any]:
     """A real trapped bead: ``adapt`` (its rings), then ``process --single auto --model``."""
-    import tifffile
-
     from livetrack.adapt import adapt_movie
-    from livetrack.bench._single import template_reference
+    from livetrack.bench._single import against_reference
     from livetrack.offline.process import DetectorSpec, track_movie
 
     t0 = time.perf_counter()
     result = adapt_movie(movie, tmp / f"trap-{movie.stem}", verbose=0)
     seconds = time.perf_counter() - t0
     ours, _, _ = track_movie(movie, DetectorSpec(model=str(result.model), single_crop="auto"))
-    ref = template_reference(tifffile.imread(movie))
-    xy = ours.sort_values("frame")[["x", "y"]].to_numpy()
-    ratio = xy.var(axis=0) / ref.var(axis=0)
-    return {
-        "movie": f"{movie.stem} (--single auto)", "adapt_seconds": seconds,
-        "per_frame": len(ours) / len(ref), "tracks": int(ours["particle"].nunique()),
-        "variance_ratio_x": float(ratio[0]), "variance_ratio_y": float(ratio[1]),
-    }  # fmt: skip
+    return {"movie": f"{movie.stem} (--single auto)", "adapt_seconds": seconds,
+            **against_reference(ours, movie)}  # fmt: skip
 
 
 def bench_adapt(quick: bool, real_data: Path | None = None) -> list[dict[str, Any]]:

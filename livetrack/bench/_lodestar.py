@@ -233,21 +233,11 @@ def _colloids(movie: Path, reference: Path, tmp: Path, quick: bool) -> dict[str,
 
 
 def _trapped(movie: Path, tmp: Path, quick: bool) -> dict[str, Any]:
-    import tifffile
-
-    from livetrack.bench._single import template_reference
+    from livetrack.bench._single import against_reference
 
     ours, seconds = _adapted(movie, tmp / movie.stem, quick, True)
-    ref = template_reference(tifffile.imread(movie))
-    xy = ours.sort_values("frame")[["x", "y"]].to_numpy()
-    ratio = xy.var(axis=0) / ref.var(axis=0)
-    return {
-        "movie": f"DeepTrack trapped bead ({movie.stem.split('_')[2]})", "adapt_s": seconds,
-        "per_frame": len(ours) / len(ref), "tracks": int(ours["particle"].nunique()),
-        "variance_ratio_x": float(ratio[0]), "variance_ratio_y": float(ratio[1]),
-        "correlation_x": float(np.corrcoef(xy[:, 0], ref[:, 0])[0, 1]),
-        "correlation_y": float(np.corrcoef(xy[:, 1], ref[:, 1])[0, 1]),
-    }  # fmt: skip
+    return {"movie": f"DeepTrack trapped bead ({movie.stem.split('_')[2]})",
+            "adapt_s": seconds, **against_reference(ours, movie)}  # fmt: skip
 
 
 def _speed(model: Path, repeats: int) -> dict[str, Any]:

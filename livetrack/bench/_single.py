@@ -156,6 +156,25 @@ def template_reference(movie: np.ndarray, half: int = 30, rounds: int = 3) -> np
     return xy
 
 
+def against_reference(ours: Any, movie: Path) -> dict[str, Any]:
+    """One track of a trapped bead (a ``process`` table) beside :func:`template_reference`.
+
+    Rows a frame, tracks, each axis's position variance over the reference's, and
+    the correlation of the two tracks.
+    """
+    import tifffile
+
+    ref = template_reference(tifffile.imread(movie))
+    xy = ours.sort_values("frame")[["x", "y"]].to_numpy()
+    ratio = xy.var(axis=0) / ref.var(axis=0)
+    return {
+        "per_frame": len(ours) / len(ref), "tracks": int(ours["particle"].nunique()),
+        "variance_ratio_x": float(ratio[0]), "variance_ratio_y": float(ratio[1]),
+        "correlation_x": float(np.corrcoef(xy[:, 0], ref[:, 0])[0, 1]),
+        "correlation_y": float(np.corrcoef(xy[:, 1], ref[:, 1])[0, 1]),
+    }  # fmt: skip
+
+
 def _trapped(model: Path, folder: Path) -> list[dict[str, Any]]:
     """DeepTrack 1.0's trapped bead at low and high noise (no ground truth).
 
