@@ -119,10 +119,10 @@ def adapt_movie(
 
     Bright spots: the fluorescence preset set to their measured width, signal, camera
     and density, the shipped detector fine-tuned on it. Dark spots the same, inverted:
-    the card says so, and ``process`` and ``serve`` invert the frames for it. Rings (brightfield or
-    holographic particles): the brightfield preset set to the Lorenz–Mie sphere fitted
-    to their mean image (:mod:`livetrack.adapt.rings`), the shipped brightfield
-    detector fine-tuned on it.
+    the card says so, and ``process`` and ``serve`` invert the frames for it. Rings
+    (brightfield or holographic particles): the brightfield preset set to the
+    Lorenz–Mie sphere fitted to their mean image (:mod:`livetrack.adapt.rings`), the
+    shipped brightfield detector fine-tuned on it.
 
     Parameters
     ----------

@@ -173,12 +173,14 @@ def adapt(
     except (AdaptError, ConfigError) as exc:
         raise fail(str(exc)) from None
     m = result.measured
+    dark = " dark" if m.polarity == "dark-on-bright" else ""
     seen = (
         f"rings: a sphere of {m.radius_um:.2f} µm, index {m.refractive_index:.3f}, "
         f"{m.z_um:.1f} µm from focus, fitted to {m.crops} particles"
         if isinstance(m, RingsMeasured)
-        else f"PSF σ {m.sigma_px:.2f} px from {m.spots} spots, {m.photons[1]:.0f} photons, "
-        f"background {m.background_photons:.1f}/px"
+        else f"PSF σ {m.sigma_px:.2f} px from {m.spots}{dark} spots, {m.photons[1]:.0f} "
+        f"photons, background {m.background_photons:.1f}/px"
+        + ("; the model inverts the frames itself (no --invert)" if dark else "")
     )
     print(
         f"{result.model}: {seen}; "
