@@ -124,6 +124,37 @@ def test_round_trip_frames_to_tracks(svc: Running, movie: tuple[np.ndarray, Any]
     assert len(st["gc"]["collections"]) == 3  # per generation: a latency tail explained
 
 
+def test_min_score_drops_a_models_weaker_detections_before_linking(
+    movie: tuple[np.ndarray, Any],
+) -> None:
+    from livetrack.detection.detector import Detector
+
+    frames, _ = movie
+    direct = Detector()  # the same model, frame by frame as the service reads them
+    scores = [direct.detect(f, index=i).score for i, f in enumerate(frames[:8])]
+    cut = float(np.median(np.concatenate(scores)))
+    r = start(Detector(), policy="lossless", min_score=cut)
+    try:
+        for i, f in enumerate(frames[:8]):
+            assert r.pub.publish(f, seq=i)
+        got: dict[bytes, list[wire.Result]] = {wire.TOPIC_DETECTIONS: [], wire.TOPIC_TRACKS: []}
+        end = time.monotonic() + 10.0
+        while min(map(len, got.values())) < 8 and time.monotonic() < end:
+            m = r.sub.recv(200)
+            if m is not None and m.topic in got:
+                got[m.topic].append(m)
+    finally:
+        r.stop()
+    det, trk = got[wire.TOPIC_DETECTIONS], got[wire.TOPIC_TRACKS]
+    assert [d.seq for d in det] == list(range(8))
+    for d, s in zip(det, scores, strict=True):
+        assert len(d.columns["score"]) == int((s >= cut).sum())
+        assert (d.columns["score"] >= np.float32(cut)).all()
+    assert sum(len(t.columns["particle"]) for t in trk) == sum(
+        int((s >= cut).sum()) for s in scores
+    )
+
+
 def _bad_messages(frame: np.ndarray) -> list[tuple[str, list[bytes]]]:
     good = wire.FrameHeader(seq=0, t_acq_ns=1, shape=frame.shape, dtype="uint16")
     header = good.to_bytes()

@@ -52,6 +52,7 @@ def serve(
     offset: o.Offset = None,
     gain: o.Gain = None,
     invert: o.ServeInvert = None,
+    min_score: o.MinScore = None,
     search_range: o.SearchRange = None,
     memory: o.Memory = None,
     brightness_penalty: o.BrightnessPenalty = None,

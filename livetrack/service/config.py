@@ -52,3 +52,5 @@ class ServiceConfig:
     camera_gain_adu_per_e: float | None = None
     # dark particles on a bright background: inverted before the network sees them
     invert: bool = False
+    # a model's detections scoring less are dropped before linking (None: none)
+    min_score: float | None = None

@@ -20,6 +20,7 @@ import threading
 import time
 from typing import Any
 
+import numpy as np
 import zmq
 from numpy.typing import NDArray
 
@@ -329,6 +330,8 @@ class Service:
                 st.rejected["detector_error"] += 1
                 log.error("detector failed on frame %d: %s", header.seq, exc)
                 return
+        if self.config.min_score is not None:
+            det = _scored_at_least(det, self.config.min_score)
         t1 = time.perf_counter()
         # Link in sample coordinates when the frame says where the stage was, so a
         # stage move (a centring controller) does not look like every particle jumping;
@@ -374,3 +377,10 @@ class Service:
             "gc": {"collections": [g["collections"] for g in gc.get_stats()]},
             **self.stats.snapshot(),
         }
+
+
+def _scored_at_least(det: Detections, min_score: float) -> Detections:
+    """The detections scoring at least ``min_score`` (``--min-score``)."""
+    k = np.asarray(det.score) >= min_score
+    return Detections(det.x[k], det.y[k], det.score[k], det.photons[k], det.background[k],
+                      det.sigma[k], det.timings_ms)  # fmt: skip

@@ -45,6 +45,7 @@ class ServeSettings(BaseModel):
     offset: float | None = None  # the camera's dark level, ADU (frames that do not say)
     gain: Annotated[float, Field(gt=0)] | None = None  # its gain, ADU per electron
     invert: bool = False  # dark particles on a bright background
+    min_score: Annotated[float, Field(gt=0)] | None = None  # a model's weaker detections dropped
     linking: LinkingConfig = Field(default_factory=LinkingConfig)
 
     @field_validator("split_near")
@@ -74,6 +75,7 @@ class ServeSettings(BaseModel):
             camera_offset_adu=self.offset,
             camera_gain_adu_per_e=self.gain,
             invert=self.invert,
+            min_score=self.min_score,
         )
 
     def split_summary(self) -> str:
@@ -114,6 +116,8 @@ def build_detector(settings: ServeSettings) -> tuple[Any, str]:
     if settings.classical:
         from livetrack.detection.classical import TrackpyDetector
 
+        if settings.min_score is not None:
+            raise ValueError("--min-score is for a model's detections, not --classical")
         classic = TrackpyDetector(invert=settings.invert)
         classic.warm_up()
         return classic, "trackpy locate"
