@@ -150,9 +150,12 @@ def test_min_score_drops_a_models_weaker_detections_before_linking(
     for d, s in zip(det, scores, strict=True):
         assert len(d.columns["score"]) == int((s >= cut).sum())
         assert (d.columns["score"] >= np.float32(cut)).all()
-    assert sum(len(t.columns["particle"]) for t in trk) == sum(
-        int((s >= cut).sum()) for s in scores
-    )
+    kept = sum(int((s >= cut).sum()) for s in scores)
+    assert sum(len(t.columns["particle"]) for t in trk) == kept  # only those were linked
+    from livetrack.service.settings import ServeSettings, build_detector
+
+    with pytest.raises(ValueError, match="not --classical"):  # trackpy has no score to cut
+        build_detector(ServeSettings(classical=True, min_score=cut))
 
 
 def _bad_messages(frame: np.ndarray) -> list[tuple[str, list[bytes]]]:
