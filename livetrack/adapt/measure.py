@@ -10,9 +10,10 @@ background (width, position, total signal all free). From those fits and the fra
   (``livetrack.detection.camera``, as ``process`` reads it); the gain needs background
   levels that differ. When the data cannot tell it (a flat field, an 8-bit video), the
   movie is described in *effective* electrons: a background of
-  :data:`EFFECTIVE_BACKGROUND_E` whose Poisson and read noise is the measured noise, and
-  spots with the measured peak SNR — the level, the noise and the SNR are the movie's,
-  which is what a detector that normalises its input sees;
+  :data:`EFFECTIVE_BACKGROUND_E` (more where the background ramps steeply, so the ramp
+  stays below :data:`MAX_EFFECTIVE_GRADIENT` of it) whose Poisson and read noise is the
+  measured noise, and spots with the measured peak SNR — the level, the noise, the ramp
+  and the SNR are the movie's, which is what a detector that normalises its input sees;
 - the particles' signal (photons) and the background (photons/px) with its gradient;
 - the density, and the frame-to-frame step (``livetrack.linking.from_data``).
 
@@ -43,6 +44,10 @@ MIN_SPOTS = 12
 MAX_FITS = 600
 #: the background, in effective electrons, of a movie whose gain cannot be read
 EFFECTIVE_BACKGROUND_E = 20.0
+#: the steepest background ramp (relative, across the field) an effective description
+#: gives: a steeper one is described on a higher background (training randomises up
+#: to 1.5× it, and the simulator takes ramps below 1)
+MAX_EFFECTIVE_GRADIENT = 0.6
 
 
 class AdaptError(ValueError):
@@ -136,6 +141,18 @@ def isolated(c: NDArray[np.float64], distance: float) -> NDArray[np.float64]:
     d, _ = cKDTree(c[:, :2]).query(c[:, :2], k=2)
     kept: NDArray[np.float64] = c[d[:, 1] > distance]
     return kept
+
+
+def _effective_background(ramp_sigmas: float, read2: float) -> float:
+    """The effective background (e) that keeps a ramp of ``ramp_sigmas`` noise σ gentle.
+
+    Gentle: across the field at most :data:`MAX_EFFECTIVE_GRADIENT` of the background
+    (read noise² ``read2``, e²). The ramp is ``z σ = z √(B + r²)`` electrons;
+    ``z √(B + r²) ≤ G B`` solved for B.
+    """
+    z2, g2 = ramp_sigmas**2, MAX_EFFECTIVE_GRADIENT**2
+    steep = (z2 + np.sqrt(z2 * z2 + 4.0 * g2 * z2 * read2)) / (2.0 * g2)
+    return float(max(EFFECTIVE_BACKGROUND_E, steep))
 
 
 def _gradient(frame: NDArray[np.float64], level: float) -> tuple[float, float]:
@@ -250,9 +267,12 @@ def measure_movie(frames: NDArray[Any], base_card: Any) -> Measured:
     gain, offset = cam.gain_adu_per_e, cam.offset_adu
     photons = f[:, 3] / gain / qe
     if cam.gain_from != "data":  # effective electrons: the movie's level, noise and SNR
-        noise_e = float(np.sqrt(EFFECTIVE_BACKGROUND_E + base_card.expects.camera_read_noise_e**2))
+        read2 = base_card.expects.camera_read_noise_e**2
+        ramp = _gradient(seen[0], 1.0)  # ADU across the field
+        background_e = _effective_background(max(map(abs, ramp)) / noise, read2)
+        noise_e = float(np.sqrt(background_e + read2))
         gain = noise / noise_e
-        offset = level - gain * EFFECTIVE_BACKGROUND_E
+        offset = level - gain * background_e
         photons = snr * noise_e / central_fraction(sigma) / qe
         camera_from = "effective electrons (the gain cannot be read from this movie)"
     motion = measure_motion(spots, stack.shape[1:]) if len(stack) > 1 else None

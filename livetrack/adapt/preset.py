@@ -75,7 +75,7 @@ def adapted_preset(
         sigma_scale=[1.0 - spread, 1.0 + spread],
         photons=[0.25 * p10, 4.0 * p90],
         background_photons=[0.25 * bg, 4.0 * bg],
-        gradient=max(0.1, 1.5 * max(abs(gx), abs(gy))),
+        gradient=min(max(0.1, 1.5 * max(abs(gx), abs(gy))), 0.95),  # the simulator's < 1
         gain_adu_per_e=[0.5 * measured.gain_adu_per_e, 2.0 * measured.gain_adu_per_e],
         offset_adu=[max(0.0, measured.offset_adu - 100.0), measured.offset_adu + 100.0],
     )
