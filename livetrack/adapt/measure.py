@@ -155,8 +155,8 @@ def _effective_background(ramp_sigmas: float, read2: float) -> float:
     return float(max(EFFECTIVE_BACKGROUND_E, steep))
 
 
-def _gradient(frame: NDArray[np.float64], level: float) -> tuple[float, float]:
-    """The background's relative change across the field (the simulator's ``gradient``)."""
+def _ramp(frame: NDArray[np.float64]) -> tuple[float, float]:
+    """The background's change across the field (ADU), x and y (over its level: ``gradient``)."""
     h, w = frame.shape
     by, bx = max(h // 8, 1), max(w // 8, 1)
     blocks = frame[: h // by * by, : w // bx * bx].reshape(h // by, by, w // bx, bx)
@@ -164,9 +164,7 @@ def _gradient(frame: NDArray[np.float64], level: float) -> tuple[float, float]:
     yy, xx = np.mgrid[0 : med.shape[0], 0 : med.shape[1]].astype(np.float64)
     a = np.column_stack([np.ones(med.size), xx.ravel() / med.shape[1], yy.ravel() / med.shape[0]])
     coef, *_ = np.linalg.lstsq(a, med.ravel(), rcond=None)
-    if level <= 0:
-        return 0.0, 0.0
-    return float(coef[1] / level), float(coef[2] / level)
+    return float(coef[1]), float(coef[2])
 
 
 def _noise(stack: NDArray[np.float64], found: list[NDArray[np.float64]], r: float) -> float:
@@ -265,10 +263,10 @@ def measure_movie(frames: NDArray[Any], base_card: Any) -> Measured:
     camera_from = f"offset: {cam.offset_from}, gain: {cam.gain_from}"
     qe = base_card.expects.camera_quantum_efficiency
     gain, offset = cam.gain_adu_per_e, cam.offset_adu
+    ramp = _ramp(seen[0])
     photons = f[:, 3] / gain / qe
     if cam.gain_from != "data":  # effective electrons: the movie's level, noise and SNR
         read2 = base_card.expects.camera_read_noise_e**2
-        ramp = _gradient(seen[0], 1.0)  # ADU across the field
         background_e = _effective_background(max(map(abs, ramp)) / noise, read2)
         noise_e = float(np.sqrt(background_e + read2))
         gain = noise / noise_e
@@ -285,7 +283,7 @@ def measure_movie(frames: NDArray[Any], base_card: Any) -> Measured:
         spots=len(f),
         photons=tuple(float(v) for v in np.percentile(photons, [10, 50, 90])),  # type: ignore[arg-type]
         background_photons=max((level - offset) / gain / qe, 0.0) if gain > 0 else 0.0,
-        gradient=_gradient(seen[0], level - offset),
+        gradient=(ramp[0] / span, ramp[1] / span) if (span := level - offset) > 0 else (0.0, 0.0),
         offset_adu=offset,
         gain_adu_per_e=gain,
         camera_from=camera_from,

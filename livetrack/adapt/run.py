@@ -208,8 +208,8 @@ def _picture(stack: Any, preset: Path, measured: Measured, path: Path) -> None:
     """Real crops beside simulated ones and the residual (skipped without matplotlib)."""
     from livetrack.adapt.picture import draw_fit
 
-    if measured.polarity == "dark-on-bright":  # as the model sees them
-        stack = inverted(np.asarray(stack, np.float64))
+    if measured.polarity == "dark-on-bright":  # as the model sees them (one frame drawn)
+        stack = inverted(np.asarray(stack[:1], np.float64))
     try:
         draw_fit(stack, preset, measured, path)
     except ImportError:  # matplotlib is imported when drawing

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from livetrack.adapt.measure import inverted
 from livetrack.adapt.preset import EPOCHS, STEPS_PER_EPOCH
 from livetrack.bench._focal import focal_planes_row
 from livetrack.bench._offconfig import BACKGROUND_E, READ_E, off_config_movie
@@ -195,7 +196,7 @@ def bench_adapt(quick: bool, real_data: Path | None = None) -> list[dict[str, An
                 )
             d = trackpy_diameter(sigma)
             seen = movie.astype(np.float64)
-            seen = 2 * np.median(seen) - seen if dark else seen  # trackpy's invert, on the level
+            seen = inverted(seen) if dark else seen  # as the adapted model sees them
             mm = tune_trackpy_minmass(seen, truth, d)
             t = detection_scores(truth, trackpy_detect_movie(seen, d, mm), 2.0)
             row.update(trackpy_tuned_f1=t.f1, adapt_seconds=seconds)

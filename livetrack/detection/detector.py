@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from livetrack.detection._folded import folded_network
 from livetrack.detection._matched import with_matched
 from livetrack.detection._refine import NARROW_PSF_PX, refine
 from livetrack.detection._split import SPLIT_Z, split_merged
+from livetrack.detection.detections import Detections as Detections
 from livetrack.detection.normalise import compile_now as compile_normalise
 from livetrack.detection.normalise import robust_normalise
 from livetrack.detection.precision import (
@@ -55,26 +55,6 @@ SIGMA_EVERY = 8
 NARROW_PSF = 1.0
 SECOND_THRESHOLD = 0.3
 _log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Detections:
-    """Per-particle columns for one frame (pixels, trackpy convention)."""
-
-    x: NDArray[np.float64]
-    y: NDArray[np.float64]
-    score: NDArray[np.float64]
-    photons: NDArray[np.float64]
-    background: NDArray[np.float64]
-    sigma: NDArray[np.float64]
-    timings_ms: dict[str, float] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def as_dict(self) -> dict[str, NDArray[np.float64]]:
-        """Columns by name."""
-        return {k: getattr(self, k) for k in ("x", "y", "score", "photons", "background", "sigma")}
 
 
 class Detector:

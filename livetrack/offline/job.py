@@ -16,14 +16,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from livetrack import __version__
-from livetrack.artifact import (
-    ArtifactError,
-    ModelCard,
-    artifact_kind,
-    check_fits,
-    default_model_dir,
-    read_card,
-)
+from livetrack.artifact import ArtifactError, ModelCard, check_fits, default_model_dir, read_card
 from livetrack.detection.appearance import polarity_warning, width_warning
 from livetrack.detection.precision import PRECISIONS
 from livetrack.linking import LinkingConfig
@@ -105,13 +98,13 @@ class ProcessOptions:
             min_score=self.min_score,
         )
 
-    def detector_name(self) -> str:
-        """What found the particles, as the sidecar states it."""
+    def detector_name(self, kind: str | None = None) -> str:
+        """What found the particles, as the sidecar states it (``kind``: the model's)."""
         if self.classical:
             return "trackpy.locate"
         if self.single and self.model is None:
             return f"single-particle radial symmetry + template, crop {self.single}"
-        if self.single and artifact_kind(str(self.model)) == "localiser":
+        if self.single and kind == "localiser":
             return f"single-particle localiser {self.model}"
         if self.single:  # a detector or LodeSTAR finds it, its own template fits it
             return f"single-particle {self.model} + template"
@@ -272,7 +265,7 @@ def sidecar_record(
         "invert": options.invert,
         "min_score": options.min_score,
         "camera": table.attrs.get("camera"),
-        "detector": options.detector_name(),
+        "detector": options.detector_name(card.outputs.kind if card is not None else None),
         "model": card.name if card is not None else None,
         "split": options.split if not (options.classical or options.single) else None,
         "linking": table.attrs.get("linking", options.linking.model_dump()),

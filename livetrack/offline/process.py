@@ -21,6 +21,7 @@ import pandas as pd
 
 from livetrack.artifact import artifact_kind
 from livetrack.detection.camera import FRAMES, Camera, estimate_camera, in_model_camera
+from livetrack.detection.detections import Detections
 from livetrack.linking import LinkingConfig, OnlineLinker
 from livetrack.linking.from_data import FRAMES as MOTION_FRAMES
 from livetrack.linking.from_data import linking_from_motion, measure_motion
@@ -93,12 +94,10 @@ class DetectorSpec:
 _WORKER_DETECTORS: dict[DetectorSpec, Any] = {}
 
 
-def _columns(det: Any, min_score: float | None = None) -> Columns:
-    cols = {k: np.asarray(v, np.float64) for k, v in det.as_dict().items()}
-    if min_score is None:
-        return cols
-    keep = cols["score"] >= min_score
-    return {k: v[keep] for k, v in cols.items()}
+def _columns(det: Detections, min_score: float | None = None) -> Columns:
+    if min_score is not None:
+        det = det.take(det.score >= min_score)
+    return {k: np.asarray(v, np.float64) for k, v in det.as_dict().items()}
 
 
 def _worker_detector(spec: DetectorSpec) -> Any:

@@ -20,7 +20,6 @@ import threading
 import time
 from typing import Any
 
-import numpy as np
 import zmq
 from numpy.typing import NDArray
 
@@ -331,7 +330,7 @@ class Service:
                 log.error("detector failed on frame %d: %s", header.seq, exc)
                 return
         if self.config.min_score is not None:
-            det = _scored_at_least(det, self.config.min_score)
+            det = det.take(det.score >= self.config.min_score)
         t1 = time.perf_counter()
         # Link in sample coordinates when the frame says where the stage was, so a
         # stage move (a centring controller) does not look like every particle jumping;
@@ -377,10 +376,3 @@ class Service:
             "gc": {"collections": [g["collections"] for g in gc.get_stats()]},
             **self.stats.snapshot(),
         }
-
-
-def _scored_at_least(det: Detections, min_score: float) -> Detections:
-    """The detections scoring at least ``min_score`` (``--min-score``)."""
-    k = np.asarray(det.score) >= min_score
-    return Detections(det.x[k], det.y[k], det.score[k], det.photons[k], det.background[k],
-                      det.sigma[k], det.timings_ms)  # fmt: skip

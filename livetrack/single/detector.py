@@ -56,10 +56,7 @@ class StrongestDetection:
         found: Detections = self.detector.detect(
             in_model_camera(frame, None, None, self.detector.card)
         )
-        k = np.argsort(-np.asarray(found.score), kind="stable")
-        f = found
-        return Detections(f.x[k], f.y[k], f.score[k], f.photons[k], f.background[k],
-                          f.sigma[k], f.timings_ms)  # fmt: skip
+        return found.take(np.argsort(-np.asarray(found.score), kind="stable"))
 
 
 def radial_symmetry_centre(window: NDArray[np.floating]) -> tuple[float, float]:
