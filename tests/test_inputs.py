@@ -180,6 +180,10 @@ def test_a_fluorescence_model_warns_when_the_particles_are_not_its_size(beads: A
     frame = simulate_movie(small(beads, 256, 256, number=60), 1, seed=2).frames[0]
     assert apparent_sigma(frame) == pytest.approx(card.expects.psf_sigma_px, rel=0.2)
     assert width_warning(frame, card) is None
+    # uneven illumination is no particle: a ramp of half the frame's level across it
+    lit = frame * (0.75 + 0.5 * np.arange(256) / 255)[None, :]
+    assert apparent_sigma(lit) == pytest.approx(card.expects.psf_sigma_px, rel=0.2)
+    assert width_warning(lit, card) is None
     blurred = ndimage.gaussian_filter(frame.astype(np.float64), 4.0)
     assert "wider than the PSF" in (width_warning(blurred, card) or "")
     assert width_warning(blurred, read_card(brightfield_model_dir())) is None  # no spots there

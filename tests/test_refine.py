@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from livetrack.detection import normalise
 from livetrack.detection._refine import refine
 from livetrack.simulation import GaussianPSF, crlb_pixelated
 from livetrack.single.detector import radial_symmetry_centre
@@ -263,3 +264,34 @@ def test_faint_spots_keep_the_cards_width_when_the_frame_cannot_tell() -> None:
     img = GaussianPSF(2.6).render(x, y, np.zeros(3), np.full(3, 150.0), (128, 256)).image
     fit = refine(rng.poisson(img + 10.0).astype(float), x, y, 2.0)
     assert np.all(fit.sigma == 2.0)  # 3 faint spots do not fix the width to 3 %
+
+
+def test_spots_on_a_ramp_are_fitted_on_the_background_their_centres_sit_on() -> None:
+    # wide spots on a 1000 e field rising by 30 % across the frame: fitted on a flat
+    # background they are pulled up the ramp; with the frame's slope taken out of
+    # their windows they are not, and sit at the bound
+    rng = np.random.default_rng(3)
+    sigma, photons, k = 3.3, 2.0 * 3.0 * np.sqrt(1000.0) * np.pi * 3.3**2, 144
+    g = (np.arange(12) + 1) * 40.0
+    gx, gy = np.meshgrid(g, g)
+    x = gx.ravel() + rng.uniform(-0.5, 0.5, k)
+    y = gy.ravel() + rng.uniform(-0.5, 0.5, k)
+    ramp = 1000.0 * (0.85 + 0.3 * np.arange(520) / 519)[None, :]  # along x
+    img = GaussianPSF(sigma).render(x, y, np.zeros(k), np.full(k, photons), (520, 520)).image
+    errors: dict[str, np.ndarray] = {"flat": np.zeros(0), "slope": np.zeros(0)}
+    for _ in range(4):
+        counts = rng.poisson(img + ramp).astype(float)
+        slope = normalise.background_slope(counts, x, y)
+        assert slope is not None
+        assert np.median(slope[0]) == pytest.approx(300.0 / 519, rel=0.1)
+        assert np.abs(slope[1]).max() < 0.1
+        x0, y0 = x + rng.normal(0, 0.3, k), y + rng.normal(0, 0.3, k)
+        for name, s in (("flat", None), ("slope", slope)):
+            fit = refine(counts, x0, y0, sigma, fit_sigma=False, slope=s)
+            errors[name] = np.concatenate([errors[name], fit.x - x])
+    bound = crlb_pixelated(photons, 1000.0, sigma)
+    assert np.mean(errors["flat"]) > 0.5 * bound  # pulled towards the brighter side
+    assert abs(np.mean(errors["slope"])) < 0.1 * bound
+    assert np.sqrt(np.mean(errors["slope"] ** 2)) / bound < 1.1
+    flat_frame = rng.poisson(np.full((520, 520), 1000.0) + img).astype(float)
+    assert normalise.background_slope(flat_frame, x, y) is None

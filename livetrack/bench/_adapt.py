@@ -3,7 +3,8 @@
 Movies from the independent simulator of ``offconfig`` (not ``livetrack.simulation``:
 gain 2 ADU/e, offset 500 ADU, Poisson light, Gaussian read noise), with the PSF at
 0.6× and 1.6× the shipped model's, a peak SNR of 2 and 3, 200 spots in 512², 8 frames;
-and dark particles (1.6×, SNR 3), each taking light from a 1000 e background.
+and dark particles (1.6×, SNR 3), each taking light from a 1000 e background, on a
+flat field and on one rising by 30 % across the frame (uneven illumination).
 Each goes through ``adapt_movie`` exactly as ``livetrack adapt`` runs it, then
 ``track_movie`` (as ``process``) with the shipped model and with the adapted one;
 trackpy gets the true σ and its minmass tuned on the truth. Localisation: the RMS x
@@ -37,8 +38,8 @@ from livetrack.bench._focal import focal_planes_row
 from livetrack.bench._offconfig import BACKGROUND_E, READ_E, off_config_movie
 from livetrack.linking.scores import detection_scores
 
-CELLS = ((0.6, 2.0, False), (0.6, 3.0, False), (1.6, 2.0, False), (1.6, 3.0, False),
-         (1.6, 3.0, True))  # fmt: skip
+CELLS = ((0.6, 2.0, False, 0.0), (0.6, 3.0, False, 0.0), (1.6, 2.0, False, 0.0),
+         (1.6, 3.0, False, 0.0), (1.6, 3.0, True, 0.0), (1.6, 3.0, True, 0.3))  # fmt: skip
 #: the background of the dark cell (absorbing particles in transmitted light), electrons
 DARK_BACKGROUND_E = 1000.0
 #: the real ring movies, inside the folder given as ``bench --real-data``
@@ -163,10 +164,10 @@ def bench_adapt(quick: bool, real_data: Path | None = None) -> list[dict[str, An
     card_sigma = read_card(default_model_dir()).expects.psf_sigma_px
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for k, (scale, snr, dark) in enumerate(CELLS[:1] if quick else CELLS):
+        for k, (scale, snr, dark, gradient) in enumerate(CELLS[:1] if quick else CELLS):
             bg = DARK_BACKGROUND_E if dark else BACKGROUND_E
             movie, truth, sigma = off_config_movie(
-                scale, 0.0, snr, 8, 100 + k, card_sigma, background_e=bg, dark=dark
+                scale, gradient, snr, 8, 100 + k, card_sigma, background_e=bg, dark=dark
             )
             path = Path(tmp) / f"m{k}.tif"
             tifffile.imwrite(path, movie, photometric="minisblack")
@@ -178,7 +179,7 @@ def bench_adapt(quick: bool, real_data: Path | None = None) -> list[dict[str, An
             seconds = time.perf_counter() - t0
             row: dict[str, Any] = {
                 "psf_over_card": scale, "peak_snr": snr, "sigma_px": sigma,
-                "particles": "dark" if dark else "bright",
+                "particles": "dark" if dark else "bright", "gradient": gradient,
                 "measured_sigma_px": getattr(result.measured, "sigma_px", float("nan")),
             }  # fmt: skip
             # the shipped model on dark particles: as told, with --invert (without, F1 0)

@@ -155,11 +155,13 @@ def _windows(
     offset: float,
     scale: float,
     var: float,
+    slope: tuple[FloatArray, FloatArray] | None = None,
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray | None]:
     """Each spot's window in photons, its pixel coordinates, and which lie inside the frame.
 
     The windows are (2hw+1)² and hold the read-noise variance added; the mask is None
-    when every window lies inside the frame.
+    when every window lies inside the frame. A background ``slope`` (frame units per
+    px along x and y, per spot) is taken out about each window's centre pixel.
     """
     h, w = img.shape
     cx = np.clip(np.rint(x0).astype(np.int64), 0, w - 1)
@@ -175,6 +177,9 @@ def _windows(
     if not (ok_c.all() and ok_r.all()):
         valid = (ok_r[:, :, None] & ok_c[:, None, :]).astype(np.float64)
     win = (img[rows[:, :, None], cols[:, None, :]].astype(np.float64) - offset) / scale
+    if slope is not None:
+        gx, gy = (np.asarray(g, np.float64) / scale for g in slope)
+        win -= gx[:, None, None] * offs[None, None, :] + gy[:, None, None] * offs[None, :, None]
     raw = np.maximum(win + var, 0.0)  # (K, W, W)
     kx = (cx[:, None] + offs[None, :]).astype(np.float64)
     ky = (cy[:, None] + offs[None, :]).astype(np.float64)
@@ -235,6 +240,7 @@ def refine(
     offset: float = 0.0,
     scale: float = 1.0,
     alone_first: bool = True,
+    slope: tuple[FloatArray, FloatArray] | None = None,
 ) -> Fit:
     """Fit every spot; pixels of a window that fall outside the frame are ignored.
 
@@ -246,9 +252,11 @@ def refine(
     handled as in Huang et al. (Nat. Methods 2013): σ² is added to data and model,
     which makes the Poisson likelihood fit the Poisson + Gaussian counts. ``offset``
     and ``scale`` turn the image into photons, ``(image − offset) / scale``, on the
-    fit windows only. ``alone_first=False``
-    skips the separate fit of spots that are then fitted jointly anyway (starts
-    that are already good, e.g. a refit).
+    fit windows only. ``alone_first=False`` skips the separate fit of spots that are
+    then fitted jointly anyway (starts that are already good, e.g. a refit).
+    ``slope``, the background's under each spot (frame units per px along x and y,
+    :func:`~livetrack.detection.normalise.background_slope`), is taken out of its
+    window: a spot on a ramp is fitted on the background its centre sits on.
     """
     img = np.asarray(photons_image)
     n = len(x0)
@@ -259,7 +267,7 @@ def refine(
         e = np.zeros(0)
         return Fit(e, e, e, e, e, np.zeros(0, bool))
     var = read_noise * read_noise
-    raw, kx, ky, valid = _windows(img, x0, y0, hw, offset, scale, var)
+    raw, kx, ky, valid = _windows(img, x0, y0, hw, offset, scale, var, slope)
     x = np.asarray(x0, np.float64).copy()
     y = np.asarray(y0, np.float64).copy()
     s = np.full(n, float(sigma0))

@@ -28,8 +28,8 @@ from livetrack.detection._matched import with_matched
 from livetrack.detection._refine import NARROW_PSF_PX, refine
 from livetrack.detection._split import SPLIT_Z, split_merged
 from livetrack.detection.detections import Detections as Detections
+from livetrack.detection.normalise import background_slope, robust_normalise
 from livetrack.detection.normalise import compile_now as compile_normalise
-from livetrack.detection.normalise import robust_normalise
 from livetrack.detection.precision import (
     _in_bfloat16,
     requested_precision,
@@ -344,6 +344,7 @@ class Detector:
             fit = refine(
                 f, x, y, sigma0 if fit_sigma or self._sigma is None else self._sigma,
                 read_noise=read, fit_sigma=fit_sigma, offset=e.camera_offset_adu, scale=scale,
+                slope=background_slope(f, x, y),
             )  # fmt: skip
             if fit_sigma and len(fit.sigma):
                 self._sigma = float(np.median(fit.sigma))
