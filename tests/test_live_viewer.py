@@ -136,6 +136,7 @@ widget._request("reset_tracks")
 shot = viewer.screenshot(path=sys.argv[4], canvas_only=False)
 drawn = widget.layers._last
 frame = viewer.layers["livetrack frame"]
+points = widget.layers.points
 print(json.dumps({
     "seq": widget.view._seq,
     "drawn_seq": drawn.seq,
@@ -143,8 +144,9 @@ print(json.dumps({
     "images": widget.layers.images_drawn,
     "frame_sum": int(frame.data.astype(np.int64).sum()),
     "frame_scale": list(frame.scale),
-    "points": widget.layers.points.data.tolist(),
-    "ids": widget.layers.points.features["particle"].tolist(),
+    "points": points.data[points.shown].tolist(),
+    "ids": points.features["particle"][points.shown].tolist(),
+    "hidden_ids": sorted(set(points.features["particle"][~points.shown])),
     "tracks": widget.layers.tracks.data.tolist(),
     "tracks_seq": widget.layers.tracks_seq,
     "followed_layer": widget.layers.followed.data.tolist(),
@@ -215,6 +217,7 @@ def test_the_napari_widget_draws_a_live_service_and_a_click_steers_the_controlle
     assert seen["frame_scale"] == [1.0, 1.0]
     np.testing.assert_allclose(np.array(seen["points"])[:, 1], drawn["x"], atol=1e-4)
     assert seen["ids"] == drawn["particle"].tolist()
+    assert seen["hidden_ids"] in ([], [-1])  # rows kept from other frames are nobody's
     # every tail point is a published track position: id, frame, x and y
     tails = np.array(seen["tracks"])
     assert len(tails) > 0
@@ -237,7 +240,7 @@ def test_the_napari_widget_draws_a_live_service_and_a_click_steers_the_controlle
     assert "following" in seen["status"]
     assert seen["reply"] == "reset_tracks: ok"
     assert seen["policy"] == "lossless"  # the service's, shown
-    assert seen["preview_rates"] == [30.0, 12.0]
+    assert seen["preview_rates"] == [60.0, 12.0]
     assert not seen["tensorflow"]
     assert shot.stat().st_size > 10_000
 
@@ -333,3 +336,55 @@ def test_tails_are_drawn_without_ranging_the_axes_again_while_now_is_in_range() 
     assert seen["holds"]
     assert seen["same"] == 0  # moved and longer tails are not ranged again
     assert seen["point"] == NOW
+
+
+_ROWS = """
+import json, os, tempfile
+os.environ["NAPARI_CONFIG"] = os.path.join(tempfile.mkdtemp(), "settings.yaml")
+import numpy as np, napari
+from livetrack.viewer.layers import LiveLayers
+from livetrack.viewer.live import Snapshot
+viewer = napari.Viewer(show=False)
+layers = LiveLayers(viewer)
+rng = np.random.default_rng(1)
+ranged = []
+viewer.dims.events.range.connect(lambda e: ranged.append(e.type))
+out = []
+for seq, n in enumerate([20, 24, 17, 0, 21, 40, 38]):
+    pts, ids = rng.uniform(0, 60, (n, 2)), rng.permutation(1000)[:n]
+    layers.draw(Snapshot(seq, pts, ids, np.zeros((0, 4)), {}, 0), 30, None)
+    p = layers.points
+    shown = p.shown
+    out.append({
+        "rows": len(p.data), "same": bool(np.array_equal(p.data[shown], pts)),
+        "ids": bool(np.array_equal(p.features["particle"][shown], ids)),
+        "hidden": sorted(set(p.features["particle"][~shown].tolist())),
+        "viewed": int((p._view_size > 0).sum()), "ranged": len(ranged),
+        "seen_borders": p._view_border_color[:, 3].tolist(),
+    })
+    ranged.clear()
+print(json.dumps(out))
+viewer.close()
+"""
+
+
+@pytest.mark.gui
+@pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="no display (install Xvfb)")
+def test_the_detections_layer_shows_each_frames_points_in_rows_it_keeps() -> None:
+    pytest.importorskip("napari")
+    run = subprocess.run([sys.executable, "-c", _ROWS], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    counts = [20, 24, 17, 0, 21, 40, 38]
+    assert all(s["same"] and s["ids"] for s in seen)  # the shown rows are the frame's
+    assert [s["viewed"] for s in seen] == counts  # and only they are drawn
+    assert [sum(s["seen_borders"]) for s in seen] == counts  # the others leave no dot
+    assert all(s["hidden"] in ([], [-1]) for s in seen)
+    # rows made once (20), again for 24 (with room to spare) and 40; never for fewer
+    rows = [s["rows"] for s in seen]
+    assert rows[0] == 20
+    assert rows[1] > 24
+    assert rows[2:5] == [rows[1]] * 3
+    assert rows[5] > 40
+    assert rows[6] == rows[5]
+    assert [s["ranged"] for s in seen][2:5] == [0, 0, 0]  # moved in place: no new ranges

@@ -54,7 +54,7 @@ out = {
     "preview_shape": list(preview.data.shape),
     "preview_scale": list(preview.scale),
     "points_scale": list(points.scale),
-    "points": len(points.data),
+    "points": int(points.shown.sum()),
     "draws": widget.draws,
     "reply": widget.reply.text(),
 }

@@ -4,7 +4,7 @@ The service (its loop, the network replaced by the input path and 100 fixed
 detections, as in ``overhead``) takes 512² frames at 100 frames/s. In alternate
 phases a viewer is attached or not: a separate process, as napari is. With a display
 and napari installed it is napari with the live widget (``livetrack.viewer.measure``:
-the service's preview on at 30 Hz as the widget asks, frames, detections and tracks
+the service's preview on at the rate the widget asks (60 Hz), frames, detections and tracks
 drawn by napari's own event loop on a canvas that shows the frame at 1:1); without,
 a Qt-free loop subscribing to every result and taking a
 :class:`~livetrack.viewer.live.LiveView` snapshot at 30 Hz (``viewer`` says which).

@@ -4,8 +4,13 @@ Everything is in camera pixels scaled by ``scale`` (µm per pixel when drawn ove
 napari-micromanager's ``preview`` layer, which is in µm; 1 otherwise), so the
 results sit on the acquisition's own image.
 
-The frame and the detections are updated on every draw; the track tails, whose
-rebuild is napari's costliest update, at most :data:`TRACKS_HZ` times a second. Tail
+The frame and the detections are updated on every draw, in place; the track tails,
+whose rebuild is napari's costliest update, at most :data:`TRACKS_HZ` times a second.
+The detections layer keeps its rows from frame to frame (resizing a Points layer
+resizes its colours, sizes and symbols and re-ranges the viewer: ~2 ms of a ~37 ms
+picture on one llvmpipe core): a frame's detections are its first rows and ``shown``,
+the rest hidden with particle −1, size 0 and a transparent border (napari draws a 2D
+layer's rows whatever ``shown`` says), so ``layer.data[layer.shown]`` is the frame's. Tail
 times are frames relative to the drawn one (:data:`NOW` = the drawn frame, ``NOW − 1``
 the one before; napari takes no negative times), so napari's time slider stays at
 ``NOW`` and is never moved: moving it re-slices every layer, the image included
@@ -26,10 +31,13 @@ from livetrack.viewer.live import Snapshot
 FRAME_LAYER = "livetrack frame"
 #: napari-micromanager's layer for live and snapped images
 PREVIEW_LAYER = "preview"
+#: a detection's marker (screen px)
+POINT_SIZE = 10.0
 #: a click farther than this from every detection follows nothing
 CLICK_RADIUS_PX = 8.0
-#: track tail updates a second (a tail moves little in 0.1 s; each rebuild costs ~10 ms)
-TRACKS_HZ = 10.0
+#: track tail updates a second (a tail moves little in 0.2 s; each rebuild costs ~10 ms,
+#: at 10 a second a tenth of a core painting in software)
+TRACKS_HZ = 5.0
 #: the drawn frame's time in the Tracks layer (above the longest tail the widget allows)
 NOW = 2048
 #: layer-list thumbnails redrawn a second: each costs a downsampled copy and a Qt repaint
@@ -67,21 +75,14 @@ class LiveLayers:
     def draw(self, snap: Snapshot, tail: int, followed: int | None) -> None:
         """Draw one snapshot: detections, tracks up to its frame, the followed particle."""
         self._last = snap
-        features = {"particle": snap.point_ids}
         if not self._alive(self.points):
             self.points = self.viewer.add_points(
-                snap.points, name="livetrack detections", size=10, features=features,
-                face_color="transparent", border_color="yellow", border_width=0.15,
-                scale=self.scale,
+                snap.points, name="livetrack detections", size=POINT_SIZE,
+                features={"particle": snap.point_ids}, face_color="transparent",
+                border_color="yellow", border_width=0.15, scale=self.scale,
             )  # fmt: skip
         else:
-            with self.points.events.blocker_all():  # one refresh, not one per attribute
-                self.points.data = snap.points  # napari resizes the feature table to it
-                # the column in place: setting the table re-validates it (~0.5 ms)
-                self.points.features["particle"] = snap.point_ids
-            thumbnail = self._thumbnail_due("points")
-            with self._unlisted(thumbnail):
-                self.points.refresh(thumbnail=thumbnail, highlight=False)
+            self._move_points(snap.points, snap.point_ids)
         now = time.monotonic()
         if len(snap.tracks) and now - self._tracks_at >= 1.0 / TRACKS_HZ:
             self._tracks_at = now
@@ -101,6 +102,37 @@ class LiveLayers:
                 self.viewer.dims.set_point(0, NOW)
         if followed is not None or self._alive(self.followed):
             self._draw_followed(snap, followed)
+
+    def _move_points(self, points: np.ndarray, ids: np.ndarray) -> None:
+        """Put a frame's detections into the layer's rows, in place while they fit."""
+        layer, n = self.points, len(points)
+        rows = len(layer.data)
+        if n > rows or rows > 4 * max(n, 16):  # grown past the rows, or far fewer: new rows
+            rows = n + n // 4 + 8
+            data = np.empty((rows, 2))
+            data[:] = points[0] if n else (0.0, 0.0)  # hidden rows sit on the frame
+            data[:n] = points
+            with layer.events.blocker_all():  # one refresh, not one per attribute
+                layer.data = data  # napari resizes the feature table to it
+                layer.features["particle"] = np.concatenate([ids, np.full(rows - n, -1)])
+                self._hide_past(n)
+            layer.refresh()
+            return
+        layer.data[:n] = points
+        self._hide_past(n)
+        # the column in place: setting the table re-validates it (~0.5 ms)
+        layer.features["particle"] = np.concatenate([ids, np.full(rows - n, -1)])
+        thumbnail = self._thumbnail_due("points")
+        with self._unlisted(thumbnail):
+            layer.refresh(thumbnail=thumbnail, highlight=False, extent=False)
+
+    def _hide_past(self, n: int) -> None:
+        """Show the detection layer's first ``n`` rows and hide the others (in place)."""
+        layer = self.points
+        shown = np.arange(len(layer.data)) < n
+        layer.shown[:] = shown
+        layer.size[:] = np.where(shown, POINT_SIZE, 0.0)  # nothing to hover or pick
+        layer.border_color[:, 3] = shown  # a marker of size 0 still leaves a dot
 
     def _draw_followed(self, snap: Snapshot, followed: int | None) -> None:
         data = snap.points[snap.point_ids == followed] if followed is not None else np.zeros((0, 2))

@@ -24,11 +24,12 @@ from numpy.typing import NDArray
 
 from livetrack.wire import protocol as wire
 
-#: pictures a second a viewer asks of the service by default (the widget's panel goes
-#: up to the wire's MAX_PREVIEW_HZ, a display's 60): 60 cost a service sharing one core
-#: with its sender up to ~1.5 ms of p99 (docs/benchmarks.md), and a viewer painting in
-#: software draws few more of them
-PREVIEW_HZ = 30
+#: pictures a second a viewer asks of the service by default: a display's 60, the
+#: wire's MAX_PREVIEW_HZ. A viewer draws what it can of them (latest wins): ≥ 30 on
+#: one core painting in software, where at 30 offered a draw that runs late loses one
+#: (28.6–29.8 drawn); the service on its own core pays +0.1–0.2 ms of p99 for them
+#: (docs/benchmarks.md)
+PREVIEW_HZ = 60
 
 #: track points kept across frames (bounds memory whatever the frame rate)
 MAX_POINTS = 200_000
