@@ -95,19 +95,26 @@ def test_dark_particles_are_measured_as_the_model_will_see_them() -> None:
 def test_a_steep_ramp_on_a_bright_background_gives_a_preset_that_trains(
     tmp_path: Path, dark: bool
 ) -> None:
-    """The gain unreadable, a ramp of ~9 noise σ across the field: described on a
-    background high enough that the ramp stays below the simulator's limit."""
+    """A ramp of ~9 noise σ across a 1000 e field: in real electrons where the gain can
+    be read (the dark movie), else on an effective background high enough that the
+    ramp stays below the simulator's limit (the bright one); the width is the spots'."""
     from livetrack.adapt.measure import MAX_EFFECTIVE_GRADIENT
     from livetrack.adapt.preset import adapted_preset, write_preset
     from livetrack.bench._offconfig import off_config_movie
 
     card = read_card(default_model_dir())
-    movie, _, _ = off_config_movie(
+    movie, _, sigma = off_config_movie(
         1.6, 0.3, 3.0, 4, 400, card.expects.psf_sigma_px, background_e=1000.0, dark=dark
     )
     m = measure_movie(movie, card)
-    assert m.camera_from.startswith("effective")
-    assert max(map(abs, m.gradient)) == pytest.approx(MAX_EFFECTIVE_GRADIENT, rel=0.05)
+    assert m.sigma_px == pytest.approx(sigma, rel=0.05)  # not the ramp's width
+    if dark:
+        assert m.camera_from == "offset: data, gain: data"
+        assert m.gain_adu_per_e == pytest.approx(2.0, rel=0.05)
+        assert max(map(abs, m.gradient)) == pytest.approx(0.3, rel=0.1)
+    else:
+        assert m.camera_from.startswith("effective")
+        assert max(map(abs, m.gradient)) == pytest.approx(MAX_EFFECTIVE_GRADIENT, rel=0.05)
     # the ramp in noise σ is the movie's: 0.3 × 1000 e × 2 ADU/e over its noise
     ramp_sigmas = max(map(abs, m.gradient)) * m.background_photons * m.gain_adu_per_e
     assert ramp_sigmas / m.noise_adu == pytest.approx(600 / np.sqrt(1000 * 4 + 16), rel=0.15)
