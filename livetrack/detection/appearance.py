@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from livetrack.artifact import Polarity
-from livetrack.detection.normalise import _background_ramp, _level_and_scale, sub_sample
+from livetrack.detection.normalise import without_ramp
 
 #: the autocorrelation's half-maximum radius over a Gaussian spot's σ (1.665), and what
 #: the spots' own fitted light adds on simulated frames (the read is ~18 % wide there)
@@ -33,14 +33,9 @@ WIDTH_RANGE = (0.6, 1.5)
 def apparent_sigma(frame: NDArray[Any], max_lag: int = 40) -> float:
     """The σ (px) a Gaussian spot would need to give this frame's autocorrelation width."""
     f = np.asarray(frame, np.float64)
-    f = f - np.median(f)
     # less uneven illumination, whose autocorrelation is as wide as the frame: a 30 %
     # ramp across 512 px read σ 20 px for spots of 3.3
-    sub, step = sub_sample(f)
-    sub = sub.astype(np.float32)
-    ramp = _background_ramp(sub, step, f.shape, _level_and_scale(sub.ravel())[1])
-    if ramp is not None:
-        f = f - ramp[1]
+    f = without_ramp(f - np.median(f))
     ac = np.fft.irfft2(np.abs(np.fft.rfft2(f)) ** 2, s=f.shape)
     h, w = f.shape
     yy, xx = np.meshgrid(np.fft.fftfreq(h) * h, np.fft.fftfreq(w) * w, indexing="ij")

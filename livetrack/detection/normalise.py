@@ -105,6 +105,17 @@ def _background_ramp(
     return full[::step, ::step], full
 
 
+def without_ramp(frame: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The frame less its slowly varying background where that ramps (as the network's input)."""
+    sub, step = sub_sample(frame)
+    sub = sub.astype(np.float32)
+    ramp = _background_ramp(sub, step, frame.shape, _level_and_scale(sub.ravel())[1])
+    if ramp is None:
+        return frame
+    out: NDArray[np.float64] = frame - ramp[1]
+    return out
+
+
 def _block_medians(
     sub: NDArray[np.float32],
     step: int,

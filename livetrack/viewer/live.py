@@ -27,7 +27,7 @@ from livetrack.wire import protocol as wire
 #: pictures a second a viewer asks of the service by default: a display's 60, the
 #: wire's MAX_PREVIEW_HZ. A viewer draws what it can of them (latest wins): ≥ 30 on
 #: one core painting in software, where at 30 offered a draw that runs late loses one
-#: (28.6–29.8 drawn); the service on its own core pays +0.1–0.2 ms of p99 for them
+#: (28.6–29.8 drawn); the service on its own core pays −0.2 to +0.7 ms of p99 for them
 #: (docs/benchmarks.md)
 PREVIEW_HZ = 60
 
