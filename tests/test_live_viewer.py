@@ -245,13 +245,28 @@ def test_the_napari_widget_draws_a_live_service_and_a_click_steers_the_controlle
     assert shot.stat().st_size > 10_000
 
 
-_QUIET = """
-import json, os, sys, tempfile
+#: the start of a script that drives the live layers in napari, in its own process
+_HEADLESS = """
+import json, os, tempfile
 os.environ["NAPARI_CONFIG"] = os.path.join(tempfile.mkdtemp(), "settings.yaml")
 import numpy as np, napari
-from livetrack.viewer.layers import LiveLayers
+from livetrack.viewer.layers import NOW, LiveLayers
+from livetrack.viewer.live import Snapshot
 viewer = napari.Viewer(show=False)
 layers = LiveLayers(viewer)
+"""
+
+
+def _headless(script: str) -> Any:
+    """What a script after :data:`_HEADLESS` printed last (JSON)."""
+    run = subprocess.run(
+        [sys.executable, "-c", _HEADLESS + script], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+_QUIET = """
 seen = []
 viewer.layers.events.connect(lambda e: seen.append(e.type))
 rng = np.random.default_rng(0)
@@ -274,11 +289,7 @@ viewer.close()
 @pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="no display (install Xvfb)")
 def test_a_picture_reaches_its_layer_without_repainting_the_layer_list() -> None:
     pytest.importorskip("napari")
-    run = subprocess.run(
-        [sys.executable, "-c", _QUIET], capture_output=True, text=True, timeout=120
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    seen = _headless(_QUIET)
     assert seen["drawn"]  # the new picture is in the layer
     assert seen["quiet"] == 0  # the list (and its view) heard nothing of it
     assert seen["due"] > 0  # once a second it does: the thumbnail
@@ -286,13 +297,6 @@ def test_a_picture_reaches_its_layer_without_repainting_the_layer_list() -> None
 
 
 _SPAN = """
-import json, os, tempfile
-os.environ["NAPARI_CONFIG"] = os.path.join(tempfile.mkdtemp(), "settings.yaml")
-import numpy as np, napari
-from livetrack.viewer.layers import NOW, LiveLayers
-from livetrack.viewer.live import Snapshot
-viewer = napari.Viewer(show=False)
-layers = LiveLayers(viewer)
 rng = np.random.default_rng(0)
 ranged = []
 viewer.dims.events.range.connect(lambda e: ranged.append(e.type))
@@ -327,9 +331,7 @@ viewer.close()
 @pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="no display (install Xvfb)")
 def test_tails_are_drawn_without_ranging_the_axes_again_while_now_is_in_range() -> None:
     pytest.importorskip("napari")
-    run = subprocess.run([sys.executable, "-c", _SPAN], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr[-3000:]
-    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    seen = _headless(_SPAN)
     assert seen["drawn"] == [True] * 4  # every rebuild reached the Tracks layer
     assert not seen["before"]
     assert seen["reaching"] > 0  # ranged anew to hold NOW
@@ -339,13 +341,6 @@ def test_tails_are_drawn_without_ranging_the_axes_again_while_now_is_in_range() 
 
 
 _ROWS = """
-import json, os, tempfile
-os.environ["NAPARI_CONFIG"] = os.path.join(tempfile.mkdtemp(), "settings.yaml")
-import numpy as np, napari
-from livetrack.viewer.layers import LiveLayers
-from livetrack.viewer.live import Snapshot
-viewer = napari.Viewer(show=False)
-layers = LiveLayers(viewer)
 rng = np.random.default_rng(1)
 ranged = []
 viewer.dims.events.range.connect(lambda e: ranged.append(e.type))
@@ -372,9 +367,7 @@ viewer.close()
 @pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="no display (install Xvfb)")
 def test_the_detections_layer_shows_each_frames_points_in_rows_it_keeps() -> None:
     pytest.importorskip("napari")
-    run = subprocess.run([sys.executable, "-c", _ROWS], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr[-3000:]
-    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    seen = _headless(_ROWS)
     counts = [20, 24, 17, 0, 21, 40, 38]
     assert all(s["same"] and s["ids"] for s in seen)  # the shown rows are the frame's
     assert [s["viewed"] for s in seen] == counts  # and only they are drawn
