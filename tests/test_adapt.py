@@ -324,3 +324,28 @@ def test_the_command_says_what_it_found_and_writes_nothing(tmp_path: Path) -> No
     assert result.exit_code != 0
     assert "isolated spots in 4 frames" in result.output
     assert not (tmp_path / "m").exists()
+
+
+def test_an_adapted_models_threshold_is_calibrated_on_its_own_movies_frames(
+    tmp_path: Path,
+) -> None:
+    """The preset says so, and the calibration then scores the preset's own frames."""
+    from livetrack.adapt.preset import adapted_preset, write_preset
+    from livetrack.bench._offconfig import off_config_movie
+    from livetrack.detection.detector import Detector
+    from livetrack.training._config import load_training_config
+    from livetrack.training._threshold import calibrate_threshold
+
+    card = read_card(default_model_dir())
+    movie, _, _ = off_config_movie(1.0, 0.0, 3.0, 4, 7, card.expects.psf_sigma_px, n=60, size=128)
+    m = measure_movie(movie, card)
+    data = adapted_preset(m, "own", "movie.tif", None, None, 1, 1)
+    sim, cfg, _ = load_training_config(write_preset(data, tmp_path / "p.toml", m, "m.tif"))
+    assert cfg.calibrate_on == "preset"
+    model = Detector(precision="float32").model  # the shipped network stands for the adapted
+    own = calibrate_threshold(model, sim, 0, own=True)
+    standard = calibrate_threshold(model, sim, 0)
+    assert len(own["f1_by_case"]) == 1  # the preset's own frames
+    assert len(standard["f1_by_case"]) == 6  # SNR 2, 4, 7 at two densities
+    assert own["mean_f1"] > 0.75  # spots like the model's own, at the movie's SNR 3
+    assert 0.3 <= own["threshold"] <= 0.9

@@ -81,7 +81,7 @@ def adapted_preset(
     )
     training.update(
         name=name, epochs=epochs, steps_per_epoch=steps_per_epoch, learning_rate=5e-4,
-        patience=3, validation_crops=256, randomisation=rand,
+        patience=3, validation_crops=256, randomisation=rand, calibrate_on="preset",
     )  # fmt: skip
     return {
         "preset": {

@@ -78,6 +78,9 @@ class TrainingConfig(_Frozen):
     train_samples: Annotated[int, Field(ge=16)] = 20000
     position_jitter_px: Annotated[float, Field(ge=0)] = 1.5
     dense: Annotated[int, Field(ge=4)] = 128
+    # the frames the score threshold is calibrated on: the standard ones (SNR 2, 4 and
+    # 7 at two densities) or the preset's own (``adapt``: the movie's SNR and density)
+    calibrate_on: Literal["scenarios", "preset"] = "scenarios"
 
 
 def load_training_config(path: str | Path) -> tuple[SimulationConfig, TrainingConfig, Path]:

@@ -29,6 +29,7 @@ from livetrack.training._config import TrainingConfig, load_training_config
 from livetrack.training._data import Batch, make_batch
 from livetrack.training._fit import callbacks, prepare
 from livetrack.training._flops import count_flops
+from livetrack.training._threshold import calibrate_threshold, crop_threshold, held_out_metrics
 
 
 @dataclass(frozen=True)
@@ -85,109 +86,6 @@ def validation_batch(
 ) -> Batch:
     """The fixed-seed held-out crops (their truth appended to ``truths``)."""
     return make_batch(sim, cfg, np.random.default_rng([cfg.seed, 0]), cfg.validation_crops, truths)
-
-
-def calibrate_threshold(model: Any, sim: SimulationConfig, seed: int) -> dict[str, Any]:
-    """The score threshold with the best mean F1 on held-out *full frames*.
-
-    Crops are far denser than real frames, so a threshold tuned there trades
-    precision for recall. Here: 256² frames at 100 and 300 particles per 512²,
-    SNR 2, 4 and 7 (preset optics), two frames each, fixed seeds.
-    """
-    import pandas as pd
-
-    from livetrack.detection.normalise import robust_normalise
-    from livetrack.detection.readout import read_peaks
-    from livetrack.linking.scores import detection_scores
-    from livetrack.simulation.scenarios import Scenario
-
-    cases = []
-    for n in (25, 75):
-        for snr in (2.0, 4.0, 7.0):
-            sc = Scenario(
-                "calibration", n, snr, 2, size=256, seed=seed + 1000 + n + int(10 * snr), base=sim
-            )
-            movie, truth = sc.render()
-            imgs = np.stack([robust_normalise(f) for f in movie])[..., None]
-            cases.append((truth, model.predict(imgs, verbose=0)))
-    best: dict[str, Any] = {"mean_f1": -1.0}
-    for thr in np.round(np.arange(0.3, 0.91, 0.05), 2):
-        f1 = []
-        for truth, outs in cases:
-            rows = []
-            for i, o in enumerate(outs):
-                x, y, _ = read_peaks(o, float(thr), 4, (256, 256))
-                rows.append(pd.DataFrame({"frame": i, "x": x, "y": y}))
-            f1.append(detection_scores(truth, pd.concat(rows), gate=2.0).f1)
-        if float(np.mean(f1)) > best["mean_f1"]:
-            best = {
-                "threshold": float(thr),
-                "mean_f1": float(np.mean(f1)),
-                "f1_by_case": [round(v, 4) for v in f1],
-            }
-    return best
-
-
-def crop_threshold(
-    outputs: np.ndarray, truths: list[dict[str, np.ndarray]], crop: int
-) -> dict[str, Any]:
-    """The score threshold with the best F1 on held-out crops (scene modalities)."""
-    best: dict[str, Any] = {"mean_f1": -1.0}
-    for thr in np.round(np.arange(0.3, 0.91, 0.05), 2):
-        f1 = held_out_metrics(outputs, truths, crop, float(thr))["f1"]
-        if f1 > best["mean_f1"]:
-            best = {"threshold": float(thr), "mean_f1": float(f1)}
-    return best
-
-
-def held_out_metrics(
-    outputs: np.ndarray, truths: list[dict[str, np.ndarray]], crop: int, threshold: float
-) -> dict[str, Any]:
-    """Detection and network-localisation metrics on held-out crops at ``threshold``.
-
-    Matching: nearest detection within 2 px, one to one (greedy by distance).
-    """
-    from scipy.spatial import cKDTree
-
-    from livetrack.detection.readout import read_peaks
-
-    tp = fp = fn = 0
-    errs: list[np.ndarray] = []
-    snrs: list[float] = []
-    for out, tr in zip(outputs, truths, strict=True):
-        x, y, _ = read_peaks(out, threshold, 4, (crop, crop))
-        n_true = len(tr["x"])
-        if len(x) == 0 or n_true == 0:
-            fp += len(x)
-            fn += n_true
-            continue
-        d, j = cKDTree(np.column_stack([x, y])).query(np.column_stack([tr["x"], tr["y"]]))
-        used: set[int] = set()
-        for k in np.argsort(d):
-            if d[k] < 2.0 and int(j[k]) not in used:
-                used.add(int(j[k]))
-                tp += 1
-                errs.append(np.array([x[j[k]] - tr["x"][k], y[j[k]] - tr["y"][k]]))
-                snrs.append(float(tr["snr"][k]))
-        fn += n_true - len(used)
-        fp += len(x) - len(used)
-    p = tp / max(tp + fp, 1)
-    r = tp / max(tp + fn, 1)
-    e = np.array(errs) if errs else np.zeros((0, 2))
-    sn = np.array(snrs)
-    by_snr = {}
-    for lo, hi in ((1, 2), (2, 4), (4, 7), (7, 15), (15, 1e9)):
-        m = (sn >= lo) & (sn < hi)
-        if m.any():
-            by_snr[f"{lo}-{hi if hi < 1e9 else 'inf'}"] = float(np.sqrt(np.mean(e[m] ** 2)))
-    return {
-        "threshold": threshold,
-        "f1": 2 * p * r / max(p + r, 1e-12),
-        "precision": p,
-        "recall": r,
-        "rmse_px_network": float(np.sqrt(np.mean(e**2))) if len(e) else float("nan"),
-        "rmse_px_network_by_snr": by_snr,
-    }
 
 
 def _with_overrides(cfg: TrainingConfig, epochs: int | None, steps: int | None) -> TrainingConfig:
@@ -256,7 +154,7 @@ def _held_out(
     if data.scene:  # no full-frame scenarios for Lorenz–Mie scenes: the held-out crops
         chosen = crop_threshold(val_out, data.val_truths, cfg.crop)
     else:
-        chosen = calibrate_threshold(model, sim, cfg.seed)
+        chosen = calibrate_threshold(model, sim, cfg.seed, own=cfg.calibrate_on == "preset")
     return {
         "held_out_crops": held_out_metrics(val_out, data.val_truths, cfg.crop, chosen["threshold"]),
         "threshold_calibration": chosen,
