@@ -107,21 +107,19 @@ class LiveLayers:
         """Put a frame's detections into the layer's rows, in place while they fit."""
         layer, n = self.points, len(points)
         rows = len(layer.data)
-        if n > rows or rows > 4 * max(n, 16):  # grown past the rows, or far fewer: new rows
+        resized = n > rows or rows > 4 * max(n, 16)  # grown past the rows, or far fewer
+        if resized:
             rows = n + n // 4 + 8
-            data = np.empty((rows, 2))
-            data[:] = points[0] if n else (0.0, 0.0)  # hidden rows sit on the frame
-            data[:n] = points
-            with layer.events.blocker_all():  # one refresh, not one per attribute
-                layer.data = data  # napari resizes the feature table to it
-                layer.features["particle"] = np.concatenate([ids, np.full(rows - n, -1)])
-                self._hide_past(n)
-            layer.refresh()
-            return
+            with layer.events.blocker_all():  # one refresh below, not one per attribute
+                # napari resizes the feature table to it; hidden rows sit on the frame
+                layer.data = np.tile(points[0] if n else (0.0, 0.0), (rows, 1))
         layer.data[:n] = points
         self._hide_past(n)
         # the column in place: setting the table re-validates it (~0.5 ms)
         layer.features["particle"] = np.concatenate([ids, np.full(rows - n, -1)])
+        if resized:
+            layer.refresh()
+            return
         thumbnail = self._thumbnail_due("points")
         with self._unlisted(thumbnail):
             layer.refresh(thumbnail=thumbnail, highlight=False, extent=False)
