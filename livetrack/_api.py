@@ -223,6 +223,7 @@ def process_movie(
     diameter: int = 9,
     minmass: float = 100.0,
     min_score: float | None = None,
+    min_photons: float | None = None,
     linking: LinkingConfig | None = None,
     invert: bool = False,
     pixel_size_um: float | None = None,
@@ -245,15 +246,14 @@ def process_movie(
         Table to write (``.parquet``, ``.csv``, ``.h5``) with its JSON sidecar, the
         same files the CLI writes; ``None`` writes nothing.
     model, classical, single
-        The shipped detector (default), another artifact, trackpy's locate, or one
-        particle per frame (``single="auto"``: the crop sized from the particle, else
-        its side in px).
-    diameter, minmass, min_score
+        The shipped detector (default), another artifact, trackpy's locate, or one particle
+        per frame (``single="auto"``: the crop sized from the particle, else its side, px).
+    diameter, minmass, min_score, min_photons
         trackpy's feature size (odd, px) and minimum mass, with ``classical``; a
-        model's detections scoring below ``min_score`` are dropped.
+        model's detections scoring below ``min_score``, or with fewer photons than
+        ``min_photons`` (``None``: the card's floor), are dropped.
     linking
-        Linker settings; the search range and memory it leaves unset are read from
-        the movie's motion (:mod:`livetrack.linking.from_data`).
+        Linker settings; an unset search range or memory is read from the movie's motion.
     invert
         Dark particles: inverted before detection (a model adapted to them needs no flag).
     pixel_size_um, fps
@@ -267,17 +267,15 @@ def process_movie(
     Returns
     -------
     pandas.DataFrame
-        ``frame, particle, x, y, …`` (and ``x_um``, ``y_um`` with a pixel size); the
-        sidecar's record is in ``.attrs["livetrack"]``.
+        ``frame, particle, x, y, …`` (``x_um``, ``y_um`` too with a pixel size); the sidecar's
+        record in ``.attrs["livetrack"]``.
 
     Examples
     --------
-    >>> import tempfile, pathlib, livetrack
-    >>> from livetrack.simulation import write_movie
-    >>> from livetrack.config import load_simulation_config
+    >>> import tempfile, pathlib, livetrack, livetrack.config, livetrack.simulation
     >>> folder = pathlib.Path(tempfile.mkdtemp())
-    >>> cfg = load_simulation_config("fluorescent_beads")
-    >>> path, _ = write_movie(cfg, folder / "m.ome.tif", 3, seed=2)
+    >>> cfg = livetrack.config.load_simulation_config("fluorescent_beads")
+    >>> path, _ = livetrack.simulation.write_movie(cfg, folder / "m.ome.tif", 3, seed=2)
     >>> table = livetrack.process_movie(path, folder / "m.csv")
     >>> sorted(table["frame"].unique().tolist()), (folder / "m.json").is_file()
     ([0, 1, 2], True)
@@ -287,9 +285,10 @@ def process_movie(
     options = job.ProcessOptions(
         model=str(model) if model is not None else None, linking=linking or LinkingConfig(),
         checkpoint=output is not None, classical=classical, single=single, diameter=diameter,
-        minmass=minmass, min_score=min_score, pixel_size_um=pixel_size_um, fps=fps,
-        channel=channel, offset_adu=camera[0], gain_adu_per_e=camera[1], invert=invert,
-        precision=precision, split=split, chunk=chunk, workers=workers, force_model=force_model,
+        minmass=minmass, min_score=min_score, min_photons=min_photons, fps=fps,
+        pixel_size_um=pixel_size_um, channel=channel, offset_adu=camera[0], split=split,
+        gain_adu_per_e=camera[1], invert=invert, precision=precision, chunk=chunk,
+        workers=workers, force_model=force_model,
     )  # fmt: skip
     out = Path(output) if output is not None else None
     return job.process_movie(movie, out, options)

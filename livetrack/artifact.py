@@ -89,6 +89,14 @@ class Outputs(_Frozen):
     min_symmetry_f: Annotated[float, Field(ge=0)] = 0.0
     # after refinement, drop spots whose fitted SNR (ISBI form) is below this: noise blobs
     min_fit_snr: Annotated[float, Field(ge=0)] = 1.2
+    # spots with fewer photons are dropped (adapt: the gap below a movie's particles,
+    # above a fainter population at the noise's level; 0: none dropped)
+    min_photons: Annotated[float, Field(ge=0)] = 0.0
+    # the residual-lobe z and elongation at which a spot is split in two; None: the
+    # detector's defaults (adapt: raised to what a movie's lone spots reach when its
+    # PSF is not the simulator's round one)
+    split_lobe_z: Annotated[float, Field(gt=0)] | None = None
+    split_elongation: Annotated[float, Field(gt=0)] | None = None
     columns: tuple[str, ...] = ("x", "y", "score", "photons", "background", "sigma")
     # characteriser: the crop it reads around each particle and how its outputs map
     # to physical units (mean = raw · half_width + centre; σ = exp(raw_logvar / 2) · half_width)

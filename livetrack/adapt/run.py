@@ -12,13 +12,14 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from livetrack.adapt.measure import AdaptError, Measured, inverted, measure_movie
+from livetrack.adapt.movie_cuts import MovieCuts, movie_cuts
 from livetrack.adapt.preset import EPOCHS, STEPS_PER_EPOCH, adapted_preset, write_preset
 from livetrack.adapt.rings import RingsMeasured
 from livetrack.artifact import default_model_dir, read_card, write_card
@@ -36,6 +37,8 @@ class AdaptResult:
     measured: Measured | RingsMeasured
     seconds: float
     val_loss: float
+    #: the read-out's cuts taken from the movie (spots: None for rings)
+    cuts: MovieCuts | None = None
 
 
 def read_movie(movie: str | Path, frames: int) -> tuple[Any, Any]:
@@ -80,15 +83,18 @@ def model_folder(out: Path) -> Iterator[Path]:
 
 def _finish_card(
     folder: Path, movie: str, output: Path, measured: Any, t0: float, base: str = "default",
-    outputs: dict[str, Any] | None = None,
+    outputs: dict[str, Any] | None = None, cuts: MovieCuts | None = None,
 ) -> None:  # fmt: skip
     card = read_card(folder)
+    if cuts is not None:
+        outputs = {**(outputs or {}), **cuts.outputs()}
     training = card.training.model_copy(
         update={"command": f"livetrack adapt {movie} -o {output}", "config_file": "preset.toml"}
     )
     metrics = {
         **card.metrics,
         "adaptation": {"movie": movie, "base_model": base, "measured": measured.as_record(),
+                       "cuts": None if cuts is None else asdict(cuts),
                        "seconds": round(time.perf_counter() - t0, 1)},
     }  # fmt: skip
     polarity = measured.polarity or "bright-on-dark"  # process then sees no mismatch
@@ -162,8 +168,11 @@ def adapt_movie(
             preset, work, workers=workers, verbose=verbose, on_epoch=on_epoch,
             init_from=default_model_dir(),
         )  # fmt: skip
-        _finish_card(work, str(movie), out, measured, t0)
-    return AdaptResult(out, measured, time.perf_counter() - t0, result.best_val_loss)
+        seen = np.asarray(stack, np.float64)
+        cuts = movie_cuts(work, inverted(seen) if measured.polarity == "dark-on-bright" else seen,
+                          preset)  # fmt: skip
+        _finish_card(work, str(movie), out, measured, t0, cuts=cuts)
+    return AdaptResult(out, measured, time.perf_counter() - t0, result.best_val_loss, cuts)
 
 
 def _adapt_rings(

@@ -19,6 +19,8 @@ ways, 12 px from the edge; DeepTrack's beads at many focal planes against
 particles marked by eye (:mod:`livetrack.bench._focal`); and its trapped bead, the
 adapted rings detector finding it for its own template (``process --single auto
 --model``), against the careful template-fit reference of ``bench --only single``.
+Always, the real fluorescence recordings shipped with the package
+(:mod:`livetrack.bench._fluorescence`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from numpy.typing import NDArray
 
 from livetrack.adapt.measure import inverted
 from livetrack.adapt.preset import EPOCHS, STEPS_PER_EPOCH
+from livetrack.bench._fluorescence import fluorescence_rows
 from livetrack.bench._focal import focal_planes_row
 from livetrack.bench._offconfig import BACKGROUND_E, READ_E, off_config_movie
 from livetrack.linking.scores import detection_scores
@@ -209,4 +212,6 @@ def bench_adapt(quick: bool, real_data: Path | None = None) -> list[dict[str, An
             focal = focal_planes_row(real_data, Path(tmp))
             if focal is not None:
                 rows.append(focal)
+        if not quick:  # shipped with the package: no --real-data needed
+            rows += fluorescence_rows(Path(tmp))
     return rows

@@ -129,14 +129,14 @@ def ring_movie(movie: Path, tmp: Path, dark: bool) -> tuple[NDArray[np.generic],
 
 
 def interior_matched(
-    ours: pd.DataFrame, ref: pd.DataFrame, shape: tuple[int, ...]
+    ours: pd.DataFrame, ref: pd.DataFrame, shape: tuple[int, ...], edge: float = EDGE_PX
 ) -> tuple[float, float]:
-    """Ours matched by ``ref`` and ``ref`` by ours within 1 px, :data:`EDGE_PX` from the edge."""
+    """Ours matched by ``ref`` and ``ref`` by ours within 1 px, ``edge`` px from the edge."""
     h, w = shape[-2:]
 
     def inner(d: pd.DataFrame) -> pd.DataFrame:
         x, y = d["x"], d["y"]
-        ok = (x >= EDGE_PX) & (y >= EDGE_PX) & (x <= w - 1 - EDGE_PX) & (y <= h - 1 - EDGE_PX)
+        ok = (x >= edge) & (y >= edge) & (x <= w - 1 - edge) & (y <= h - 1 - edge)
         out: pd.DataFrame = d[ok]
         return out
 

@@ -52,6 +52,7 @@ def process(
     diameter: o.Diameter = 9,
     minmass: o.Minmass = 100.0,
     min_score: o.MinScore = None,
+    min_photons: o.MinPhotons = None,
     fmt: o.TableFormat = "parquet",
     workers: o.Workers = 1,
     scheduler: o.Scheduler = None,
@@ -94,7 +95,7 @@ def process(
             precision=precision or "auto", split=split, checkpoint=checkpoint,
             force_model=bool(force_model), fps=fps, channel=channel, offset_adu=offset,
             gain_adu_per_e=gain, invert=invert, linking_from_data=linking_from_data,
-            min_score=min_score,
+            min_score=min_score, min_photons=min_photons,
         )  # fmt: skip
         with _frames_bar() as on_movie:
             done = process_movies(movies, output, opts, on_movie, _say)

@@ -142,6 +142,14 @@ Single = Annotated[
 ]
 Diameter = Annotated[int, typer.Option(help="--classical: feature diameter (odd, px).")]
 Minmass = Annotated[float, typer.Option(help="--classical: minimum integrated mass.")]
+MinPhotons = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0,
+        help="Drop a model's fitted spots with fewer photons (default: the card's floor; "
+        "`adapt` sets one above a faint population at the noise's level, 0 keeps it).",
+    ),
+]
 MinScore = Annotated[
     float | None,
     typer.Option(

@@ -154,6 +154,7 @@ def adapt(
     """Fit the simulator to your movie, write its preset, fine-tune a detector for it."""
     from livetrack.adapt import AdaptError, adapt_movie
     from livetrack.adapt.rings import RingsMeasured
+    from livetrack.detection.lone import ELONGATION_MIN, SPLIT_Z
 
     if self_supervised:
         _self_supervised(movie, output, frames, epochs * steps, flips, force, quiet)
@@ -191,6 +192,19 @@ def adapt(
     caution = m.caution() if isinstance(m, RingsMeasured) else None
     if caution:
         console.print(f"warning: {caution}", highlight=False)
+    cuts = result.cuts
+    if cuts is not None and cuts.min_photons > 0:
+        print(
+            f"left out: {cuts.faint_per_frame:.1f} spots a frame below {cuts.min_photons:.0f} "
+            "photons, a fainter population at the noise's level (`process --min-photons 0` "
+            "keeps them)"
+        )
+    if cuts is not None and (cuts.split_lobe_z or cuts.split_elongation):
+        print(
+            f"the movie's lone spots are not round (as the simulator's are): a spot is split "
+            f"in two from a residual lobe of z {cuts.split_lobe_z or SPLIT_Z:.1f} and an "
+            f"elongation of {cuts.split_elongation or ELONGATION_MIN:.2f} (card.json)"
+        )
 
 
 def _self_supervised(

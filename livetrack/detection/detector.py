@@ -83,6 +83,8 @@ class Detector:
     xla
         Run single frames through an XLA-compiled network (see :func:`resolve_xla`;
         ``None``: where it helps). The choice is :attr:`xla`.
+    min_photons
+        Drop fitted spots with fewer photons; ``None``: the card's ``min_photons``.
     """
 
     def __init__(
@@ -93,6 +95,7 @@ class Detector:
         split: bool = True,
         split_region: tuple[float, float, float] | None = None,
         xla: bool | None = None,
+        min_photons: float | None = None,
     ) -> None:
         #: the precision asked for (``LIVETRACK_PRECISION`` applied), e.g. "auto"
         self.asked_precision = requested_precision(precision)
@@ -124,8 +127,12 @@ class Detector:
             else refine_positions
         )
         #: residual z-score that splits a second particle from a fit (None: never)
-        self.split_z: float | None = SPLIT_Z if split or split_region else None
+        o = self.card.outputs
+        lobe_z = SPLIT_Z if o.split_lobe_z is None else o.split_lobe_z
+        self.split_z: float | None = lobe_z if split or split_region else None
         self.split_region = split_region
+        #: fitted spots with fewer photons are dropped
+        self.min_photons = o.min_photons if min_photons is None else float(min_photons)
         self.precision = resolve_precision(precision)
         call = None
         if self.precision == "int8":
@@ -364,12 +371,18 @@ class Detector:
             x, y, score = x[keep], y[keep], score[keep]
             photons, background, sigma = fit.photons[keep], fit.background[keep], fit.sigma[keep]
             if self.split_z is not None:
+                # live, around a followed particle, the lobe test alone (see split_merged)
+                stretch = None if self.split_region else self.card.outputs.split_elongation
                 x, y, score, photons, background, sigma = split_merged(
                     f, x, y, score, photons, background, sigma,
                     z_min=self.split_z, min_fit_snr=self.card.outputs.min_fit_snr,
-                    read_noise=read, offset=e.camera_offset_adu, scale=scale,
-                    region=self.split_region,
+                    elongation_min=stretch, read_noise=read, offset=e.camera_offset_adu,
+                    scale=scale, region=self.split_region,
                 )  # fmt: skip
+            if self.min_photons > 0:
+                keep = photons >= self.min_photons
+                x, y, score = x[keep], y[keep], score[keep]
+                photons, background, sigma = photons[keep], background[keep], sigma[keep]
         else:  # rings have no Gaussian to fit: centred on their symmetry if the card asks
             x, y, score = centred_as_card(f, x, y, score, self.card.outputs)
             photons = background = np.full(len(x), np.nan)

@@ -61,6 +61,7 @@ class ProcessOptions:
     gain_adu_per_e: float | None = None  # its gain (None: read from the movie, else the card's)
     invert: bool = False  # dark particles on a bright background: inverted before detection
     min_score: float | None = None  # a model's detections scoring less are dropped
+    min_photons: float | None = None  # its fitted spots with fewer photons (None: the card's)
 
     def __post_init__(self) -> None:
         if f".{self.fmt}" not in TABLE_SUFFIXES:
@@ -73,6 +74,11 @@ class ProcessOptions:
             raise ProcessError(f"fps {self.fps}: must be positive")
         if self.gain_adu_per_e is not None and not self.gain_adu_per_e > 0:
             raise ProcessError(f"gain {self.gain_adu_per_e} ADU/e: must be positive")
+        if self.min_photons is not None and (self.classical or self.single):
+            raise ProcessError(
+                "--min-photons is for a model's fitted spots: --classical has --minmass, "
+                "and --single keeps one particle a frame"
+            )
         if self.min_score is not None and (self.classical or self.single):
             raise ProcessError(
                 "--min-score is for a model's detections: --classical has --minmass, "
@@ -96,6 +102,7 @@ class ProcessOptions:
             split=self.split,
             invert=self.invert,
             min_score=self.min_score,
+            min_photons=self.min_photons,
         )
 
     def detector_name(self, kind: str | None = None) -> str:
@@ -246,6 +253,9 @@ def sidecar_record(
     card: ModelCard | None,
 ) -> dict[str, Any]:
     """The JSON record written next to a table: inputs, model, settings, timing, versions."""
+    floor, model_fits = options.min_photons, not (options.classical or options.single)
+    if floor is None and model_fits and card is not None and card.outputs.kind == "detector":
+        floor = card.outputs.min_photons
     return {
         "livetrack": __version__,
         "movie": asdict(info),
@@ -264,6 +274,7 @@ def sidecar_record(
         "channel": options.channel,
         "invert": options.invert,
         "min_score": options.min_score,
+        "min_photons": floor,
         "camera": table.attrs.get("camera"),
         "detector": options.detector_name(card.outputs.kind if card is not None else None),
         "model": card.name if card is not None else None,

@@ -48,6 +48,7 @@ class DetectorSpec:
     split: bool = True  # particles hidden in a neighbour's fit (Detector)
     invert: bool = False  # dark particles on a bright background
     min_score: float | None = None  # detections scoring less are dropped (None: none)
+    min_photons: float | None = None  # fitted spots with fewer photons (None: the card's)
 
     def build(self) -> Any:
         """The detector."""
@@ -88,7 +89,9 @@ class DetectorSpec:
             return TrackpyDetector(self.diameter, self.minmass, self.invert)
         from livetrack.detection.detector import Detector
 
-        return Detector(self.model, precision=self.precision, split=self.split)
+        return Detector(
+            self.model, precision=self.precision, split=self.split, min_photons=self.min_photons
+        )
 
 
 _WORKER_DETECTORS: dict[DetectorSpec, Any] = {}
