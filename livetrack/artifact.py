@@ -54,6 +54,16 @@ class Expects(_Frozen):
     polarity: Polarity | None = None
 
     @property
+    def read_noise_photons(self) -> float:
+        """The camera's read noise in detected photons, as the read-out's fits take it."""
+        return self.camera_read_noise_e / self.camera_quantum_efficiency
+
+    @property
+    def adu_per_photon(self) -> float:
+        """ADU a detected photon gives (gain × quantum efficiency)."""
+        return self.camera_gain_adu_per_e * self.camera_quantum_efficiency
+
+    @property
     def particle_polarity(self) -> Polarity:
         """The polarity the model expects: the card's, else its modality's."""
         return self.polarity or modality_polarity(self.modality)

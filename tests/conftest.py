@@ -10,6 +10,13 @@ REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = REPO.parent / "shared" / "data" / "real"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Tune the allocator as the CLI does: the tests run adapt and train in this process."""
+    from livetrack.runtime import tune_allocator
+
+    tune_allocator()
+
+
 @pytest.fixture(scope="session")
 def beads() -> SimulationConfig:
     return load_simulation_config("fluorescent_beads")

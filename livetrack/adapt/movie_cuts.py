@@ -125,8 +125,7 @@ def movie_cuts(model: Path, seen: NDArray[np.float64], preset: Path) -> MovieCut
     from livetrack.simulation.camera import gaussian_peak_fraction
 
     det = Detector(model, split=False, min_photons=0.0)
-    e = det.card.expects
-    read2 = (e.camera_read_noise_e / e.camera_quantum_efficiency) ** 2
+    read2 = det.card.expects.read_noise_photons**2
     photons, snr = [], []
     for k, frame in enumerate(seen):
         d = det.detect(frame, index=k)

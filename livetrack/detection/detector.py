@@ -332,8 +332,7 @@ class Detector:
         block = k // SIGMA_EVERY
         thr = self.card.outputs.threshold if threshold is None else threshold
         e = self.card.expects
-        sigma0, read = e.psf_sigma_px, e.camera_read_noise_e / e.camera_quantum_efficiency
-        scale = e.camera_gain_adu_per_e * e.camera_quantum_efficiency
+        sigma0, read, scale = e.psf_sigma_px, e.read_noise_photons, e.adu_per_photon
         # the PSF width changes slowly: estimate it once per block of frames, from
         # the card's width (not the last block's: the estimate is not converged to
         # the last digit, and must not depend on which frames this detector saw)

@@ -46,8 +46,7 @@ def lone_spots(detector: Detector, frames: NDArray[np.generic]) -> LoneSpots:
     stream of its own (the detector is reset before and after).
     """
     e = detector.card.expects
-    read = e.camera_read_noise_e / e.camera_quantum_efficiency
-    scale = e.camera_gain_adu_per_e * e.camera_quantum_efficiency
+    read, scale = e.read_noise_photons, e.adu_per_photon
     split_z, detector.split_z = detector.split_z, None
     z, el, ph = [], [], []
     detector.reset()
