@@ -119,26 +119,30 @@ def _raised(movie: NDArray[np.float64], sim: NDArray[np.float64], default: float
 def movie_cuts(model: Path, seen: NDArray[np.float64], preset: Path) -> MovieCuts:
     """The cuts for the model in ``model`` from the movie's frames ``seen`` (model camera)."""
     from livetrack.config import load_simulation_config
+    from livetrack.detection.detections import fit_snr
     from livetrack.detection.detector import Detector
-    from livetrack.detection.lone import ELONGATION_MIN, SPLIT_Z, lone_spots
+    from livetrack.detection.lone import (
+        ELONGATION_MIN,
+        SPLIT_Z,
+        LoneSpots,
+        lone_in_frame,
+        lone_spots,
+    )
     from livetrack.simulation import simulate_movie
-    from livetrack.simulation.camera import gaussian_peak_fraction
 
     det = Detector(model, split=False, min_photons=0.0)
-    read2 = det.card.expects.read_noise_photons**2
-    photons, snr = [], []
-    for k, frame in enumerate(seen):
+    read = det.card.expects.read_noise_photons
+    photons, snr, parts = [], [], []
+    for k, frame in enumerate(seen):  # one reading: the faint population and lone spots
         d = det.detect(frame, index=k)
-        if not len(d.x):
-            continue
-        peak = d.photons * gaussian_peak_fraction(float(np.median(d.sigma)))
-        photons.append(np.asarray(d.photons, np.float64))
-        snr.append(np.asarray(peak / np.sqrt(peak + d.background + read2), np.float64))
-    det.reset()
+        if len(d.x):
+            photons.append(d.photons)
+            snr.append(fit_snr(d.photons, d.background, float(np.median(d.sigma)), read))
+            parts.append(lone_in_frame(det, frame, d))
     all_photons = np.concatenate(photons) if photons else np.zeros(0)
     floor = brightness_gap(all_photons, np.concatenate(snr) if snr else np.zeros(0))
     sim = simulate_movie(load_simulation_config(preset), SIM_FRAMES, seed=0).frames
-    lone = lone_spots(det, seen)
+    lone = LoneSpots.joined(parts)
     # compared at the same brightness: a spot's shape is the less certain the fainter
     band = tuple(np.percentile(lone.photons, [50, 95])) if len(lone.photons) else (0.0, 0.0)
     movie_z, movie_el = _in_band(lone, band)

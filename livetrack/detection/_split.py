@@ -34,6 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from livetrack.detection._lobes import residual_lobes, window_loglik
+from livetrack.detection.detections import fit_snr
 
 FloatArray = NDArray[np.float64]
 #: residual z-score that splits a second particle out of a fit: lower splits noise,
@@ -277,7 +278,6 @@ def _trial_fit(
     the spots of ``sub`` and then the new ones.
     """
     from livetrack.detection._refine import refine
-    from livetrack.simulation import gaussian_peak_fraction
 
     mx, my = x[cand], y[cand]
     sx, sy = x[sub].copy(), y[sub].copy()
@@ -289,8 +289,7 @@ def _trial_fit(
         read_noise=read_noise, offset=offset, scale=scale, alone_first=False,
         iterations=2,  # + 8 joint: the starts are close, the fit converges early
     )  # fmt: skip
-    peak = f.photons * gaussian_peak_fraction(s0)
-    snr = peak / np.sqrt(peak + f.background + read_noise**2)
+    snr = fit_snr(f.photons, f.background, s0, read_noise)
     # settled near where it started (refine's own flag also demands < 1.5 px)
     moved = np.hypot(f.x[len(sx) :] - px, f.y[len(sx) :] - py)
     settled = np.concatenate([np.ones(len(sx)), (moved < 2.5 * s0).astype(np.float64)])

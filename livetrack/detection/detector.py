@@ -28,6 +28,7 @@ from livetrack.detection._matched import with_matched
 from livetrack.detection._refine import NARROW_PSF_PX, refine
 from livetrack.detection._split import SPLIT_Z, split_merged
 from livetrack.detection.detections import Detections as Detections
+from livetrack.detection.detections import fit_snr
 from livetrack.detection.normalise import background_slope, robust_normalise
 from livetrack.detection.normalise import compile_now as compile_normalise
 from livetrack.detection.precision import (
@@ -41,7 +42,6 @@ from livetrack.detection.precision import set_network_threads as set_network_thr
 from livetrack.detection.readout import compile_now, read_peaks
 from livetrack.detection.symmetry import centred_as_card
 from livetrack.runtime import quiet_tensorflow_start
-from livetrack.simulation.camera import gaussian_peak_fraction
 
 # The frame-wide PSF width is estimated once per block of SIGMA_EVERY frames, on the
 # block's first frame (by frame index): live, offline, Dask and resumed runs agree.
@@ -362,9 +362,8 @@ class Detector:
             y = np.where(ok, fit.y, y)
             # significance of each fitted spot, peak signal over its noise (ISBI SNR):
             # drops noise blobs the network took for faint particles
-            peak = fit.photons * gaussian_peak_fraction(float(np.median(fit.sigma)))
-            fit_snr = peak / np.sqrt(peak + fit.background + read * read)
-            keep = fit_snr >= self.card.outputs.min_fit_snr
+            snr = fit_snr(fit.photons, fit.background, float(np.median(fit.sigma)), read)
+            keep = snr >= self.card.outputs.min_fit_snr
             if second:  # below the threshold, only peaks the matched filter confirms
                 keep = (keep & (score >= thr)) | (matched & ok)
             x, y, score = x[keep], y[keep], score[keep]

@@ -23,6 +23,7 @@ from livetrack.detection._split import ELONGATION_MIN as ELONGATION_MIN
 from livetrack.detection._split import SPLIT_Z as SPLIT_Z
 
 if TYPE_CHECKING:
+    from livetrack.detection.detections import Detections
     from livetrack.detection.detector import Detector
 
 FloatArray = NDArray[np.float64]
@@ -38,6 +39,30 @@ class LoneSpots:
     elongation: FloatArray
     photons: FloatArray
 
+    @staticmethod
+    def joined(parts: list[LoneSpots]) -> LoneSpots:
+        """Several frames' lone spots as one."""
+        if not parts:
+            return LoneSpots(np.zeros(0), np.zeros(0), np.zeros(0))
+        return LoneSpots(*(np.concatenate([getattr(p, k) for p in parts])
+                           for k in ("z", "elongation", "photons")))  # fmt: skip
+
+
+def lone_in_frame(detector: Detector, frame: NDArray[np.generic], d: Detections) -> LoneSpots:
+    """The lone spots among ``d``, the detections of ``frame`` read without the split."""
+    if len(d.x) == 0:
+        return LoneSpots.joined([])
+    e = detector.card.expects
+    s0 = float(np.median(d.sigma))
+    xy = np.column_stack([d.x, d.y])
+    gap = cKDTree(xy).query(xy, k=2)[0][:, 1] if len(d.x) > 1 else np.full(1, np.inf)
+    lone = np.flatnonzero(gap > APART_SIGMAS * s0)
+    lobes = residual_lobes(
+        np.asarray(frame), d.x, d.y, d.photons, d.background, s0, e.read_noise_photons**2,
+        offset=e.camera_offset_adu, scale=e.adu_per_photon,
+    )  # fmt: skip
+    return LoneSpots(lobes.z[lone], lobes.elongation[lone], np.asarray(d.photons, np.float64)[lone])
+
 
 def lone_spots(detector: Detector, frames: NDArray[np.generic]) -> LoneSpots:
     """The lone spots of ``frames`` (in the model's camera) as the split sees them.
@@ -45,30 +70,13 @@ def lone_spots(detector: Detector, frames: NDArray[np.generic]) -> LoneSpots:
     Each frame is read as :meth:`Detector.detect` reads it, without the split, as a
     stream of its own (the detector is reset before and after).
     """
-    e = detector.card.expects
-    read, scale = e.read_noise_photons, e.adu_per_photon
     split_z, detector.split_z = detector.split_z, None
-    z, el, ph = [], [], []
     detector.reset()
     try:
-        for k, frame in enumerate(frames):
-            d = detector.detect(frame, index=k)
-            if len(d.x) == 0:
-                continue
-            s0 = float(np.median(d.sigma))
-            xy = np.column_stack([d.x, d.y])
-            gap = cKDTree(xy).query(xy, k=2)[0][:, 1] if len(d.x) > 1 else np.full(1, np.inf)
-            lone = np.flatnonzero(gap > APART_SIGMAS * s0)
-            lobes = residual_lobes(
-                np.asarray(frame), d.x, d.y, d.photons, d.background, s0, read**2,
-                offset=e.camera_offset_adu, scale=scale,
-            )  # fmt: skip
-            z.append(lobes.z[lone])
-            el.append(lobes.elongation[lone])
-            ph.append(np.asarray(d.photons, np.float64)[lone])
+        parts = [
+            lone_in_frame(detector, f, detector.detect(f, index=k)) for k, f in enumerate(frames)
+        ]
     finally:
         detector.split_z = split_z
         detector.reset()
-    if not z:
-        return LoneSpots(np.zeros(0), np.zeros(0), np.zeros(0))
-    return LoneSpots(np.concatenate(z), np.concatenate(el), np.concatenate(ph))
+    return LoneSpots.joined(parts)
