@@ -99,6 +99,11 @@ def test_rings_it_never_saw_are_found_at_their_centres(rings) -> None:  # type: 
     assert card.outputs.kind == "lodestar"
     assert card.metrics["self_supervised"]["found"]["windows"] >= 8
     assert (model / "fit.png").stat().st_size > 0
+    from livetrack.adapt.self_supervised import UNLIKE_SHARE, Scores
+
+    scores = Scores(**card.metrics["self_supervised"]["scores"])
+    assert scores.like_crops >= 8  # of 10 rings a frame, one kind: nothing to tell apart
+    assert scores.unlike_share < UNLIKE_SHARE
     from livetrack.artifact import ArtifactError
     from livetrack.detection.detector import Detector
 
@@ -361,6 +366,47 @@ def test_real_noisy_beads_lit_from_one_side_are_centred_as_an_expert_centres_the
     ours_matched, theirs_matched = interior_matched(ours, expert_trackpy(frames), frames.shape)
     assert ours_matched >= 0.95
     assert theirs_matched >= 0.95
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (REAL_DATA / "deeptrack_videos").is_dir(), reason="real movies not here")
+def test_real_bacteria_among_microspheres_are_told_apart_and_centred_as_trackpy_tuned_to_them(
+    tmp_path: Path,
+) -> None:
+    """DeepTrack's bacteria among packed microspheres (an MP4), as a user runs it: adapt
+    says there are two kinds and how to keep the learnt one; process keeps it."""
+    pytest.importorskip("cv2")
+    import trackpy
+
+    from livetrack.bench._lodestar import BACTERIA_TRACKPY, interior_matched
+    from livetrack.offline.movies import MovieReader
+
+    path = REAL_DATA / "deeptrack_videos" / "brownian_particles_and_bacteria.mp4"
+    cli = [sys.executable, "-m", "livetrack.cli"]
+    adapt = subprocess.run(
+        [*cli, "adapt", str(path), "-o", str(tmp_path / "m"), "--self-supervised", "--quiet"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert adapt.returncode == 0, adapt.stderr
+    assert "two kinds" in adapt.stdout
+    assert "process --min-score 0.9" in adapt.stdout
+    out = tmp_path / "bacteria.csv"
+    run = subprocess.run(
+        [*cli, "process", str(path), "--model", str(tmp_path / "m"), "--min-score", "0.9",
+         "-o", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    reader = MovieReader(path)
+    frames = reader.read(0, reader.info.n_frames)
+    reader.close()
+    trackpy.quiet()
+    diameter, minmass = BACTERIA_TRACKPY
+    ref = pd.concat([trackpy.locate(f, diameter, minmass=minmass).assign(frame=k)
+                     for k, f in enumerate(frames)])  # fmt: skip
+    ours, theirs = interior_matched(pd.read_csv(out), ref, frames.shape)
+    assert ours >= 0.95, (ours, theirs)
+    assert theirs >= 0.95, (ours, theirs)
 
 
 def test_the_cli_says_what_it_made(rings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -29,6 +29,14 @@ def test_a_faint_population_at_the_noises_level_is_cut_in_its_gap_and_no_other()
     floor = brightness_gap(np.r_[bright, faint], np.r_[bright_snr, faint_snr])
     assert floor is not None
     assert np.percentile(faint, 95) < floor < np.percentile(bright, 5)
+    # a faint population spread flat over the noise's level, a step below the particles
+    # (no peak of its own for a gap to be deep beside): cut at the step
+    step = np.random.default_rng(0)
+    near, near_snr = _population(step, 170, 800.0, 0.5, 0.01)
+    spread = np.exp(step.uniform(np.log(50.0), np.log(250.0), 57))
+    floor = brightness_gap(np.r_[near, spread], np.r_[near_snr, spread * 0.01])
+    assert floor is not None
+    assert spread.max() < floor < np.percentile(near, 10)
     # one population, however spread, has no gap to cut in
     one, one_snr = _population(rng, 300, 500.0, 0.8, 0.01)
     assert brightness_gap(one, one_snr) is None
@@ -116,6 +124,57 @@ def test_process_takes_the_floor_from_the_card_or_the_option(tmp_path: Path) -> 
     )
     assert r.exit_code == 2
     assert "--classical has --minmass" in r.output
+
+
+def _with_card(tmp_path: Path, name: str, **outputs: object) -> Path:
+    """A copy of the shipped model whose card's outputs are changed."""
+    from livetrack.artifact import default_model_dir
+
+    model = tmp_path / name
+    shutil.copytree(default_model_dir(), model)
+    card = json.loads((model / "card.json").read_text())
+    card["outputs"].update(outputs)
+    (model / "card.json").write_text(json.dumps(card))
+    return model
+
+
+def test_serve_takes_the_floor_from_the_card_or_the_option_and_keeps_it_across_swaps(
+    tmp_path: Path,
+) -> None:
+    from livetrack.service.settings import ServeSettings, build_detector
+    from tests.test_service import start
+
+    floored = _with_card(tmp_path, "floored", min_photons=1500.0)
+    det, line = build_detector(ServeSettings(model=str(floored)))
+    assert det.min_photons == 1500.0
+    assert "≥ 1500 photons" in line  # the start-up lines say what is left out
+    det, line = build_detector(ServeSettings(model=str(floored), min_photons=0.0))
+    assert det.min_photons == 0.0
+    assert "photons" not in line
+    # a model swapped in keeps the option's floor, not its own card's
+    running = start(det, policy="lossless", min_photons=200.0)
+    try:
+        reply = running.control.request("load_model", timeout_ms=60000, path=str(floored))
+        assert reply["ok"], reply
+        assert running.service.detector.min_photons == 200.0
+    finally:
+        running.stop()
+    with pytest.raises(ValueError, match="not --classical"):
+        build_detector(ServeSettings(classical=True, min_photons=10.0))
+    learnt = _with_card(tmp_path, "learnt", kind="lodestar")
+    with pytest.raises(ValueError, match="--min-score drops its weaker"):
+        build_detector(ServeSettings(model=str(learnt), min_photons=10.0))
+
+
+def test_process_refuses_a_floor_for_a_model_that_fits_no_photons(tmp_path: Path) -> None:
+    from livetrack.offline.job import ProcessError, ProcessOptions, process_movies
+
+    learnt = _with_card(tmp_path, "learnt", kind="lodestar")
+    movie = Path(__file__).parents[1] / "livetrack" / "bench" / "real" / "beads_two_views.tif"
+    opts = ProcessOptions(model=str(learnt), min_photons=10.0)
+    with pytest.raises(ProcessError, match="fits none"):
+        process_movies([str(movie)], tmp_path / "out.csv", opts)
+    assert not (tmp_path / "out.csv").exists()
 
 
 @pytest.mark.slow

@@ -53,6 +53,7 @@ def serve(
     gain: o.Gain = None,
     invert: o.ServeInvert = None,
     min_score: o.MinScore = None,
+    min_photons: o.MinPhotons = None,
     search_range: o.SearchRange = None,
     memory: o.Memory = None,
     brightness_penalty: o.BrightnessPenalty = None,

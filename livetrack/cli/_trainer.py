@@ -211,6 +211,7 @@ def _self_supervised(
     movie: str, output: Path, frames: int, steps: int, flips: bool, force: bool, quiet: bool
 ) -> None:
     from livetrack.adapt import AdaptError, adapt_self_supervised
+    from livetrack.adapt.self_supervised import LIKE_CROPS_SCORE, UNLIKE_SHARE
 
     try:
         with _bar("steps") as bar:
@@ -234,6 +235,14 @@ def _self_supervised(
         f"{result.seconds:.0f} s. See {result.model / 'fit.png'}; use it: livetrack process "
         f"{movie} --model {result.model}"
     )
+    scores = result.scores
+    if scores is not None and scores.unlike_share >= UNLIKE_SHARE:
+        print(
+            f"two kinds: {scores.unlike:.1f} detections a frame score below "
+            f"{LIKE_CROPS_SCORE}, unlike the {scores.like_crops:.1f} that look like its crops: "
+            "another kind of particle, or the same ones looking otherwise (out of focus); "
+            f"`process --min-score {LIKE_CROPS_SCORE}` keeps only those like the crops"
+        )
 
 
 def evaluate(

@@ -74,16 +74,12 @@ class ProcessOptions:
             raise ProcessError(f"fps {self.fps}: must be positive")
         if self.gain_adu_per_e is not None and not self.gain_adu_per_e > 0:
             raise ProcessError(f"gain {self.gain_adu_per_e} ADU/e: must be positive")
-        if self.min_photons is not None and (self.classical or self.single):
-            raise ProcessError(
-                "--min-photons is for a model's fitted spots: --classical has --minmass, "
-                "and --single keeps one particle a frame"
-            )
-        if self.min_score is not None and (self.classical or self.single):
-            raise ProcessError(
-                "--min-score is for a model's detections: --classical has --minmass, "
-                "and --single keeps one particle a frame"
-            )
+        for name, value in (("--min-photons", self.min_photons), ("--min-score", self.min_score)):
+            if value is not None and (self.classical or self.single):
+                raise ProcessError(
+                    f"{name} is for a model's detections: --classical has --minmass, "
+                    "and --single keeps one particle a frame"
+                )
         if self.pixel_size_um is not None and not self.pixel_size_um > 0:
             raise ProcessError(f"pixel size {self.pixel_size_um} µm: must be positive")
 
@@ -163,6 +159,12 @@ def _card(options: ProcessOptions) -> ModelCard | None:
         raise ProcessError(
             f"--model {options.model}: a {card.outputs.kind} model, not a "
             f"{' or a '.join(wants)}{hint}"
+        )
+    if options.min_photons is not None and card.outputs.kind == "lodestar":
+        raise ProcessError(
+            f"--min-photons is for a fitted spot's photons: {options.model} was learnt "
+            "from the movie's own particles (adapt --self-supervised) and fits none; "
+            "--min-score drops its weaker detections"
         )
     return card
 

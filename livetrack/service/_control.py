@@ -192,8 +192,9 @@ class ControlChannel:
             xla = getattr(self.service.detector, "xla", None)
             # the same arithmetic and read-out as the model it replaces
             det = Detector(
-                Path(path), precision=precision, split=split, split_region=region, xla=xla
-            )
+                Path(path), precision=precision, split=split, split_region=region, xla=xla,
+                min_photons=self.service.config.min_photons,
+            )  # fmt: skip
         else:
             det = loader(Path(path))
         card = getattr(det, "card", None)

@@ -54,3 +54,5 @@ class ServiceConfig:
     invert: bool = False
     # a model's detections scoring less are dropped before linking (None: none)
     min_score: float | None = None
+    # a fitted spot's photon floor, kept across model swaps (None: each card's own)
+    min_photons: float | None = None

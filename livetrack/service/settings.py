@@ -46,6 +46,7 @@ class ServeSettings(BaseModel):
     gain: Annotated[float, Field(gt=0)] | None = None  # its gain, ADU per electron
     invert: bool = False  # dark particles on a bright background
     min_score: Annotated[float, Field(gt=0)] | None = None  # a model's weaker detections dropped
+    min_photons: Annotated[float, Field(ge=0)] | None = None  # fitted spots' floor; None: card's
     linking: LinkingConfig = Field(default_factory=LinkingConfig)
 
     @field_validator("split_near")
@@ -76,6 +77,7 @@ class ServeSettings(BaseModel):
             camera_gain_adu_per_e=self.gain,
             invert=self.invert,
             min_score=self.min_score,
+            min_photons=self.min_photons,
         )
 
     def split_summary(self) -> str:
@@ -116,8 +118,10 @@ def build_detector(settings: ServeSettings) -> tuple[Any, str]:
     if settings.classical:
         from livetrack.detection.classical import TrackpyDetector
 
-        if settings.min_score is not None:
-            raise ValueError("--min-score is for a model's detections, not --classical")
+        for name, value in (("--min-score", settings.min_score),
+                            ("--min-photons", settings.min_photons)):  # fmt: skip
+            if value is not None:
+                raise ValueError(f"{name} is for a model's detections, not --classical")
         classic = TrackpyDetector(invert=settings.invert)
         classic.warm_up()
         return classic, "trackpy locate"
@@ -133,6 +137,12 @@ def build_detector(settings: ServeSettings) -> tuple[Any, str]:
                 "was learnt from the particles as they look (adapt --self-supervised); "
                 "serve it without --invert"
             )
+        if settings.min_photons is not None:
+            raise ValueError(
+                f"--min-photons is for a fitted spot's photons: {settings.model} was learnt "
+                "from the movie's own particles (adapt --self-supervised) and fits none; "
+                "--min-score drops its weaker detections"
+            )
         learnt = LodestarDetector(settings.model, precision=settings.precision)
         learnt.warm_up()
         return learnt, f"LodeSTAR, {learnt.precision}, {threads} thread(s)"
@@ -141,9 +151,11 @@ def build_detector(settings: ServeSettings) -> tuple[Any, str]:
         precision=settings.precision,
         split=settings.split,
         split_region=settings.split_near,
+        min_photons=settings.min_photons,
     )
     det.warm_up()
-    return det, f"{det.precision}, {threads} thread(s)"
+    floor = f", spots of ≥ {det.min_photons:g} photons" if det.min_photons > 0 else ""
+    return det, f"{det.precision}, {threads} thread(s){floor}"
 
 
 def start_service(settings: ServeSettings) -> tuple[Service, str]:
