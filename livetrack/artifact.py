@@ -209,6 +209,15 @@ def artifact_kind(artifact: str | Path) -> str | None:
         return None  # loading the model says what is wrong
 
 
+def no_photon_floor(artifact: str | Path) -> str:
+    """Why a photon floor (``--min-photons``) is refused for a LodeSTAR ``artifact``."""
+    return (
+        f"--min-photons is for a fitted spot's photons: {artifact} was learnt from the "
+        "movie's own particles (adapt --self-supervised) and fits none; --min-score drops "
+        "its weaker detections"
+    )
+
+
 def write_card(artifact: str | Path, card: ModelCard) -> Path:
     """Write the card beside the model."""
     p = card_path(artifact)

@@ -70,8 +70,19 @@ def _frame(
     return (100 + rng.poisson(light)).astype(np.uint16)
 
 
-def test_the_cards_split_thresholds_and_photon_floor_are_the_detectors(tmp_path: Path) -> None:
+def _with_card(tmp_path: Path, name: str, **outputs: object) -> Path:
+    """A copy of the shipped model whose card's outputs are changed."""
     from livetrack.artifact import default_model_dir
+
+    model = tmp_path / name
+    shutil.copytree(default_model_dir(), model)
+    card = json.loads((model / "card.json").read_text())
+    card["outputs"].update(outputs)
+    (model / "card.json").write_text(json.dumps(card))
+    return model
+
+
+def test_the_cards_split_thresholds_and_photon_floor_are_the_detectors(tmp_path: Path) -> None:
     from livetrack.detection.detector import Detector
 
     rng = np.random.default_rng(5)
@@ -82,11 +93,9 @@ def test_the_cards_split_thresholds_and_photon_floor_are_the_detectors(tmp_path:
     frame = _frame(stretched, rng)
     shipped = Detector()
     assert len(shipped.detect(frame).x) > len(grid)  # lone spots taken for pairs
-    model = tmp_path / "stretched"
-    shutil.copytree(default_model_dir(), model)
-    card = json.loads((model / "card.json").read_text())
-    card["outputs"].update(split_lobe_z=200.0, split_elongation=0.9, min_photons=1500.0)
-    (model / "card.json").write_text(json.dumps(card))
+    model = _with_card(
+        tmp_path, "stretched", split_lobe_z=200.0, split_elongation=0.9, min_photons=1500.0
+    )
     told = Detector(model, min_photons=0.0)
     found = told.detect(frame)
     assert len(found.x) == len(grid)
@@ -124,18 +133,6 @@ def test_process_takes_the_floor_from_the_card_or_the_option(tmp_path: Path) -> 
     )
     assert r.exit_code == 2
     assert "--classical has --minmass" in r.output
-
-
-def _with_card(tmp_path: Path, name: str, **outputs: object) -> Path:
-    """A copy of the shipped model whose card's outputs are changed."""
-    from livetrack.artifact import default_model_dir
-
-    model = tmp_path / name
-    shutil.copytree(default_model_dir(), model)
-    card = json.loads((model / "card.json").read_text())
-    card["outputs"].update(outputs)
-    (model / "card.json").write_text(json.dumps(card))
-    return model
 
 
 def test_serve_takes_the_floor_from_the_card_or_the_option_and_keeps_it_across_swaps(

@@ -10,13 +10,13 @@ movie's frames:
   into two populations with a sparse gap between, and the fainter one sits at the
   noise's level (median fitted SNR ≤ :data:`FAINT_SNR`), the card's ``min_photons``
   is set at the gap's bright end, as an expert sets trackpy's ``minmass`` in the gap
-  of its mass histogram. Two populations both well above the noise (monomers and dimers) are
-  kept.
+  of its mass histogram. Two populations both well above the noise (monomers and
+  dimers) are kept.
 - **Spots that are not round.** The split takes a residual lobe or a stretched spot
   for a second particle (:mod:`livetrack.detection.lone`). Where the movie's lone
-  spots typically show more of both than the simulator's lone spots of the same
-  brightness (astigmatism, an aberrated PSF, motion blur), the card's split
-  thresholds are raised by the ratio of their upper tails (95th percentiles).
+  spots typically (their median) show more of either than the simulator's lone spots
+  of the same brightness (astigmatism, an aberrated PSF, motion blur), that split
+  threshold is raised by the larger of the medians' and the 95th percentiles' ratios.
 """
 
 from __future__ import annotations
@@ -99,13 +99,12 @@ def brightness_gap(photons: NDArray[np.float64], snr: NDArray[np.float64]) -> fl
     density = np.exp(-0.5 * ((grid[:, None] - s[None, :]) / bw) ** 2).sum(axis=1)
     between_medians = np.flatnonzero((grid >= np.median(lo)) & (grid <= np.median(hi)))
     j = int(between_medians[np.argmin(density[between_medians])])
-    deep = density[j] <= min(
-        GAP_DEPTH * density[j:].max(), FAINT_GAP_DEPTH * density[: j + 1].max()
-    )
+    if density[j] > min(GAP_DEPTH * density[j:].max(), FAINT_GAP_DEPTH * density[: j + 1].max()):
+        return None
     # the cut at the gap's bright end: below a broad faint population's flat density,
     # the least dense point may fall anywhere in it
     low = between_medians[density[between_medians] <= GAP_FLAT * density[j]]
-    return float(np.exp(grid[low.max()])) if deep else None
+    return float(np.exp(grid[low.max()]))
 
 
 def _in_band(lone: Any, band: tuple[float, float]) -> tuple[Any, Any]:

@@ -16,7 +16,14 @@ from typing import Any, Literal
 import pandas as pd
 
 from livetrack import __version__
-from livetrack.artifact import ArtifactError, ModelCard, check_fits, default_model_dir, read_card
+from livetrack.artifact import (
+    ArtifactError,
+    ModelCard,
+    check_fits,
+    default_model_dir,
+    no_photon_floor,
+    read_card,
+)
 from livetrack.detection.appearance import polarity_warning, width_warning
 from livetrack.detection.precision import PRECISIONS
 from livetrack.linking import LinkingConfig
@@ -161,11 +168,7 @@ def _card(options: ProcessOptions) -> ModelCard | None:
             f"{' or a '.join(wants)}{hint}"
         )
     if options.min_photons is not None and card.outputs.kind == "lodestar":
-        raise ProcessError(
-            f"--min-photons is for a fitted spot's photons: {options.model} was learnt "
-            "from the movie's own particles (adapt --self-supervised) and fits none; "
-            "--min-score drops its weaker detections"
-        )
+        raise ProcessError(no_photon_floor(str(options.model)))
     return card
 
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from livetrack.artifact import artifact_kind
+from livetrack.artifact import artifact_kind, no_photon_floor
 from livetrack.config import read_toml, validate_config
 from livetrack.detection.precision import PrecisionName
 from livetrack.linking import LinkingConfig
@@ -138,11 +138,7 @@ def build_detector(settings: ServeSettings) -> tuple[Any, str]:
                 "serve it without --invert"
             )
         if settings.min_photons is not None:
-            raise ValueError(
-                f"--min-photons is for a fitted spot's photons: {settings.model} was learnt "
-                "from the movie's own particles (adapt --self-supervised) and fits none; "
-                "--min-score drops its weaker detections"
-            )
+            raise ValueError(no_photon_floor(settings.model))
         learnt = LodestarDetector(settings.model, precision=settings.precision)
         learnt.warm_up()
         return learnt, f"LodeSTAR, {learnt.precision}, {threads} thread(s)"
